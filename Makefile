@@ -1,0 +1,55 @@
+# ktstr build, test and install. `make test` is what CI runs (.ci/run).
+GO        ?= go
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS   := -s -w -X github.com/ktstr-go/ktstr/pkg/cmdutil.Version=$(VERSION)
+TOOLS     := ktstr-mkinitramfs ktstr-hostlock ktstr-boot ktstr-monitor ktstr-decode
+GUEST     := $(wildcard cmd/ktstr-init)
+BINS      := $(TOOLS) $(notdir $(GUEST))
+
+export CGO_ENABLED = 0
+
+# Fixtures: a user points these at their own kernel and schedulers; when
+# ../shared (this project's fixture tree) exists the tests default to it.
+SHARED ?= $(abspath $(CURDIR)/../shared)
+ifneq ($(wildcard $(SHARED)/kernels/linux-6.12-ktstr/bzImage),)
+KTSTR_KERNEL     ?= $(SHARED)/kernels/linux-6.12-ktstr/bzImage
+KTSTR_VMLINUX    ?= $(SHARED)/kernels/linux-6.12-ktstr/vmlinux
+KTSTR_SYSTEM_MAP ?= $(SHARED)/kernels/linux-6.12-ktstr/System.map
+KTSTR_SCHEDULERS ?= $(SHARED)/schedulers
+endif
+export KTSTR_KERNEL KTSTR_VMLINUX KTSTR_SYSTEM_MAP KTSTR_SCHEDULERS
+export KTSTR_BIN = $(CURDIR)/bin
+
+.PHONY: all test unit e2e check install clean bench demo FORCE
+all: $(BINS:%=bin/%)
+
+bin/%: FORCE
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/$*
+
+check:
+	@out=$$(gofmt -l . 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit: all
+	$(GO) test -count=1 ./...
+
+e2e: all
+	bash test/e2e.sh
+
+test: check unit e2e
+
+bench: all
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./...
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(BINS:%=bin/%) $(DESTDIR)$(BINDIR)/
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,365 @@
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Message is a typed payload. Marshal and Unmarshal convert between a
+// Message and its payload bytes.
+type Message interface {
+	MsgType() Type
+}
+
+// GuestReady is sent by the guest init once its stream port is open.
+type GuestReady struct {
+	Kernel      string `json:"kernel"`       // uname -r
+	CPUs        int    `json:"cpus"`         // online CPUs
+	MemoryKiB   uint64 `json:"memory_kib"`   // MemTotal
+	InitVersion string `json:"init_version"` // ktstr version of the init
+	UptimeNS    uint64 `json:"uptime_ns"`    // guest CLOCK_BOOTTIME at send
+	Cmdline     string `json:"cmdline,omitempty"`
+}
+
+// Phase names. New phases may be added; decoders show unknown ones as text.
+const (
+	PhaseInitStarted          = "init_started"
+	PhaseSchedulerStarting    = "scheduler_starting"
+	PhaseSchedulerAttached    = "scheduler_attached"
+	PhaseSchedulerDied        = "scheduler_died"
+	PhaseSchedulerNotAttached = "scheduler_not_attached"
+	PhaseScenarioStart        = "scenario_start"
+	PhaseScenarioEnd          = "scenario_end"
+)
+
+// Phase marks a lifecycle transition of the guest run.
+type Phase struct {
+	Phase  string `json:"phase"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// StimulusOp is one operation applied at a scenario step.
+type StimulusOp struct {
+	Op     string `json:"op"` // add_cgroup, remove_cgroup, set_cpuset, move_workers, ...
+	Cgroup string `json:"cgroup,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Stimulus reports one step of a scenario as it begins.
+type Stimulus struct {
+	Step      int          `json:"step"` // 0-based
+	Name      string       `json:"name,omitempty"`
+	ElapsedMS uint64       `json:"elapsed_ms"` // since scenario start
+	HoldMS    uint64       `json:"hold_ms"`
+	Ops       []StimulusOp `json:"ops,omitempty"`
+	Cgroups   int          `json:"cgroups"`
+	Workers   int          `json:"workers"`
+}
+
+// WorkerMetrics is one worker's record over a step or a whole scenario.
+type WorkerMetrics struct {
+	Step         int     `json:"step"`
+	Cgroup       string  `json:"cgroup"`
+	Worker       int     `json:"worker"`
+	PID          int     `json:"pid"`
+	Work         string  `json:"work"`
+	Iterations   uint64  `json:"iterations"`
+	CPUTimeNS    uint64  `json:"cpu_time_ns"`
+	WallNS       uint64  `json:"wall_ns"`
+	MaxGapNS     uint64  `json:"max_gap_ns"`
+	MaxGapCPU    int     `json:"max_gap_cpu"`
+	CPUs         []int   `json:"cpus"`
+	Migrations   uint64  `json:"migrations"`
+	WakeLatP50NS uint64  `json:"wake_lat_p50_ns,omitempty"`
+	WakeLatP99NS uint64  `json:"wake_lat_p99_ns,omitempty"`
+	WakeLatMaxNS uint64  `json:"wake_lat_max_ns,omitempty"`
+	WakeSamples  uint64  `json:"wake_samples,omitempty"`
+	OffCpuset    []int   `json:"off_cpuset,omitempty"` // CPUs used outside the cgroup's cpuset
+	ExitCode     *int    `json:"exit_code,omitempty"`  // payload workers
+	CPUShare     float64 `json:"cpu_share,omitempty"`  // cpu_time / wall
+}
+
+// CgroupMetrics summarises a cgroup's workers over a step.
+type CgroupMetrics struct {
+	Step         int     `json:"step"`
+	Cgroup       string  `json:"cgroup"`
+	Workers      int     `json:"workers"`
+	Cpuset       []int   `json:"cpuset"`
+	Weight       int     `json:"weight"`
+	CPUsUsed     int     `json:"cpus_used"`
+	Iterations   uint64  `json:"iterations"`
+	CPUTimeNS    uint64  `json:"cpu_time_ns"`
+	SpreadPct    float64 `json:"spread_pct"` // (max-min)/mean of CPU time, equal-weight workers
+	MaxGapNS     uint64  `json:"max_gap_ns"`
+	Migrations   uint64  `json:"migrations"`
+	WakeLatP99NS uint64  `json:"wake_lat_p99_ns,omitempty"`
+}
+
+// Output stream identifiers.
+const (
+	StreamStdout uint8 = 1
+	StreamStderr uint8 = 2
+)
+
+// Well-known program ids for Output frames. Payload programs of a scenario
+// use ProgramPayloadBase + their index.
+const (
+	ProgramScheduler   uint32 = 0
+	ProgramInit        uint32 = 1
+	ProgramPayloadBase uint32 = 16
+)
+
+// Output is a raw chunk of a guest program's stdout or stderr. Binary
+// payload: stream u8, reserved u8, reserved u16 (all written 0), program
+// u32 LE, then the bytes.
+type Output struct {
+	Stream  uint8
+	Program uint32
+	Data    []byte
+}
+
+// SchedExit reports how the sched_ext scheduler ended: the kernel's
+// exit kind (enum scx_exit_kind: 0 none, 1 done, 64 unreg, 65 unreg_bpf,
+// 66 unreg_kern, 67 sysrq, 1024 error, 1025 error_bpf, 1026 error_stall),
+// its reason and message as the kernel logged them.
+type SchedExit struct {
+	Kind     int    `json:"kind"`
+	KindName string `json:"kind_name"`
+	Reason   string `json:"reason,omitempty"`
+	Message  string `json:"message,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"` // the scheduler process's own status
+	Signal   string `json:"signal,omitempty"`
+}
+
+// CheckResult is one check evaluated in the guest.
+type CheckResult struct {
+	Name      string  `json:"name"` // starvation, fairness, isolation, scheduler_died, ...
+	Pass      bool    `json:"pass"`
+	Threshold float64 `json:"threshold"`
+	Observed  float64 `json:"observed"`
+	Unit      string  `json:"unit,omitempty"`
+	Cgroup    string  `json:"cgroup,omitempty"`
+	Step      int     `json:"step"`
+	Detail    string  `json:"detail,omitempty"`
+}
+
+// GuestExit is the guest's final exit code. Binary payload: int32 LE.
+type GuestExit struct{ Code int32 }
+
+// Log is a free-form UTF-8 diagnostic line from the guest init.
+type Log struct{ Text string }
+
+// KernelSymbols carries runtime addresses the guest can read cheaply
+// (/proc/kallsyms), so host samplers can resolve KASLR without scanning.
+type KernelSymbols struct {
+	Symbols map[string]uint64 `json:"symbols"`
+}
+
+// MemRegion maps a guest-physical range to an offset in the memory file.
+type MemRegion struct {
+	GPA    uint64 `json:"gpa"`
+	Size   uint64 `json:"size"`
+	Offset uint64 `json:"offset"`
+}
+
+// VMStart is the first host frame: what runs and where its memory is.
+type VMStart struct {
+	VMM         string      `json:"vmm"`
+	PID         int         `json:"pid"`
+	VCPUs       int         `json:"vcpus"`
+	Topology    string      `json:"topology,omitempty"`
+	MemoryPath  string      `json:"memory_path,omitempty"` // e.g. /proc/PID/fd/N
+	MemorySize  uint64      `json:"memory_size"`
+	Regions     []MemRegion `json:"regions,omitempty"`
+	ControlFIFO string      `json:"control_fifo,omitempty"`
+	Kernel      string      `json:"kernel,omitempty"`
+	Cmdline     string      `json:"cmdline,omitempty"`
+}
+
+// CPUSample is one CPU's state in a MonitorSample.
+type CPUSample struct {
+	CPU       int               `json:"cpu"`
+	NrRunning uint32            `json:"nr_running"`
+	ClockNS   uint64            `json:"clock_ns"`
+	CurrPID   int32             `json:"curr_pid"`
+	CurrComm  string            `json:"curr_comm,omitempty"`
+	LocalDSQ  uint32            `json:"local_dsq"`
+	ScxNrRun  uint32            `json:"scx_nr_running"`
+	Events    map[string]uint64 `json:"events,omitempty"`
+}
+
+// MonitorSample is one read of the guest's scheduler state from host side.
+type MonitorSample struct {
+	Seq             uint64      `json:"seq"`
+	ElapsedNS       uint64      `json:"elapsed_ns"`
+	ScxState        string      `json:"scx_state,omitempty"`
+	ScxOps          string      `json:"scx_ops,omitempty"`
+	WatchdogTimeout uint64      `json:"watchdog_timeout_ns,omitempty"`
+	CPUs            []CPUSample `json:"cpus"`
+}
+
+// VMExit is the last host frame of a run.
+type VMExit struct {
+	Reason   string            `json:"reason"` // guest_exit, poweroff, reboot, triple_fault, panic, timeout, signal, error
+	ExitCode int               `json:"exit_code"`
+	WallNS   uint64            `json:"wall_ns"`
+	VCPUs    int               `json:"vcpus"`
+	Detail   string            `json:"detail,omitempty"`
+	KVMStats map[string]uint64 `json:"kvm_stats,omitempty"`
+}
+
+// Violation is a monitor finding.
+type Violation struct {
+	Kind      string             `json:"kind"` // cpu_stall, imbalance, dsq_depth, sched_exit, check_failed
+	CPU       int                `json:"cpu"`  // -1 when not per-CPU
+	ElapsedNS uint64             `json:"elapsed_ns"`
+	Values    map[string]float64 `json:"values,omitempty"`
+	Message   string             `json:"message"`
+}
+
+func (GuestReady) MsgType() Type    { return TypeGuestReady }
+func (Phase) MsgType() Type         { return TypePhase }
+func (Stimulus) MsgType() Type      { return TypeStimulus }
+func (WorkerMetrics) MsgType() Type { return TypeWorkerMetrics }
+func (CgroupMetrics) MsgType() Type { return TypeCgroupMetrics }
+func (Output) MsgType() Type        { return TypeOutput }
+func (SchedExit) MsgType() Type     { return TypeSchedExit }
+func (CheckResult) MsgType() Type   { return TypeCheckResult }
+func (GuestExit) MsgType() Type     { return TypeGuestExit }
+func (Log) MsgType() Type           { return TypeLog }
+func (KernelSymbols) MsgType() Type { return TypeKernelSymbols }
+func (VMStart) MsgType() Type       { return TypeVMStart }
+func (MonitorSample) MsgType() Type { return TypeMonitorSample }
+func (VMExit) MsgType() Type        { return TypeVMExit }
+func (Violation) MsgType() Type     { return TypeViolation }
+
+const outputHeader = 8
+
+// Marshal encodes m's payload.
+func Marshal(m Message) ([]byte, error) {
+	switch v := m.(type) {
+	case Output:
+		return appendOutput(nil, &v), nil
+	case *Output:
+		return appendOutput(nil, v), nil
+	case GuestExit:
+		return binary.LittleEndian.AppendUint32(nil, uint32(v.Code)), nil
+	case *GuestExit:
+		return binary.LittleEndian.AppendUint32(nil, uint32(v.Code)), nil
+	case Log:
+		return []byte(v.Text), nil
+	case *Log:
+		return []byte(v.Text), nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", m.MsgType(), err)
+	}
+	return b, nil
+}
+
+func appendOutput(dst []byte, o *Output) []byte {
+	dst = append(dst, o.Stream, 0, 0, 0)
+	dst = binary.LittleEndian.AppendUint32(dst, o.Program)
+	return append(dst, o.Data...)
+}
+
+// PayloadError reports a payload that does not match its type's layout.
+type PayloadError struct {
+	Type   Type
+	Reason string
+}
+
+func (e *PayloadError) Error() string { return fmt.Sprintf("bad %s payload: %s", e.Type, e.Reason) }
+
+// Unmarshal decodes a payload of a known type. Byte slices in the result
+// (Output.Data) alias payload. Unknown and user types return an error
+// wrapping ErrUnknownType.
+func Unmarshal(t Type, payload []byte) (Message, error) {
+	switch t {
+	case TypeOutput:
+		if len(payload) < outputHeader {
+			return nil, &PayloadError{t, fmt.Sprintf("%d bytes, need at least %d", len(payload), outputHeader)}
+		}
+		s := payload[0]
+		if s != StreamStdout && s != StreamStderr {
+			return nil, &PayloadError{t, fmt.Sprintf("stream id %d is neither 1 (stdout) nor 2 (stderr)", s)}
+		}
+		return Output{Stream: s, Program: binary.LittleEndian.Uint32(payload[4:]), Data: payload[outputHeader:]}, nil
+	case TypeGuestExit:
+		if len(payload) != 4 {
+			return nil, &PayloadError{t, fmt.Sprintf("%d bytes, want 4", len(payload))}
+		}
+		return GuestExit{Code: int32(binary.LittleEndian.Uint32(payload))}, nil
+	case TypeLog:
+		if !utf8.Valid(payload) {
+			return nil, &PayloadError{t, "not UTF-8"}
+		}
+		return Log{Text: string(payload)}, nil
+	}
+	var m Message
+	switch t {
+	case TypeGuestReady:
+		m = &GuestReady{}
+	case TypePhase:
+		m = &Phase{}
+	case TypeStimulus:
+		m = &Stimulus{}
+	case TypeWorkerMetrics:
+		m = &WorkerMetrics{}
+	case TypeCgroupMetrics:
+		m = &CgroupMetrics{}
+	case TypeSchedExit:
+		m = &SchedExit{}
+	case TypeCheckResult:
+		m = &CheckResult{}
+	case TypeKernelSymbols:
+		m = &KernelSymbols{}
+	case TypeVMStart:
+		m = &VMStart{}
+	case TypeMonitorSample:
+		m = &MonitorSample{}
+	case TypeVMExit:
+		m = &VMExit{}
+	case TypeViolation:
+		m = &Violation{}
+	default:
+		return nil, fmt.Errorf("type %s: %w", t, ErrUnknownType)
+	}
+	if err := json.Unmarshal(payload, m); err != nil {
+		return nil, &PayloadError{t, err.Error()}
+	}
+	return deref(m), nil
+}
+
+func deref(m Message) Message {
+	switch v := m.(type) {
+	case *GuestReady:
+		return *v
+	case *Phase:
+		return *v
+	case *Stimulus:
+		return *v
+	case *WorkerMetrics:
+		return *v
+	case *CgroupMetrics:
+		return *v
+	case *SchedExit:
+		return *v
+	case *CheckResult:
+		return *v
+	case *KernelSymbols:
+		return *v
+	case *VMStart:
+		return *v
+	case *MonitorSample:
+		return *v
+	case *VMExit:
+		return *v
+	case *Violation:
+		return *v
+	}
+	return m
+}
