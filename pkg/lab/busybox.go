@@ -2,7 +2,9 @@ package lab
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"strings"
 )
 
 // FindBusybox returns a static busybox: $KTSTR_BUSYBOX, else busybox on
@@ -50,3 +52,16 @@ func BusyboxArchive(init string) (*Archive, error) {
 // udev in lab guests, so no /dev/virtio-ports links).
 const FindPortShell = `findport() { for f in /sys/class/virtio-ports/*/name; do [ "$(cat "$f" 2>/dev/null)" = "$1" ] && { d=${f%/name}; echo /dev/${d##*/}; return 0; }; done; return 1; }
 `
+
+// FindPort returns /dev/vportNpM for the virtio-serial port named name, or
+// "" when there is none (guest side; reads /sys/class/virtio-ports).
+func FindPort(name string) string {
+	ents, _ := os.ReadDir("/sys/class/virtio-ports")
+	for _, e := range ents {
+		b, err := os.ReadFile("/sys/class/virtio-ports/" + e.Name() + "/name")
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + e.Name()
+		}
+	}
+	return ""
+}

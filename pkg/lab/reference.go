@@ -44,6 +44,9 @@ type ReferenceOptions struct {
 	ExtraArgs []string
 	// QEMU is the binary (default FindQEMU()).
 	QEMU string
+	// Accel and CPUModel default to "tcg" and "max". The nested lab's L2
+	// guests use the same arguments with "kvm" and "host".
+	Accel, CPUModel string
 }
 
 // Result is what one boot produced.
@@ -90,9 +93,10 @@ func tail(b []byte, n int) string {
 // panic, and the triple-fault reboot that needs no firmware.
 const BaseCmdline = "console=ttyS0 panic=-1 reboot=t"
 
-// ReferenceArgs returns QEMU's arguments for opts, with the stream wired to
-// the unix socket sock (client mode) when sock is not empty.
-func ReferenceArgs(opts *ReferenceOptions, sock string) []string {
+// ReferenceArgs returns QEMU's arguments for opts. stream is the chardev
+// backend for the guest's "ktstr" port ("socket,path=S" to connect to a
+// unix socket, "file,path=F" to write a file); empty leaves the port out.
+func ReferenceArgs(opts *ReferenceOptions, stream string) []string {
 	cpus, mem := opts.CPUs, opts.MemoryMiB
 	if cpus <= 0 {
 		cpus = 2
@@ -107,15 +111,15 @@ func ReferenceArgs(opts *ReferenceOptions, sock string) []string {
 		machine += ",memory-backend=mem"
 	}
 	args = append(args,
-		"-M", machine, "-accel", "tcg", "-cpu", "max",
+		"-M", machine, "-accel", or(opts.Accel, "tcg"), "-cpu", or(opts.CPUModel, "max"),
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-nodefaults", "-no-reboot", "-display", "none",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
 		"-device", "virtio-serial-device",
 	)
-	if sock != "" {
+	if stream != "" {
 		args = append(args,
-			"-chardev", "socket,id=ktstr,path="+sock,
+			"-chardev", stream+",id=ktstr",
 			"-device", "virtserialport,chardev=ktstr,name=ktstr")
 	}
 	cmdline := BaseCmdline
@@ -186,7 +190,7 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 			console = conFile
 		}
 	}
-	p := &process{qemu: q, args: ReferenceArgs(&opts, sink.path), timeout: opts.Timeout, console: console}
+	p := &process{qemu: q, args: ReferenceArgs(&opts, "socket,path="+sink.path), timeout: opts.Timeout, console: console}
 	if err := p.startProc(ctx); err != nil {
 		sink.close()
 		return nil, err
@@ -208,4 +212,11 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 		}
 	}
 	return r, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
