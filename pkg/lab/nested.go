@@ -187,11 +187,17 @@ func BuildL1Initramfs(path string, opts *NestedOptions) error {
 // its path. It runs the go tool from the ktstr module (the current
 // directory must be inside it).
 func BuildAgent(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "ktstr-lab-agent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/ktstr-go/ktstr/test/lab/ktstr-lab-agent")
+	return BuildTool(ctx, dir, "test/lab/ktstr-lab-agent")
+}
+
+// BuildTool compiles the ktstr module's package pkg (a path relative to
+// the module root, e.g. "cmd/ktstr-boot") as a static binary into dir.
+func BuildTool(ctx context.Context, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/ktstr-go/ktstr/"+pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the L1 agent: %v: %s", err, bytes.TrimSpace(b))
+		return "", fmt.Errorf("build %s: %v: %s", pkg, err, bytes.TrimSpace(b))
 	}
 	return out, nil
 }
@@ -369,4 +375,17 @@ func consoleLines(b []byte, s string) []string {
 		}
 	}
 	return out
+}
+
+// ShellQuote quotes args for /bin/sh.
+func ShellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=,./:+@%") == "" {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

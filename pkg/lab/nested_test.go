@@ -40,3 +40,21 @@ func TestNestedL1(t *testing.T) {
 		t.Errorf("timeout in L1: %+v %v", r, err)
 	}
 }
+
+// TestNestedKVMProbe runs the probe inside L1, whose /dev/kvm is nested
+// SVM: it must be classified as hardware-assisted (the host's emulated one
+// is covered by TestProbeKVM).
+func TestNestedKVMProbe(t *testing.T) {
+	n := sharedL1(t)
+	if _, err := BuildTool(context.Background(), l1DataDir(), "test/lab/ktstr-lab"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := n.Run(context.Background(), "/data/ktstr-lab kvm-probe", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("L1: %s", r.Stdout)
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "kvm: hardware") {
+		t.Fatalf("probe in L1: exit %d: %s%s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}

@@ -6,6 +6,11 @@
 //
 // Exit status: 0 the guest ran and QEMU exited 0; 1 the run failed (QEMU
 // error, non-zero exit); 2 usage; 3 the hard timeout killed QEMU.
+//
+//	go run ./test/lab/ktstr-lab kvm-probe
+//
+// prints whether /dev/kvm is hardware-assisted and why; exit 0 hardware,
+// 10 emulated or missing (then use the nested lab).
 package main
 
 import (
@@ -22,7 +27,7 @@ func main() {
 	cmdutil.Main(&cli.App{
 		Name:     "ktstr-lab",
 		Usage:    "boot kernels in the ktstr test lab (developer tool)",
-		Commands: []*cli.Command{referenceCmd()},
+		Commands: []*cli.Command{referenceCmd(), kvmProbeCmd()},
 	})
 }
 
@@ -70,6 +75,22 @@ func referenceCmd() *cli.Command {
 				return cmdutil.Exit(3, r.Err())
 			}
 			return r.Err()
+		},
+	}
+}
+
+func kvmProbeCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "kvm-probe",
+		Usage: "decide whether /dev/kvm is hardware-assisted (exit 0) or emulated/missing (exit 10)",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "device", Value: "/dev/kvm"}},
+		Action: func(c *cli.Context) error {
+			p := lab.ProbeKVM(c.String("device"))
+			fmt.Printf("kvm: %s: %s\n", p.Kind, p.Reason)
+			if p.Kind != lab.KVMHardware {
+				return cmdutil.Exit(10, fmt.Errorf("no hardware KVM"))
+			}
+			return nil
 		},
 	}
 }
