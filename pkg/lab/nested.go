@@ -229,6 +229,9 @@ func L1Args(opts *NestedOptions, initramfs, sock string) []string {
 			"-device", fmt.Sprintf("virtio-9p-device,fsdev=fs%d,mount_tag=%s", i, s.Tag))
 	}
 	cmdline := BaseCmdline + " quiet loglevel=4"
+	if t := TCGTimeCmdline(); t != "" {
+		cmdline += " " + t
+	}
 	if opts.Cmdline != "" {
 		cmdline += " " + opts.Cmdline
 	}
@@ -388,4 +391,27 @@ func ShellQuote(args []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
+}
+
+// FileWithLibs adds host file src at p and, when it is a dynamically
+// linked executable, the shared libraries ldd names at their host paths.
+func (a *Archive) FileWithLibs(p, src string) error {
+	if err := a.File(p, src); err != nil {
+		return err
+	}
+	out, err := exec.Command("ldd", src).CombinedOutput()
+	if err != nil {
+		return nil // static or not an ELF executable: nothing to add
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "/") {
+			if err := a.File(f, f); err != nil {
+				return err
+			}
+		}
+	}
+	if !a.Has("/lib64/ld-linux-x86-64.so.2") && a.Has("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") {
+		a.Symlink("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+	}
+	return nil
 }
