@@ -111,6 +111,9 @@ func nestedCmd() *cli.Command {
 			&cli.IntFlag{Name: "memory", Value: 2048},
 			&cli.StringFlag{Name: "cmdline", Usage: "appended to L1's command line"},
 			&cli.BoolFlag{Name: "console", Usage: "copy L1's console to stderr"},
+			&cli.StringFlag{Name: "machine", Value: "microvm", Usage: "L1 machine type: microvm, pc or q35"},
+			&cli.StringSliceFlag{Name: "monitor", Usage: "L1 QEMU monitor command to run after the --run commands (repeatable)"},
+			&cli.BoolFlag{Name: "no-tsc-hint", Usage: "let L1 calibrate its TSC itself (experiments)"},
 		},
 		Action: func(c *cli.Context) error {
 			dir, err := os.MkdirTemp("", "ktstr-lab-cli-")
@@ -123,7 +126,8 @@ func nestedCmd() *cli.Command {
 				return err
 			}
 			o := lab.NestedOptions{Kernel: c.String("kernel"), Agent: agent, CPUs: c.Int("cpus"),
-				MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"), WorkDir: dir}
+				MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"), WorkDir: dir,
+				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint")}
 			for _, pack := range []bool{false, true} {
 				name := map[bool]string{false: "share", true: "pack"}[pack]
 				for _, s := range c.StringSlice(name) {
@@ -152,12 +156,22 @@ func nestedCmd() *cli.Command {
 				fmt.Fprintf(os.Stderr, "ktstr-lab: L1$ %s\n", cmd)
 				r, err := n.RunLive(c.Context, cmd, c.Duration("timeout"), os.Stdout)
 				if err != nil {
+					// L1 hung: show where its vCPU is, three samples.
+					for i := 0; i < 3; i++ {
+						regs, merr := n.Monitor("info registers")
+						fmt.Fprintf(os.Stderr, "ktstr-lab: L1 registers (sample %d): %v\n%s\n", i+1, merr, regs)
+						time.Sleep(time.Second)
+					}
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "ktstr-lab: exit %d after %.2fs%s\n", r.ExitCode, r.Wall.Seconds(), map[bool]string{true: " (TIMED OUT)"}[r.TimedOut])
 				if r.ExitCode != 0 {
 					failed++
 				}
+			}
+			for _, m := range c.StringSlice("monitor") {
+				out, err := n.Monitor(m)
+				fmt.Fprintf(os.Stderr, "ktstr-lab: (qemu) %s: %v\n%s", m, err, out)
 			}
 			if failed > 0 {
 				return fmt.Errorf("%d command(s) in L1 failed", failed)
