@@ -113,11 +113,17 @@ func archiveName(p string) string { return strings.TrimPrefix(p, "/") }
 // checksum: its writer switches a package-level magic to "070702" the first
 // time a checksum is set, corrupting every later header in the process.
 func WriteArchive(w io.Writer, entries []Entry, progress func(int64)) error {
+	return writeArchive(w, entries, 1, progress)
+}
+
+// writeArchive numbers inodes from firstIno; progress gets the file bytes
+// written by this call so far.
+func writeArchive(w io.Writer, entries []Entry, firstIno int64, progress func(int64)) error {
 	cw := cpio.NewWriter(w)
 	var done int64
 	for i := range entries {
 		e := &entries[i]
-		ino := int64(i + 1)
+		ino := firstIno + int64(i)
 		name := archiveName(e.Path)
 		if e.Kind == KindCharDev {
 			if err := cw.Flush(); err != nil {

@@ -3,6 +3,8 @@ package initramfs_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"runtime"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ktstr-go/ktstr/pkg/initramfs"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
+	"github.com/pierrec/lz4/v4"
 )
 
 // staticBinary is a static ELF of this machine usable as /init in tests
@@ -41,6 +44,12 @@ func decompress(t *testing.T, comp initramfs.Compression, blob []byte) []byte {
 		}
 		defer d.Close()
 		out, err := d.DecodeAll(blob, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	case initramfs.LZ4:
+		out, err := io.ReadAll(lz4.NewReader(bytes.NewReader(blob)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,5 +339,49 @@ func headerOf(raw []byte, name string) string {
 			return string(raw[i-110 : i])
 		}
 		off = i + 1
+	}
+}
+
+// TestLargePartsSplitIntoArchives: a part over 16 MiB of file data is
+// written as several complete archives compressed in parallel; every file
+// is still there once, and the bytes do not depend on GOMAXPROCS.
+func TestLargePartsSplitIntoArchives(t *testing.T) {
+	bb := staticBinary(t)
+	dir := t.TempDir()
+	for i := 0; i < 5; i++ {
+		b := bytes.Repeat([]byte{byte(i), 1, 2, 3, byte(i * 3)}, (5<<20)/5)
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), b, 0o644)
+	}
+	spec := func(c initramfs.Compression) *initramfs.Spec {
+		return &initramfs.Spec{Init: bb, Includes: []initramfs.Include{{Host: dir, Archive: "/data"}}, Compression: c}
+	}
+	for _, comp := range []initramfs.Compression{initramfs.Zstd, initramfs.LZ4} {
+		var blobs [][]byte
+		for _, procs := range []int{1, 4} {
+			old := runtime.GOMAXPROCS(procs)
+			var buf bytes.Buffer
+			_, err := (&initramfs.Builder{Version: "test"}).WriteTo(&buf, spec(comp))
+			runtime.GOMAXPROCS(old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs = append(blobs, buf.Bytes())
+		}
+		if !bytes.Equal(blobs[0], blobs[1]) {
+			t.Fatalf("%s: bytes depend on GOMAXPROCS", comp)
+		}
+		raw := decompress(t, comp, blobs[0])
+		if n := bytes.Count(raw, []byte("TRAILER!!!\x00")); n < 3 {
+			t.Fatalf("%s: %d archives, want the 25 MiB part split into several plus the run part", comp, n)
+		}
+		m := readArchives(t, raw)
+		for i := 0; i < 5; i++ {
+			if got := m[fmt.Sprintf("data/f%d", i)]; len(got.data) != 5<<20 {
+				t.Fatalf("%s: data/f%d has %d bytes", comp, i, len(got.data))
+			}
+		}
+		if _, ok := m["init"]; !ok {
+			t.Fatalf("%s: init missing", comp)
+		}
 	}
 }

@@ -2,7 +2,10 @@ package initramfs
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"io"
 	"os"
 	"path/filepath"
@@ -159,17 +162,14 @@ func (b *Builder) Build(spec *Spec) (*Result, error) {
 		r.Path = path
 		return r, nil
 	}
-	if r.BasePath, r.RunPath, err = b.parts(p); err != nil {
+	var bm, rm *meta
+	if r.BasePath, bm, err = b.part("base", p.baseKey, comp, p.plan.base); err != nil {
 		return nil, err
 	}
-	r.Path, _, err = b.Cache.store(p.key, "full", comp, []string{p.baseKey, p.runKey}, func(w io.Writer) error {
-		for _, part := range []string{r.BasePath, r.RunPath} {
-			if err := appendFile(w, part); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	if r.RunPath, rm, err = b.part("run", p.runKey, comp, p.plan.run); err != nil {
+		return nil, err
+	}
+	r.Path, _, err = b.Cache.storeConcat(p.key, comp, []string{r.BasePath, r.RunPath}, []*meta{bm, rm})
 	if err != nil {
 		return nil, err
 	}
@@ -188,58 +188,133 @@ func (b *Builder) Parts(spec *Spec) (*Result, error) {
 		return nil, err
 	}
 	r := &Result{Key: p.key, BaseKey: p.baseKey, RunKey: p.runKey}
-	r.BasePath, r.RunPath, err = b.parts(p)
+	if r.BasePath, _, err = b.part("base", p.baseKey, p.spec.Compression, p.plan.base); err != nil {
+		return nil, err
+	}
+	r.RunPath, _, err = b.part("run", p.runKey, p.spec.Compression, p.plan.run)
 	return r, err
 }
 
-func (b *Builder) parts(p *prepared) (basePath, runPath string, err error) {
-	basePath, err = b.part("base", p.baseKey, p.spec.Compression, p.plan.base)
-	if err != nil {
-		return "", "", err
-	}
-	runPath, err = b.part("run", p.runKey, p.spec.Compression, p.plan.run)
-	return basePath, runPath, err
-}
-
-func (b *Builder) part(kind, key string, comp Compression, es []Entry) (string, error) {
-	if path, _, ok := b.Cache.lookup(key, comp, b.Verify); ok {
+func (b *Builder) part(kind, key string, comp Compression, es []Entry) (string, *meta, error) {
+	if path, m, ok := b.Cache.lookup(key, comp, b.Verify); ok {
 		b.logf("hit %s %s", kind, key)
-		return path, nil
+		return path, m, nil
 	}
 	unlock, err := b.Cache.lock(key)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer unlock()
-	if path, _, ok := b.Cache.lookup(key, comp, b.Verify); ok {
+	if path, m, ok := b.Cache.lookup(key, comp, b.Verify); ok {
 		b.logf("hit %s %s (after waiting)", kind, key)
-		return path, nil
+		return path, m, nil
 	}
-	path, _, err := b.Cache.store(key, kind, comp, nil, func(w io.Writer) error {
+	path, m, err := b.Cache.store(key, kind, comp, nil, func(w io.Writer) error {
 		return b.writePart(w, kind, comp, es)
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	b.logf("built %s %s", kind, key)
-	return path, nil
+	return path, m, nil
+}
+
+// Parts larger than chunkThreshold bytes of file data are written as a
+// sequence of complete cpio archives (each with its trailer), split at
+// entry boundaries after at least chunkSize bytes, each compressed on its
+// own and in parallel; the kernel unpacks concatenated archives in order.
+// (It does not accept one archive split across compressed streams: "junk
+// at the end of compressed archive".) The split depends on the entries
+// alone, never on the number of CPUs, so the bytes stay reproducible.
+const (
+	chunkThreshold = 16 << 20
+	chunkSize      = 8 << 20
+)
+
+// chunks splits sorted entries into runs as described above.
+func chunks(es []Entry) [][]Entry {
+	if totalSize(es) <= chunkThreshold {
+		return [][]Entry{es}
+	}
+	var out [][]Entry
+	start := 0
+	var n int64
+	for i := range es {
+		n += es[i].size()
+		if n >= chunkSize && i+1 < len(es) {
+			out = append(out, es[start:i+1])
+			start, n = i+1, 0
+		}
+	}
+	return append(out, es[start:])
 }
 
 func (b *Builder) writePart(w io.Writer, kind string, comp Compression, es []Entry) error {
 	b.Progress.Phase("packing "+kind+" part", totalSize(es))
 	defer b.Progress.Done()
-	bw := bufio.NewWriterSize(w, 1<<20)
-	cw, err := comp.compressor(bw)
-	if err != nil {
-		return err
+	cs := chunks(es)
+	var done atomic.Int64
+	compress := func(dst io.Writer, chunk []Entry, firstIno int64) error {
+		cw, err := comp.compressor(dst)
+		if err != nil {
+			return err
+		}
+		var last int64
+		if err := writeArchive(cw, chunk, firstIno, func(n int64) {
+			b.Progress.Set(done.Add(n - last))
+			last = n
+		}); err != nil {
+			return err
+		}
+		if err := cw.Close(); err != nil {
+			return fmt.Errorf("compress: %w", err)
+		}
+		return nil
 	}
-	if err := WriteArchive(cw, es, b.Progress.Set); err != nil {
-		return err
+	if len(cs) == 1 {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if err := compress(bw, es, 1); err != nil {
+			return err
+		}
+		return bw.Flush()
 	}
-	if err := cw.Close(); err != nil {
-		return fmt.Errorf("compress: %w", err)
+	// At most GOMAXPROCS chunks are in flight (compressing or waiting to
+	// be written), which bounds memory to that many compressed chunks.
+	type job struct {
+		buf  bytes.Buffer
+		err  error
+		done chan struct{}
 	}
-	return bw.Flush()
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	order := make(chan *job, len(cs))
+	go func() {
+		ino := int64(1)
+		for _, c := range cs {
+			j := &job{done: make(chan struct{})}
+			sem <- struct{}{}
+			order <- j
+			go func(c []Entry, ino int64) {
+				j.err = compress(&j.buf, c, ino)
+				close(j.done)
+			}(c, ino)
+			ino += int64(len(c))
+		}
+	}()
+	var firstErr error
+	for range cs {
+		j := <-order
+		<-j.done
+		if firstErr == nil {
+			if j.err != nil {
+				firstErr = j.err
+			} else if _, err := w.Write(j.buf.Bytes()); err != nil {
+				firstErr = err
+			}
+		}
+		j.buf = bytes.Buffer{}
+		<-sem
+	}
+	return firstErr
 }
 
 // WriteTo builds spec without the cache and writes the concatenated blob

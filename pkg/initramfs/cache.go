@@ -68,6 +68,14 @@ type meta struct {
 	MtimeNS     int64       `json:"mtime_ns"`
 	Created     int64       `json:"created"`
 	Parts       []string    `json:"parts,omitempty"`
+	// Segments, for a concatenation, are its parts' sizes and hashes in
+	// order (SHA256 is then empty): verifying hashes each segment.
+	Segments []segment `json:"segments,omitempty"`
+}
+
+type segment struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 func (c *Cache) blobPath(key string, comp Compression) string {
@@ -140,8 +148,7 @@ func (c *Cache) lookup(key string, comp Compression, verify bool) (string, *meta
 		return "", nil, false
 	}
 	if verify || st.Dev != m.Dev || st.Ino != m.Ino || st.Size != m.Size || st.MtimeNS != m.MtimeNS {
-		sum, err := fileSHA256(bp)
-		if err != nil || sum != m.SHA256 || st.Size != m.Size {
+		if st.Size != m.Size || !verifyBlob(bp, m) {
 			os.Remove(bp + ".meta")
 			os.Remove(bp)
 			return "", nil, false
@@ -174,17 +181,26 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func fileSHA256(p string) (string, error) {
+// verifyBlob hashes the blob (or each of its segments) against m.
+func verifyBlob(p string, m *meta) bool {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return false
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	segs := m.Segments
+	if len(segs) == 0 {
+		segs = []segment{{Size: m.Size, SHA256: m.SHA256}}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	var total int64
+	for _, s := range segs {
+		h := sha256.New()
+		if n, err := io.Copy(h, io.LimitReader(f, s.Size)); err != nil || n != s.Size || hex.EncodeToString(h.Sum(nil)) != s.SHA256 {
+			return false
+		}
+		total += s.Size
+	}
+	return total == m.Size
 }
 
 // tempFile creates a file under tmp/ (same file system as blobs/).
@@ -257,6 +273,61 @@ func (c *Cache) store(key, kind string, comp Compression, parts []string, write 
 	}
 	m := &meta{Key: key, Kind: kind, Compression: comp, Size: st.Size, SHA256: hex.EncodeToString(h.Sum(nil)),
 		Dev: st.Dev, Ino: st.Ino, MtimeNS: st.MtimeNS, Created: time.Now().Unix(), Parts: parts}
+	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
+		return "", nil, err
+	}
+	return bp, m, nil
+}
+
+// storeConcat stores the concatenation of cached blobs (their paths and
+// sidecars) under key. The bytes are copied with io.Copy between files,
+// which uses copy_file_range (in-kernel copy, or a reflink where the file
+// system shares extents), and are not hashed again: the sidecar lists the
+// parts' hashes as segments.
+func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas []*meta) (string, *meta, error) {
+	f, err := c.tempFile(key)
+	if err != nil {
+		return "", nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	m := &meta{Key: key, Kind: "full", Compression: comp}
+	for i, p := range paths {
+		src, err := os.Open(p)
+		if err != nil {
+			return "", nil, err
+		}
+		n, err := io.Copy(f, src)
+		src.Close()
+		if err != nil {
+			return "", nil, fmt.Errorf("concatenate parts: %w", err)
+		}
+		if n != metas[i].Size {
+			return "", nil, fmt.Errorf("cached part %s changed size while being copied: run again", p)
+		}
+		m.Parts = append(m.Parts, metas[i].Key)
+		m.Segments = append(m.Segments, segment{Size: n, SHA256: metas[i].SHA256})
+		m.Size += n
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, fmt.Errorf("write cache file: %w", err)
+	}
+	bp := c.blobPath(key, comp)
+	os.Remove(bp + ".meta")
+	if err := os.Rename(f.Name(), bp); err != nil {
+		return "", nil, fmt.Errorf("store blob: %w", err)
+	}
+	ok = true
+	st, err := statPath(bp)
+	if err != nil {
+		return "", nil, err
+	}
+	m.Dev, m.Ino, m.MtimeNS, m.Created = st.Dev, st.Ino, st.MtimeNS, time.Now().Unix()
 	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
 		return "", nil, err
 	}
