@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"runtime"
-	"sync/atomic"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/ktstr-go/ktstr/pkg/elfdeps"
 )
