@@ -142,7 +142,7 @@ func (fr *flushingReader) Read(p []byte) (int, error) {
 // what it counted. Errors: *ReadError, *WriteError, or (with o.Strict)
 // one wrapping ErrCorrupt after the whole stream has been shown.
 func Run(in io.Reader, out io.Writer, o Options) (*Stats, error) {
-	s := &sink{w: out, buf: make([]byte, 0, flushAt+64<<10)}
+	s := &sink{w: out, buf: make([]byte, 0, 4096)}
 	r := &Renderer{Format: o.Format}
 	st := &Stats{}
 	var sum *Summary
