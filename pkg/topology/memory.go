@@ -41,8 +41,9 @@ func (t *Topology) SplitMemory(total uint64) ([]uint64, error) {
 
 // AssignMemory walks the guest's RAM ranges in address order and hands
 // them to nodes in order, each node taking its share from SplitMemory of
-// the ranges' total. A range that straddles a node boundary is split. The
-// result is what the e820 map and the SRAT describe.
+// the ranges' total. A range that straddles a node boundary is split there,
+// on a 2 MiB-aligned address. The result is what the e820 map and the SRAT
+// describe.
 func (t *Topology) AssignMemory(ram []Range) ([]NodeRange, error) {
 	rs := append([]Range(nil), ram...)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Base < rs[j].Base })
@@ -75,6 +76,13 @@ func (t *Topology) AssignMemory(ram []Range) ([]NodeRange, error) {
 			take := min(r.Size, left)
 			if node == len(shares)-1 {
 				take = r.Size
+			} else if take < r.Size {
+				// Cut on a 2 MiB boundary; the node falls short by
+				// less than 2 MiB and the next one makes it up.
+				if cut := (r.Base + take) &^ (nodeAlign - 1); cut > r.Base {
+					take = cut - r.Base
+				}
+				left = take // this node ends here
 			}
 			out = append(out, NodeRange{Range: Range{Base: r.Base, Size: take}, Node: node})
 			r.Base += take
