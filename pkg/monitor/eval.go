@@ -100,7 +100,7 @@ func (e *Evaluator) Sample(s *wire.MonitorSample) []wire.Violation {
 			if e.imb >= e.th.SustainSamples && !e.imbOn {
 				e.imbOn = true
 				out = e.add(out, wire.Violation{Kind: KindImbalance, CPU: -1, ElapsedNS: s.ElapsedNS,
-					Values: map[string]float64{"ratio": ratio, "threshold": e.th.MaxImbalance, "max_nr_running": float64(maxNr), "min_nr_running": float64(minNr), "samples": float64(e.imb)},
+					Values:  map[string]float64{"ratio": ratio, "threshold": e.th.MaxImbalance, "max_nr_running": float64(maxNr), "min_nr_running": float64(minNr), "samples": float64(e.imb)},
 					Message: fmt.Sprintf("imbalance ratio %.1f (nr_running max %d, min %d) exceeded %.1f for %d consecutive samples (ending at sample %d)", ratio, maxNr, minNr, e.th.MaxImbalance, e.imb, s.Seq)})
 			}
 		} else {

@@ -193,8 +193,8 @@ func (g *Guest) Phys(va uint64) (uint64, error) {
 // guest this tool meets; reads are bounds-checked against RAM anyway) and
 // the kernel image mapping (KERNEL_IMAGE_SIZE with KASLR, 1 GiB).
 const (
-	directMapSpan  = 1 << 46
-	imageSpan      = 1 << 30
+	directMapSpan = 1 << 46
+	imageSpan     = 1 << 30
 )
 
 func (g *Guest) linear(va uint64) (uint64, bool) {

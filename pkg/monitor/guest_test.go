@@ -94,7 +94,7 @@ func newSynthetic(t testing.TB, levels int) *synthetic {
 
 func (s *synthetic) pa(link uint64) uint64 { return link - kernelsym.StartKernelMap + s.physDelta }
 func (s *synthetic) va(link uint64) uint64 { return link + s.virtDelta }
-func (s *synthetic) put64(pa, v uint64)   { binary.LittleEndian.PutUint64(s.ram[pa:], v) }
+func (s *synthetic) put64(pa, v uint64)    { binary.LittleEndian.PutUint64(s.ram[pa:], v) }
 func (s *synthetic) put32(pa uint64, v uint32) {
 	binary.LittleEndian.PutUint32(s.ram[pa:], v)
 }
