@@ -187,10 +187,15 @@ func (vm *VM) IRQFD(efd int, gsi uint32) error {
 
 // IOEventFD makes guest writes of length n to addr (MMIO, or a port when
 // pio) signal efd instead of exiting to userspace (KVM_IOEVENTFD).
-func (vm *VM) IOEventFD(efd int, addr uint64, n uint32, pio bool) error {
+// When match is non-nil only writes of that value signal efd.
+func (vm *VM) IOEventFD(efd int, addr uint64, n uint32, pio bool, match *uint64) error {
 	a := ioeventfd{Addr: addr, Len: n, FD: int32(efd)}
 	if pio {
 		a.Flags |= ioeventfdFlagPIO
+	}
+	if match != nil {
+		a.Flags |= ioeventfdFlagDatamatch
+		a.Datamatch = *match
 	}
 	if _, err := ioctl(vm.fd, kvmIOEventFD, uintptr(unsafe.Pointer(&a))); err != nil {
 		return fmt.Errorf("KVM_IOEVENTFD %#x: %w", addr, err)
