@@ -649,3 +649,18 @@ func SortedStats(stats map[string]uint64) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// DefaultTimeout is --timeout's default.
+const DefaultTimeout = 60 * time.Second
+
+// Summary is a one-line description of how the run ended.
+func (r Result) Summary() string {
+	s := fmt.Sprintf("guest ended: %s (exit %d)", r.Reason, r.ExitCode)
+	if r.GuestCode != nil {
+		s = fmt.Sprintf("guest exited with code %d", *r.GuestCode)
+	}
+	if r.Detail != "" {
+		s += ": " + r.Detail
+	}
+	return s
+}
