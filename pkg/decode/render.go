@@ -566,6 +566,19 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		dst = kv(dst, "nr_running", strings.Join(nr, ","))
 		dst = kv(dst, "scx_nr_running", strings.Join(scx, ","))
 		dst = kv(dst, "local_dsq", strings.Join(dsq, ","))
+		var pre []int
+		for _, c := range v.CPUs {
+			if c.Preempted {
+				pre = append(pre, c.CPU)
+			}
+		}
+		if len(pre) > 0 {
+			dst = kv(dst, "preempted", cpuList(pre))
+		}
+		if v.ScxExitKind != 0 || v.ScxExit != "" {
+			dst = kv(dst, "scx_exit", v.ScxExit)
+			dst = fmt.Appendf(dst, "(%d)", v.ScxExitKind)
+		}
 	case wire.VMExit:
 		dst = kv(dst[:len(dst)-1], "reason", v.Reason)
 		dst = kvInt(dst, "exit_code", int64(v.ExitCode))
