@@ -2,6 +2,7 @@ package decode
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -16,16 +17,18 @@ const (
 
 // plainRun returns the index of the first byte at or after i that a JSON
 // string scan must stop at (see strSpecial), or len(b). It tests eight
-// bytes at a time: a word is clean when none of its bytes is below 0x20,
-// a quote, a backslash, or 0x80 and above (borrows may flag a clean byte
-// after a special one, never miss the first special one).
+// bytes at a time: a byte is flagged when it is below 0x20, a quote, a
+// backslash, or 0x80 and above. Borrows can flag a clean byte only above a
+// byte that is itself flagged, so the lowest flag is always the first
+// special byte.
 func plainRun(b []byte, i int) int {
-	for ; i+8 <= len(b); i += 8 {
+	for i+8 <= len(b) {
 		x := binary.LittleEndian.Uint64(b[i:])
 		m := ((x - 0x20*ones) | ((x ^ '"'*ones) - ones) | ((x ^ '\\'*ones) - ones) | x) & highs
 		if m != 0 {
-			break
+			return i + bits.TrailingZeros64(m)>>3
 		}
+		i += 8
 	}
 	for i < len(b) && !strSpecial[b[i]] {
 		i++
