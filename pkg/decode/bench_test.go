@@ -87,5 +87,7 @@ func benchValidator(b *testing.B, valid func([]byte) bool) {
 
 // BenchmarkValidJSON is the validator ktstr-decode uses on JSON payloads;
 // BenchmarkValidJSONStd is the baseline it replaces, encoding/json.Valid.
-func BenchmarkValidJSON(b *testing.B)    { benchValidator(b, func(p []byte) bool { return validJSON(p) < 0 }) }
+func BenchmarkValidJSON(b *testing.B) {
+	benchValidator(b, func(p []byte) bool { return validJSON(p) < 0 })
+}
 func BenchmarkValidJSONStd(b *testing.B) { benchValidator(b, json.Valid) }
