@@ -115,3 +115,21 @@ func TestGiantLengthIsNotAllocated(t *testing.T) {
 		t.Fatalf("decoder grew its buffer to %d", cap(dec.buf))
 	}
 }
+
+func TestParseType(t *testing.T) {
+	for _, ty := range append(Types(), 0x0050, 0x8001, 0xffff) {
+		if got, err := ParseType(ty.String()); err != nil || got != ty {
+			t.Errorf("ParseType(%q) = %v, %v", ty.String(), got, err)
+		}
+	}
+	for s, want := range map[string]Type{"6": TypeOutput, "0x0102": TypeVMExit, "32769": 0x8001} {
+		if got, err := ParseType(s); err != nil || got != want {
+			t.Errorf("ParseType(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0x", "0x1zz", "12abc", "-1", "65536", "0x10000", "user_0x0001", "bogus"} {
+		if _, err := ParseType(s); err == nil {
+			t.Errorf("ParseType(%q) accepted", s)
+		}
+	}
+}
