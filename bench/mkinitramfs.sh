@@ -8,11 +8,12 @@
 #          (scx_simple + libraries + ~32 MB include): the fixture kernel
 #          under QEMU TCG, REPS boots per compression in rotation; reports the
 #          kernel's "Unpacking initramfs" -> "Freeing initrd memory" span
-#          and the guest uptime when /init starts. TCG timing is a proxy
+#          and the guest uptime when the kernel starts /init. TCG timing is a proxy
 #          for KVM: it runs guest code ~5-20x slower and is noisy on a
 #          shared host, so compare the ratios, not the absolute numbers.
 #
-# Usage: test/bench-mkinitramfs.sh [REPS]   (BOOT=1 to add the boot part)
+# Usage: bench/mkinitramfs.sh [REPS]   (BOOT=1 adds the boot part,
+#        SKIP_BUILD=1 skips the build part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${1:-5}
@@ -39,24 +40,47 @@ cp "$bin" "$work/tree/usr/lib/ktstr/scheduler"; cp "$init" "$work/tree/init"; cp
 for l in $(ldd "$bin" | grep -o '/[^ ]*'); do mkdir -p "$work/tree$(dirname "$l")"; cp -L "$l" "$work/tree$l"; done
 total=$(du -sbL "$work/tree" | cut -f1)
 echo "bench build: input $((total/1000000)) MB ($(basename "$bin") + $(ldd "$bin" | grep -c '/') libraries + $((insize/1000000)) MB include), $(nproc) CPUs"
-declare -a cold warm pipe
-for i in $(seq "$REPS"); do
-  cat "$work/inc/"* "$bin" >/dev/null  # page cache warm for both sides
-  export KTSTR_CACHE_DIR=$work/cache$i
-  t0=$(now); (cd "$work/tree" && find . | cpio -o -H newc --quiet | zstd -3 -T0 -q -c > "$work/pipe.zst"); t1=$(now)
-  pipe+=($(ms $t0 $t1))
-  t0=$(now); p=$("$tool" --init "$init" --scheduler "$bin" --include "$work/inc:/inc"); t1=$(now)
-  cold+=($(ms $t0 $t1))
-  t0=$(now); p2=$("$tool" --init "$init" --scheduler "$bin" --include "$work/inc:/inc"); t1=$(now)
-  warm+=($(( (t1 - t0) / 100000 )))  # tenths of ms
-  [ "$p" = "$p2" ] || { echo "bench: warm hit printed another path" >&2; exit 1; }
-  outsize=$(stat -c %s "$p")
-  rm -rf "$work/cache$i"
-done
-echo "  baseline find|cpio|zstd -3 -T0: median $(printf '%s\n' "${pipe[@]}" | median) ms  (runs: ${pipe[*]}) -> $(( $(stat -c %s "$work/pipe.zst") / 1000000 )) MB"
-echo "  ktstr-mkinitramfs cold:          median $(printf '%s\n' "${cold[@]}" | median) ms  (runs: ${cold[*]}) -> $((outsize / 1000000)) MB"
-w=$(printf '%s\n' "${warm[@]}" | median)
-echo "  ktstr-mkinitramfs warm hit:      median $((w/10)).$((w%10)) ms (runs, 0.1 ms: ${warm[*]})"
+# timed CMD...: run CMD, append "wall_ms cpu_ms" (user+sys) to $work/t
+timed() {
+  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@"
+  awk '{printf "%d %d\n", $1*1000, ($2+$3)*1000}' "$work/time" >> "$work/t"
+}
+col() { awk -v c="$1" '{print $c}' "$work/t"; }
+report() {  # label
+  printf '  %-44s wall median %5s ms (runs %s)  CPU median %5s ms\n' "$1" \
+    "$(col 1 | median)" "$(col 1 | tr '\n' ' ' | sed 's/ $//')" "$(col 2 | median)"
+  : > "$work/t"
+}
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  command -v /usr/bin/time >/dev/null || { echo "bench: SKIP: /usr/bin/time not installed" >&2; exit 0; }
+  args=(--init "$init" --scheduler "$bin" --include "$work/inc:/inc")
+  : > "$work/t"
+  for i in $(seq "$REPS"); do  # rotated, page cache warm for all
+    cat "$work/inc/"* "$bin" >/dev/null
+    timed sh -c "cd '$work/tree' && find . | cpio -o -H newc --quiet | zstd -3 -T0 -q -c > '$work/pipe.zst'"
+    echo pipe >> "$work/order"
+    for c in zstd none; do
+      KTSTR_CACHE_DIR=$work/c-$c-$i timed "$tool" --compress $c "${args[@]}" >/dev/null
+      echo $c >> "$work/order"
+    done
+  done
+  paste -d' ' "$work/order" "$work/t" > "$work/all"; : > "$work/t"
+  for what in pipe zstd none; do
+    grep "^$what " "$work/all" | cut -d' ' -f2- > "$work/t"
+    case $what in
+      pipe) report "baseline: find | cpio -o -H newc | zstd -3 -T0" ;;
+      *) report "ktstr-mkinitramfs --compress $what, cold" ;;
+    esac
+  done
+  echo "    sizes: pipeline $(( $(stat -c %s "$work/pipe.zst") / 1000 )) KB, zstd $(( $(stat -c %s "$(KTSTR_CACHE_DIR=$work/c-zstd-1 "$tool" --compress zstd "${args[@]}")") / 1000 )) KB, none $(( $(stat -c %s "$(KTSTR_CACHE_DIR=$work/c-none-1 "$tool" --compress none "${args[@]}")") / 1000 )) KB"
+  # Warm hits: 20 back-to-back runs per sample (process start included).
+  for i in $(seq "$REPS"); do
+    KTSTR_CACHE_DIR=$work/c-zstd-1 timed sh -c "for j in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do '$tool' --compress zstd --init '$init' --scheduler '$bin' --include '$work/inc:/inc' >/dev/null; done"
+  done
+  awk '{printf "%.1f %.1f\n", $1/20, $2/20}' "$work/t" > "$work/t2"; mv "$work/t2" "$work/t"
+  report "ktstr-mkinitramfs warm hit (per run, of 20)"
+  rm -rf "$work"/c-*
+fi
 
 # --- boot ----------------------------------------------------------------
 [ "${BOOT:-0}" = 1 ] || exit 0
@@ -87,14 +111,15 @@ for i in $(seq "$REPS"); do
     t1=$(now)
     a=$(grep -m1 'Unpacking initramfs' <<<"$out" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
     b=$(grep -m1 'Freeing initrd memory' <<<"$out" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
-    u=$(grep -m1 -o 'KTSTR-BOOT-OK uptime [0-9.]*' <<<"$out" | awk '{print $3}')
-    [ -n "$a" ] && [ -n "$b" ] && [ -n "$u" ] || { echo "bench boot: $c boot $i failed" >&2; continue; }
+    u=$(grep -m1 'Run /init as init process' <<<"$out" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+    [ -n "$a" ] && [ -n "$b" ] && [ -n "$u" ] && grep -q KTSTR-BOOT-OK <<<"$out" || { echo "bench boot: $c boot $i failed; console tail:" >&2; tail -5 <<<"$out" >&2; continue; }
     unpack[$c]+="$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%d", (b-a)*1000}') "
     up[$c]+="$(awk -v u="$u" 'BEGIN{printf "%d", u*1000}') "
     wall[$c]+="$(ms $t0 $t1) "
   done
 done
 for c in zstd lz4 gzip none; do
+  [ -n "${unpack[$c]:-}" ] || { echo "  $c: no successful boot"; continue; }
   printf '  %-5s %6s KB  unpack median %5s ms (%s)  /init at median %5s ms  wall median %5s ms\n' $c \
     $(( $(stat -c %s "${blob[$c]}") / 1000 )) \
     "$(tr ' ' '\n' <<<"${unpack[$c]}" | grep . | median)" "${unpack[$c]% }" \
