@@ -127,7 +127,7 @@ func nestedCmd() *cli.Command {
 			}
 			o := lab.NestedOptions{Kernel: c.String("kernel"), Agent: agent, CPUs: c.Int("cpus"),
 				MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"), WorkDir: dir,
-				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint")}
+				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint"), MkInitramfs: lab.FindMkInitramfs()}
 			for _, pack := range []bool{false, true} {
 				name := map[bool]string{false: "share", true: "pack"}[pack]
 				for _, s := range c.StringSlice(name) {
