@@ -67,6 +67,10 @@ type Result struct {
 	TimedOut bool
 	// Wall is the time from QEMU's start to its exit.
 	Wall time.Duration
+	// FirstStream is the time from QEMU's start to the first byte on the
+	// guest's ktstr port (0 when none came): the boot-time figure that
+	// ktstr-boot's benchmark compares against.
+	FirstStream time.Duration
 	// Args is QEMU's full command line, for reproducing the run.
 	Args []string
 }
@@ -207,8 +211,13 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 	}
 	code, wall := p.wait()
 	serr := sink.close()
+	var first time.Duration
+	if t := sink.firstByte(); !t.IsZero() {
+		first = t.Sub(p.start)
+	}
 	r := &Result{
-		Stream: stream.Bytes(), StreamPath: opts.StreamPath,
+		FirstStream: first,
+		Stream:      stream.Bytes(), StreamPath: opts.StreamPath,
 		Console: p.conBuf.Bytes(), Stderr: p.errBuf.Bytes(),
 		ExitCode: code, TimedOut: p.timedOut, Wall: wall,
 		Args: append([]string{q}, p.args...),
