@@ -194,7 +194,7 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 	var prog *progress
 	if err := flockRetry(int(q.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
 		prog = startProgress(r.Progress, want+" (queued behind other requests)", start)
-		qh := &heldUnit{u: &unit{steps: []step{{queueFile, true}}}, files: []*os.File{q}}
+		qh := &heldUnit{u: &unit{steps: []step{{queueFile, true}}, weight: 1}, files: []*os.File{q}}
 		if _, err := l.block(ctx, []*heldUnit{qh}, 1); err != nil {
 			prog.stop(false)
 			return nil, l.waitErr(err, want, start, nil)
