@@ -49,20 +49,23 @@ func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, 
 		defer signal.Stop(sigs)
 	}
 
-	// Start from a locked OS thread: the child inherits that thread's
-	// affinity, so with pin it is confined before its first instruction.
-	// The thread is thrown away afterwards (no UnlockOSThread).
+	// With pin, start from a locked OS thread pinned to the CPUs: the
+	// child inherits that thread's affinity, so it is confined before its
+	// first instruction. The thread is thrown away afterwards (no
+	// UnlockOSThread).
 	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if pin {
+	if pin {
+		go func() {
+			runtime.LockOSThread()
 			if err := PinThread(res.CPUs); err != nil {
 				started <- err
 				return
 			}
-		}
+			started <- cmd.Start()
+		}()
+	} else {
 		started <- cmd.Start()
-	}()
+	}
 	if err := <-started; err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.ENOENT) {
