@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -518,29 +519,60 @@ func TestStress(t *testing.T) {
 	}
 }
 
-// Benchmarks: acquire an LLC, exec true, release, against util-linux
-// flock(1) doing the same on one file. bench/hostlock.sh compares them
-// with hyperfine.
-func BenchmarkHostlockTrue(b *testing.B) {
-	dir := b.TempDir()
-	for i := 0; i < b.N; i++ {
-		c := exec.Command(bin, "--", "true")
-		c.Env = append(os.Environ(), hostlock.EnvLockDir+"="+dir)
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Fatalf("%v %s", err, out)
-		}
-	}
-}
-
-func BenchmarkFlockTrue(b *testing.B) {
+// BenchmarkVsFlock times, alternating in one loop so both see the same
+// machine load, `ktstr-hostlock -- true` (read the topology, queue,
+// acquire one LLC exclusively, record, exec true, wait, release) against
+// util-linux `flock FILE true`, both on a tmpfs lock directory when
+// /dev/shm exists. It reports the median wall and CPU (user+sys of the
+// process and its child) times of each and their ratios.
+func BenchmarkVsFlock(b *testing.B) {
 	flock, err := exec.LookPath("flock")
 	if err != nil {
-		b.Skip("SKIP: util-linux flock(1) is not installed: no baseline")
+		b.Skip("SKIP: util-linux flock(1) is not installed: no baseline to compare with")
 	}
-	f := filepath.Join(b.TempDir(), "lock")
-	for i := 0; i < b.N; i++ {
-		if out, err := exec.Command(flock, f, "true").CombinedOutput(); err != nil {
-			b.Fatalf("%v %s", err, out)
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "hostlock-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	env := append(os.Environ(), hostlock.EnvLockDir+"="+dir)
+	type sample struct{ wall, cpu time.Duration }
+	run := func(c *exec.Cmd) sample {
+		t := time.Now()
+		if out, err := c.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v %s", c.Args, err, out)
 		}
+		w := time.Since(t)
+		return sample{w, c.ProcessState.UserTime() + c.ProcessState.SystemTime()}
 	}
+	var hl, fl []sample
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := exec.Command(bin, "--", "true")
+		c.Env = env
+		hl = append(hl, run(c))
+		fl = append(fl, run(exec.Command(flock, filepath.Join(dir, "flock.lock"), "true")))
+	}
+	b.StopTimer()
+	med := func(s []sample, cpu bool) float64 {
+		v := make([]float64, len(s))
+		for i, x := range s {
+			v[i] = float64(x.wall)
+			if cpu {
+				v[i] = float64(x.cpu)
+			}
+		}
+		sort.Float64s(v)
+		return v[len(v)/2] / 1e6
+	}
+	b.ReportMetric(med(hl, false), "hostlock-ms")
+	b.ReportMetric(med(fl, false), "flock-ms")
+	b.ReportMetric(med(hl, false)/med(fl, false), "wall-ratio")
+	b.ReportMetric(med(hl, true), "hostlock-cpu-ms")
+	b.ReportMetric(med(fl, true), "flock-cpu-ms")
+	b.ReportMetric(med(hl, true)/med(fl, true), "cpu-ratio")
 }

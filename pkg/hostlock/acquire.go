@@ -192,7 +192,15 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 	}
 	defer q.Close()
 	var prog *progress
+	waiting := false
+	onWait := func() {
+		if !waiting && r.OnWait != nil {
+			r.OnWait()
+		}
+		waiting = true
+	}
 	if err := flockRetry(int(q.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+		onWait()
 		prog = startProgress(r.Progress, want+" (queued behind other requests)", start)
 		qh := &heldUnit{u: &unit{steps: []step{{queueFile, true}}, weight: 1}, files: []*os.File{q}}
 		if _, err := l.block(ctx, []*heldUnit{qh}, 1); err != nil {
@@ -208,6 +216,7 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 		return nil, err
 	}
 	if weightOf(got) < need {
+		onWait()
 		if prog == nil {
 			prog = startProgress(r.Progress, want, start)
 		}

@@ -76,7 +76,7 @@ func ParseCPUCap(s string) (count, percent int, err error) {
 
 // Main runs one invocation and returns ktstr-hostlock's exit status and,
 // when not nil, the one-line message to show on stderr.
-func Main(o Options, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	top, err := hosttopo.Read(o.SysfsRoot)
 	if err != nil {
 		return ExitLockError, err
@@ -117,14 +117,19 @@ func Main(o Options, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	}
 	var caught os.Signal
 	acquired := make(chan struct{})
-	go func() {
-		select {
-		case caught = <-sigs:
-			cancel()
-		case <-acquired:
-		}
-	}()
 	r := o.Request
+	// Watch for signals only once the request has to wait (the common
+	// uncontended run starts no goroutine before its command); a signal
+	// that came earlier waits in the buffered channel.
+	r.OnWait = func() {
+		go func() {
+			select {
+			case caught = <-sigs:
+				cancel()
+			case <-acquired:
+			}
+		}()
+	}
 	if o.Print {
 		r.NoWait = true
 	}
