@@ -576,3 +576,31 @@ func BenchmarkVsFlock(b *testing.B) {
 	b.ReportMetric(med(fl, true), "flock-cpu-ms")
 	b.ReportMetric(med(hl, true)/med(fl, true), "cpu-ratio")
 }
+
+// TestManPage: man/ktstr-hostlock.1 documents every flag, environment
+// variable and exit status of ours.
+func TestManPage(t *testing.T) {
+	b, err := os.ReadFile("../../man/ktstr-hostlock.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := string(b)
+	for _, f := range app().Flags {
+		for _, n := range f.Names() {
+			if len(n) > 1 && !strings.Contains(man, `\-\-`+strings.ReplaceAll(n, "-", `\-`)) {
+				t.Errorf("flag --%s is not in the man page", n)
+			}
+		}
+	}
+	for _, v := range []string{hostlock.EnvLockDir, hostlock.EnvCPUs, hostlock.EnvLLCs, hostlock.EnvNodes, "XDG_RUNTIME_DIR"} {
+		if !strings.Contains(man, ".B "+v) && !strings.Contains(man, ".BR "+v) {
+			t.Errorf("environment variable %s is not in the man page", v)
+		}
+	}
+	for _, c := range []int{hostlock.ExitUsage, hostlock.ExitUnsatisfiable, hostlock.ExitBusy, hostlock.ExitTimeout,
+		hostlock.ExitLockError, hostlock.ExitCannotExec, hostlock.ExitNotFound} {
+		if !strings.Contains(man, fmt.Sprintf(".TP\n.B %d\n", c)) {
+			t.Errorf("exit status %d is not in the man page", c)
+		}
+	}
+}
