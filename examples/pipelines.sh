@@ -51,5 +51,29 @@ else
   echo "pipelines: SKIP ktstr-mkinitramfs example: needs cpio and busybox-static (/bin/busybox)" >&2
 fi
 # --- end ktstr-mkinitramfs ----------------------------------------------
+# --- ktstr-hostlock -----------------------------------------------------
+# A private lock directory, so the examples never touch this host's real
+# reservations (the default is /run/ktstr/locks, shared by every user).
+export KTSTR_LOCK_DIR="$work/locks"
+# One LLC for a command: it sees the reserved CPUs in KTSTR_CPUS (cpu-list
+# format), the same ones --print reports.
+cpus=$(ktstr-hostlock --llcs 1 -- sh -c 'echo "$KTSTR_CPUS"')
+[ -n "$cpus" ] && [ "$cpus" = "$(ktstr-hostlock --llcs 1 --print | sed -n 's/^KTSTR_CPUS=//p')" ]
+# Contention: a script holds every LLC shared (--cpu-cap 100%) with --hold;
+# an exclusive request with --no-wait exits 75 at once, naming the holder.
+ktstr-hostlock --hold --cpu-cap 100% >"$work/held" & holder=$!
+for _ in $(seq 400); do [ -s "$work/held" ] && break; sleep 0.05; done
+grep -q '^KTSTR_CPUS=' "$work/held"
+set +e; ktstr-hostlock --no-wait --llcs 1 -- true 2>"$work/busy.err"; rc=$?; set -e
+[ "$rc" = 75 ] || { echo "ktstr-hostlock --no-wait: expected exit 75, got $rc" >&2; exit 1; }
+grep -q "held shared by pid $holder" "$work/busy.err"
+# Shared requests still fit beside it; --status lists the holder.
+ktstr-hostlock --no-wait --llcs 1 --shared -- true
+ktstr-hostlock --status | grep -q "pid $holder ((--hold))"
+kill "$holder"; wait "$holder"
+ktstr-hostlock --no-wait --llcs 1 -- true # free again
+unset KTSTR_LOCK_DIR
+echo "pipelines: ktstr-hostlock ok"
+# --- end ktstr-hostlock -------------------------------------------------
 
 echo "pipelines: ok"
