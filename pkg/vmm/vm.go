@@ -62,6 +62,9 @@ type Config struct {
 	CPUs        []int         // host CPUs vCPU threads are confined to (nil: any)
 	ControlFIFO string        // path of the control FIFO to create ("" none)
 	Signals     <-chan os.Signal
+	// Start is when the process started, for the first-frame time
+	// (zero: when Run was called).
+	Start time.Time
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -81,7 +84,10 @@ type Result struct {
 	VCPUs       int
 	GuestBytes  uint64
 	GuestFrames uint64
-	Stats       map[string]uint64
+	// FirstFrame is the time from Config.Start to the guest's first
+	// stream byte (0: none arrived).
+	FirstFrame time.Duration
+	Stats      map[string]uint64
 }
 
 type endEvent struct {
@@ -125,6 +131,9 @@ func DefaultCmdline() string {
 // ExitVMMError); how a started guest ended is in Result.
 func Run(cfg Config) (Result, error) {
 	start := time.Now()
+	if cfg.Start.IsZero() {
+		cfg.Start = start
+	}
 	m := &machine{cfg: cfg, ended: make(chan struct{})}
 	defer m.close()
 	if cfg.COM2 == nil {
@@ -183,8 +192,12 @@ waitJoin:
 	m.console.Stop()
 	m.watch.Flush()
 
-	res := m.result(time.Since(start))
-	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs, Detail: res.Detail, KVMStats: res.Stats}
+	res := m.result(time.Since(cfg.Start))
+	if fb := m.stream.FirstByte(); !fb.IsZero() {
+		res.FirstFrame = fb.Sub(cfg.Start)
+	}
+	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
+		Detail: res.Detail, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}
