@@ -93,7 +93,9 @@ func bootLinux(t *testing.T, args string, timeout time.Duration, cpus int) linux
 	var console io.Writer = &con
 	if os.Getenv("KTSTR_CONSOLE_TEE") == "1" {
 		console = io.MultiWriter(&con, os.Stderr)
-		args += " loglevel=7"
+	}
+	if l := os.Getenv("KTSTR_LAB_LOGLEVEL"); l != "" {
+		args += " loglevel=" + l
 	}
 	start := time.Now()
 	res, err := Run(Config{

@@ -103,6 +103,8 @@ type machine struct {
 	tids    []atomic.Int32
 	com1    *Serial
 	com2    *Serial
+	kbd     *i8042
+	rtc     *cmos
 	console *Console
 	stream  *Stream
 	watch   *consoleWatch
@@ -121,7 +123,7 @@ type machine struct {
 // user's extra arguments are appended after it.
 func DefaultCmdline() string {
 	return "console=ttyS0 reboot=k panic=-1 pci=off nomodules quiet " +
-		"i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd " +
+		"i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd i8042.nokbd " +
 		"no_timer_check clocksource=kvm-clock random.trust_cpu=on " +
 		fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", VirtioMMIOBase, VirtioIRQ)
 }
@@ -298,6 +300,8 @@ func (m *machine) build() error {
 	if com2 == nil {
 		com2 = m.watch
 	}
+	m.kbd = newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
+	m.rtc = newCMOS()
 	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
 	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
@@ -317,7 +321,11 @@ func (m *machine) build() error {
 		}
 		m.vcpus = append(m.vcpus, c)
 		m.closers = append(m.closers, func() { c.Close() })
-		if err := setupVCPU(c, CPUIDFor(supported, i, cfg.VCPUs), boot); err != nil {
+		cpuid := CPUIDFor(supported, i, cfg.VCPUs)
+		if sys.CheckExtension(kvm.CapTSCDeadlineTimer) != 0 {
+			setTSCDeadline(cpuid)
+		}
+		if err := setupVCPU(c, cpuid, boot); err != nil {
 			return err
 		}
 	}
@@ -537,10 +545,10 @@ func (m *machine) pioOut(port uint16, d []byte) {
 		return
 	}
 	switch port {
-	case i8042Command:
-		if d[0] == i8042Reset {
-			m.finish(ReasonReboot, "guest reset through the i8042 controller")
-		}
+	case i8042Data, i8042Command:
+		m.kbd.write(port, d[0])
+	case 0x70, 0x71:
+		m.rtc.write(port, d[0])
 	case resetControl:
 		if d[0]&0x04 != 0 {
 			m.finish(ReasonReboot, "guest reset through port 0xCF9")
@@ -559,6 +567,11 @@ func (m *machine) pioIn(port uint16, d []byte) {
 	switch port {
 	case i8042Data, i8042Command:
 		clear(d)
+		d[0] = m.kbd.read(port)
+		return
+	case 0x70, 0x71:
+		clear(d)
+		d[0] = m.rtc.read(port)
 		return
 	}
 	for i := range d {
