@@ -23,7 +23,7 @@ func sampleMessages() []Message {
 		Log{Text: "mounted /proc"},
 		KernelSymbols{Symbols: map[string]uint64{"_text": 0xffffffff81000000}},
 		VMStart{VMM: "ktstr-boot", PID: 7, VCPUs: 2, MemorySize: 1 << 30, Regions: []MemRegion{{GPA: 0, Size: 1 << 30}}},
-		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99}}},
+		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
 		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2, FirstGuestFrameNS: 5e8},
 		Violation{Kind: "cpu_stall", CPU: 1, Message: "rq clock stuck"},
 	}
@@ -113,5 +113,23 @@ func TestGiantLengthIsNotAllocated(t *testing.T) {
 	}
 	if cap(dec.buf) > defaultBuf {
 		t.Fatalf("decoder grew its buffer to %d", cap(dec.buf))
+	}
+}
+
+func TestParseType(t *testing.T) {
+	for _, ty := range append(Types(), 0x0050, 0x8001, 0xffff) {
+		if got, err := ParseType(ty.String()); err != nil || got != ty {
+			t.Errorf("ParseType(%q) = %v, %v", ty.String(), got, err)
+		}
+	}
+	for s, want := range map[string]Type{"6": TypeOutput, "0x0102": TypeVMExit, "32769": 0x8001} {
+		if got, err := ParseType(s); err != nil || got != want {
+			t.Errorf("ParseType(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0x", "0x1zz", "12abc", "-1", "65536", "0x10000", "user_0x0001", "bogus"} {
+		if _, err := ParseType(s); err == nil {
+			t.Errorf("ParseType(%q) accepted", s)
+		}
 	}
 }
