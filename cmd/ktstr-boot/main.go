@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
@@ -74,11 +75,9 @@ func run(c *cli.Context, start time.Time) error {
 		}
 		initrd = append(initrd, b...)
 	}
-	var cpus []int
-	if s := os.Getenv("KTSTR_CPUS"); s != "" {
-		if cpus, err = vmm.ParseCPUList(s); err != nil {
-			return cmdutil.UsageError("KTSTR_CPUS: %v", err)
-		}
+	cpus, _, err := hostlock.CPUsFromEnv()
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
 	}
 	var parts []string
 	if !c.Bool("no-default-cmdline") {

@@ -244,21 +244,3 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
-
-func TestParseCPUList(t *testing.T) {
-	got, err := ParseCPUList("0-2,5,2,7-8")
-	want := []int{0, 1, 2, 5, 7, 8}
-	if err != nil || len(got) != len(want) {
-		t.Fatalf("got %v, %v", got, err)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
-	}
-	for _, s := range []string{"", "a", "3-1", "1-", "-1", "99999"} {
-		if _, err := ParseCPUList(s); err == nil {
-			t.Errorf("ParseCPUList(%q) accepted", s)
-		}
-	}
-}

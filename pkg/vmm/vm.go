@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -59,7 +60,7 @@ type Config struct {
 	Stream      io.Writer     // stdout
 	Console     io.Writer     // COM1 and hvc0
 	COM2        io.Writer     // nil: Console
-	CPUs        []int         // host CPUs vCPU threads are confined to (nil: any)
+	CPUs        []int         // host CPUs (KTSTR_CPUS); vCPU i is pinned to CPUs[i mod len] (nil: any)
 	ControlFIFO string        // path of the control FIFO to create ("" none)
 	Signals     <-chan os.Signal
 	// Start is when the process started, for the first-frame time
@@ -449,12 +450,8 @@ func (m *machine) runVCPU(i int) {
 	m.tids[i].Store(int32(unix.Gettid()))
 	defer m.tids[i].Store(0)
 	if len(m.cfg.CPUs) > 0 {
-		var set unix.CPUSet
-		for _, c := range m.cfg.CPUs {
-			set.Set(c)
-		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			m.finish(ReasonError, fmt.Sprintf("confine vCPU %d to KTSTR_CPUS: %v", i, err))
+		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+			m.finish(ReasonError, fmt.Sprintf("pin vCPU %d to its KTSTR_CPUS CPU: %v", i, err))
 			return
 		}
 	}
