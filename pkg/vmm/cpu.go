@@ -114,14 +114,3 @@ func setupVCPU(c *kvm.VCPU, cpuid []kvm.CPUIDEntry, boot BootInfo) error {
 	}
 	return c.SetRegs(kvm.Regs{RIP: boot.Entry, RSI: zeroPageAddr, RSP: stackTop, RBP: stackTop, RFLAGS: 2})
 }
-
-// setTSCDeadline advertises the TSC-deadline LAPIC timer mode, which KVM
-// emulates but leaves out of KVM_GET_SUPPORTED_CPUID (api.rst). With it
-// Linux needs no LAPIC timer calibration against the PIT.
-func setTSCDeadline(cpuid []kvm.CPUIDEntry) {
-	for i := range cpuid {
-		if cpuid[i].Function == 1 {
-			cpuid[i].ECX |= 1 << 24
-		}
-	}
-}
