@@ -23,6 +23,11 @@ const (
 	checkScenarioWideID = -1
 )
 
+// MinFairnessWindow is the shortest measurement window the fairness check
+// judges: shorter windows (a step cut short by a scheduler death) are too
+// noisy to call unfair.
+const MinFairnessWindow = time.Second
+
 // Check names.
 const (
 	CheckStarvation   = "starvation"
@@ -78,6 +83,7 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 	m := wire.CgroupMetrics{Step: step, Cgroup: cg.Name, Workers: len(cg.Workers), Cpuset: cg.Cpuset, Weight: cg.Weight}
 	used := map[int]bool{}
 	byWork := map[string][]uint64{}
+	minWall := uint64(math.MaxUint64)
 	var starved []string
 	var maxGapAll uint64
 	var off []int
@@ -111,6 +117,7 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		}
 		if (scenario.Work{Type: w.Work}).FairnessApplies() {
 			byWork[w.Work] = append(byWork[w.Work], w.CPUTimeNS)
+			minWall = min(minWall, w.WallNS)
 		}
 	}
 	m.CPUsUsed = len(used)
@@ -144,7 +151,7 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		}
 		res = append(res, r)
 	}
-	if chk.Enabled(CheckFairness) && len(byWork[spreadWork]) >= 2 {
+	if chk.Enabled(CheckFairness) && len(byWork[spreadWork]) >= 2 && time.Duration(minWall) >= MinFairnessWindow {
 		r := base
 		r.Name, r.Unit = CheckFairness, "%"
 		r.Threshold = chk.SpreadThreshold()

@@ -33,7 +33,7 @@ func TestSpread(t *testing.T) {
 }
 
 func worker(id int, work string, iters, cpuNS, gapMS uint64, cpus ...int) wire.WorkerMetrics {
-	return wire.WorkerMetrics{Worker: id, PID: 100 + id, Work: work, Iterations: iters, CPUTimeNS: cpuNS,
+	return wire.WorkerMetrics{Worker: id, PID: 100 + id, Work: work, Iterations: iters, CPUTimeNS: cpuNS, WallNS: 3e9,
 		MaxGapNS: gapMS * 1e6, CPUs: cpus, Migrations: uint64(len(cpus))}
 }
 
