@@ -67,24 +67,25 @@ func (d *Decoder) Offset() int64 { return d.off }
 
 // fill makes at least n bytes available from d.start, unless the stream
 // ends first. It returns the number of bytes available. n never exceeds
-// HeaderSize+MaxPayload, so the buffer is bounded.
+// HeaderSize+MaxPayload. The buffer grows only when it is full of unconsumed
+// bytes, by doubling, so its size is bounded by twice the bytes actually
+// received (and by HeaderSize+MaxPayload+minBuf): a length field claims
+// memory only as the bytes it announces arrive.
 func (d *Decoder) fill(n int) int {
 	for d.end-d.start < n && !d.eof && d.rerr == nil {
-		if d.start > 0 && (len(d.buf)-d.end < n || d.start == d.end) {
-			copy(d.buf, d.buf[d.start:d.end])
-			d.end -= d.start
-			d.start = 0
-		}
-		if len(d.buf)-d.start < n {
-			size := max(d.minBuf, n, 2*len(d.buf))
-			if size > HeaderSize+MaxPayload+d.minBuf {
-				size = HeaderSize + MaxPayload + d.minBuf
+		if d.end == len(d.buf) {
+			if d.start > 0 {
+				copy(d.buf, d.buf[d.start:d.end])
+				d.end -= d.start
+				d.start = 0
+			} else {
+				size := min(max(d.minBuf, 2*len(d.buf)), HeaderSize+MaxPayload+d.minBuf)
+				nb := make([]byte, size)
+				copy(nb, d.buf[:d.end])
+				d.buf = nb
 			}
-			nb := make([]byte, size)
-			copy(nb, d.buf[d.start:d.end])
-			d.end -= d.start
-			d.start = 0
-			d.buf = nb
+		} else if d.start == d.end && d.start > 0 {
+			d.start, d.end = 0, 0
 		}
 		m, err := d.r.Read(d.buf[d.end:])
 		d.end += m
@@ -92,9 +93,6 @@ func (d *Decoder) fill(n int) int {
 			d.eof = true
 		} else if err != nil {
 			d.rerr = err
-		}
-		if m > 0 && d.end-d.start >= n {
-			break
 		}
 	}
 	return d.end - d.start
