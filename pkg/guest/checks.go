@@ -78,7 +78,10 @@ func OffCpuset(used, cpuset []int) []int {
 }
 
 // Evaluate summarises one cgroup over one step and runs the workload checks
-// that apply to it. It fills each worker's OffCpuset.
+// that apply to it. It fills each worker's OffCpuset. The fairness spread
+// is Spread over the CPU shares (CPU time / wall time) of the cgroup's
+// workers of one work type (spin, yield, bursty; the largest spread of
+// those types counts).
 func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetrics, []wire.CheckResult) {
 	m := wire.CgroupMetrics{Step: step, Cgroup: cg.Name, Workers: len(cg.Workers), Cpuset: cg.Cpuset, Weight: cg.Weight}
 	used := map[int]bool{}
@@ -116,7 +119,14 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 				w.Worker, w.PID, w.Work, w.Iterations, w.MaxGapNS/1e6, w.MaxGapCPU))
 		}
 		if (scenario.Work{Type: w.Work}).FairnessApplies() {
-			byWork[w.Work] = append(byWork[w.Work], w.CPUTimeNS)
+			// CPU time per wall time, so that windows that started a few
+			// milliseconds apart (a worker serves the reset when it next
+			// runs) compare fairly.
+			share := uint64(0)
+			if w.WallNS > 0 {
+				share = uint64(float64(w.CPUTimeNS) / float64(w.WallNS) * 1e9)
+			}
+			byWork[w.Work] = append(byWork[w.Work], share)
 			minWall = min(minWall, w.WallNS)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 //	ktstr.sched_args=A,B,...   replace the scheduler's arguments (comma-separated; empty for none)
 //	ktstr.scheduler=none       ignore the packed scheduler: an EEVDF baseline run
 //	ktstr.port=NAME            the virtio port to write frames to (default "ktstr")
+//	ktstr.kthreadd_cpu=N       pin kthreadd to CPU N while the scheduler attaches (see KthreaddCPU)
 type Overrides struct {
 	Scenario      string
 	AttachTimeout time.Duration
@@ -24,7 +25,13 @@ type Overrides struct {
 	HasSchedArgs  bool
 	NoScheduler   bool
 	Port          string
-	Unknown       []string
+	// KthreaddCPU, when >= 0, pins kthreadd (PID 2) to that CPU while the
+	// scheduler attaches, so that kernel helper threads created then start
+	// there. Linux 6.12 runs a scheduler's ops.init on an unbound helper
+	// kthread; scx_central insists that it runs on its central CPU (0 by
+	// default) and fails with "init from non-central CPU" otherwise.
+	KthreaddCPU int
+	Unknown     []string
 }
 
 // SplitCmdline splits a kernel command line into words, honouring double
@@ -72,7 +79,7 @@ func parseDur(v string) (time.Duration, error) {
 // Unknown ktstr.* keys are listed in Unknown (the init logs them); a
 // malformed value is an error.
 func ParseOverrides(cmdline string) (*Overrides, error) {
-	o := &Overrides{}
+	o := &Overrides{KthreaddCPU: -1}
 	for _, w := range SplitCmdline(cmdline) {
 		if !strings.HasPrefix(w, "ktstr.") {
 			continue
@@ -100,6 +107,11 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 				err = fmt.Errorf("only \"none\" is accepted")
 			}
 			o.NoScheduler = true
+		case "ktstr.kthreadd_cpu":
+			o.KthreaddCPU, err = strconv.Atoi(v)
+			if err == nil && (o.KthreaddCPU < 0 || o.KthreaddCPU > 4095) {
+				err = fmt.Errorf("CPU %d out of range", o.KthreaddCPU)
+			}
 		case "ktstr.port":
 			if v == "" || strings.ContainsAny(v, "/") {
 				err = fmt.Errorf("want a port name")

@@ -227,7 +227,7 @@ func TestOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Overrides{Scenario: "mixed-burst", AttachTimeout: 5 * time.Second, Hold: 1500 * time.Millisecond,
-		SchedArgs: []string{"-e", "100"}, HasSchedArgs: true, Port: "my port", Unknown: []string{"ktstr.future"}}
+		SchedArgs: []string{"-e", "100"}, HasSchedArgs: true, Port: "my port", KthreaddCPU: -1, Unknown: []string{"ktstr.future"}}
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("got %+v\nwant %+v", o, want)
 	}

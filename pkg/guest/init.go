@@ -202,6 +202,7 @@ type plan struct {
 	scName        string
 	attachTimeout time.Duration
 	hold          time.Duration
+	kthreaddCPU   int
 }
 
 func runInit(e *env, version string) int {
@@ -242,7 +243,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
@@ -270,7 +271,7 @@ func makePlan(ov *Overrides) (*plan, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", runconfig.Path, err)
 	}
-	p := &plan{cfg: cfg, sched: cfg.Scheduler, attachTimeout: DefaultAttachTimeout, hold: ov.Hold}
+	p := &plan{cfg: cfg, sched: cfg.Scheduler, attachTimeout: DefaultAttachTimeout, hold: ov.Hold, kthreaddCPU: ov.KthreaddCPU}
 	if cfg.AttachTimeoutMS > 0 {
 		p.attachTimeout = time.Duration(cfg.AttachTimeoutMS) * time.Millisecond
 	}

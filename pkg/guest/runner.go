@@ -608,6 +608,10 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 	if p.sched != nil {
 		kw := startKmsg(e)
 		e.phase(wire.PhaseSchedulerStarting, strings.TrimSpace(p.sched.Name+" "+strings.Join(p.sched.Args, " ")))
+		if p.kthreaddCPU >= 0 {
+			restore := pinKthreadd(e, p.kthreaddCPU, topo.Online)
+			defer restore()
+		}
 		t0 := time.Now()
 		sp, err = startScheduler(e, p.sched, p.cfg.Env, kw)
 		if err != nil {
@@ -636,6 +640,9 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			return ExitNotAttached
 		}
 		attachMS := time.Since(t0).Milliseconds()
+		if p.kthreaddCPU >= 0 {
+			pinKthreadd(e, -1, topo.Online)
+		}
 		e.phase(wire.PhaseSchedulerAttached, fmt.Sprintf("ops %s after %d ms", ops, attachMS))
 		if !OpsMatches(ops, p.sched.Name) {
 			e.logf("sched_ext root ops is %q, which does not look like %q", ops, p.sched.Name)
@@ -699,4 +706,27 @@ func describeExit(why string, x wire.SchedExit) string {
 		s += fmt.Sprintf(" (process exit status %d)", *x.ExitCode)
 	}
 	return s
+}
+
+// pinKthreadd sets kthreadd's (PID 2) CPU affinity to cpu, or to every
+// online CPU when cpu < 0, and returns a function that restores the latter.
+func pinKthreadd(e *env, cpu int, online []int) func() {
+	var set unix.CPUSet
+	if cpu >= 0 {
+		set.Set(cpu)
+	} else {
+		for _, c := range online {
+			set.Set(c)
+		}
+	}
+	if err := unix.SchedSetaffinity(2, &set); err != nil {
+		e.logf("set kthreadd affinity: %v", err)
+	} else if cpu >= 0 {
+		e.logf("kthreadd pinned to CPU %d while the scheduler attaches (ktstr.kthreadd_cpu)", cpu)
+	}
+	return func() {
+		if cpu >= 0 {
+			pinKthreadd(e, -1, online)
+		}
+	}
 }
