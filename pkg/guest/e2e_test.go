@@ -37,25 +37,37 @@ var (
 	cacheDir  string
 )
 
+var skipOnce sync.Map
+
+// skipLoud skips t and, because go test hides skip messages without -v,
+// also says why on stderr (once per reason).
+func skipLoud(t *testing.T, msg string) {
+	t.Helper()
+	if _, dup := skipOnce.LoadOrStore(msg, true); !dup {
+		fmt.Fprintf(os.Stderr, "pkg/guest: %s: %s\n", t.Name(), msg)
+	}
+	t.Skip(msg)
+}
+
 func needE2E(t *testing.T) e2eEnv {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("SKIP: -short: no QEMU boots")
+		skipLoud(t, "SKIP: -short: no QEMU boots")
 	}
 	if m := lab.Missing(); m != "" {
-		t.Skipf("SKIP (fixture missing): %s", m)
+		skipLoud(t, fmt.Sprintf("SKIP (fixture missing): %s", m))
 	}
 	bin := os.Getenv("KTSTR_BIN")
 	if bin == "" {
-		t.Skip("SKIP (fixture missing): KTSTR_BIN is not set: run `make` and point it at bin/ (make test exports it)")
+		skipLoud(t, "SKIP (fixture missing): KTSTR_BIN is not set: run `make` and point it at bin/ (make test exports it)")
 	}
 	for _, tool := range []string{"ktstr-init", "ktstr-mkinitramfs"} {
 		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
-			t.Skipf("SKIP (fixture missing): %s/%s: %v (run make)", bin, tool, err)
+			skipLoud(t, fmt.Sprintf("SKIP (fixture missing): %s/%s: %v (run make)", bin, tool, err))
 		}
 	}
-	if out, err := exec.Command(filepath.Join(bin, "ktstr-mkinitramfs"), "--help").CombinedOutput(); err != nil {
-		t.Skipf("SKIP (fixture missing): ktstr-mkinitramfs does not run (%v): %s", err, bytes.TrimSpace(out))
+	if out, err := exec.Command(filepath.Join(bin, "ktstr-mkinitramfs"), "--help").CombinedOutput(); err != nil || bytes.Contains(out, []byte("not implemented")) {
+		skipLoud(t, fmt.Sprintf("SKIP (fixture missing): %s/ktstr-mkinitramfs is not usable yet (%v): %s", bin, err, firstLine(out)))
 	}
 	cacheOnce.Do(func() {
 		d, err := os.MkdirTemp("", "ktstr-guest-e2e-")
@@ -72,11 +84,11 @@ func needE2E(t *testing.T) e2eEnv {
 func (e e2eEnv) scheduler(t *testing.T, name string) string {
 	t.Helper()
 	if e.scheds == "" {
-		t.Skipf("SKIP (fixture missing): KTSTR_SCHEDULERS is not set; %s needed", name)
+		skipLoud(t, fmt.Sprintf("SKIP (fixture missing): KTSTR_SCHEDULERS is not set; %s needed", name))
 	}
 	p := filepath.Join(e.scheds, name)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("SKIP (fixture missing): scheduler %s: %v", p, err)
+		skipLoud(t, fmt.Sprintf("SKIP (fixture missing): scheduler %s: %v", p, err))
 	}
 	return p
 }
@@ -335,4 +347,9 @@ func TestE2EFailures(t *testing.T) {
 			t.Fatalf("the console does not say what is missing\n%s", r)
 		}
 	})
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return s
 }
