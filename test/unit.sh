@@ -16,5 +16,6 @@ awk '/--- SKIP:/ {sub(/^[ \t]+/, ""); printf "SKIP %s", $0; getline; sub(/^[ \t]
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")
-echo "unit: $passed passed, $failed failed, $skipped skipped (log: $log)"
+echo "verbose log: $log"
+echo "unit: $passed passed, $failed failed, $skipped skipped"
 exit $rc
