@@ -7,7 +7,7 @@ export PATH="$KTSTR_BIN:$PATH"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 # Tools that have not landed say so with exit 2.
-for t in ktstr-boot ktstr-monitor; do
+for t in ktstr-monitor; do
   set +e; "$t" >/dev/null 2>&1; rc=$?; set -e
   [ "$rc" = 2 ] || { echo "$t: expected exit 2 (not implemented), got $rc" >&2; exit 1; }
 done
@@ -32,5 +32,22 @@ grep -q '^ktstr-decode: corrupt stream at byte 164: CRC mismatch' "$work/damaged
 grep -q '^  corrupt regions 1 (CRC errors 1), bytes skipped 252$' "$work/damaged.txt"
 echo "pipelines: ktstr-decode ok"
 # --- end ktstr-decode ---------------------------------------------------
+
+# --- ktstr-boot ---------------------------------------------------------
+# Anything that is not a bzImage is refused up front with exit 2.
+set +e; ktstr-boot --kernel "$here/sample.ktstr" >"$work/boot.out" 2>"$work/boot.err"; rc=$?; set -e
+[ "$rc" = 2 ] || { echo "ktstr-boot on a non-kernel: expected exit 2, got $rc" >&2; exit 1; }
+grep -q 'not a loadable x86_64 bzImage' "$work/boot.err"
+# With /dev/kvm: time KVM_CREATE_VM and a tiny guest (Linux boots are
+# tested in the nested lab: go test ./pkg/vmm -run TestNestedLab).
+if [ -w /dev/kvm ]; then
+  ktstr-boot --probe >"$work/probe.txt"
+  grep -q '^create_vm_ms\[0\] ' "$work/probe.txt"
+  grep -q '^tiny_guest_ms ' "$work/probe.txt"
+  echo "pipelines: ktstr-boot ok ($(tr '\n' ' ' <"$work/probe.txt"))"
+else
+  echo "pipelines: ktstr-boot SKIPPED --probe: /dev/kvm not writable" >&2
+fi
+# --- end ktstr-boot -----------------------------------------------------
 
 echo "pipelines: ok"
