@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +22,7 @@ poweroff -f
 // inside L1 and a minimal busybox initramfs: the nested lab's own smoke
 // test, independent of ktstr's tools.
 func TestNestedL2Busybox(t *testing.T) {
-	n := sharedL1(t)
+	sharedL1(t)
 	k := os.Getenv("KTSTR_KERNEL")
 	a, err := BusyboxArchive(l2Init)
 	if err != nil {
@@ -42,10 +41,7 @@ func TestNestedL2Busybox(t *testing.T) {
 		CPUs: 1, MemoryMiB: 256, Accel: "kvm", CPUModel: "host", Cmdline: "quiet",
 	}, "file,path=/tmp/l2stream")
 	cmd := "qemu-system-x86_64 " + ShellQuote(args) + "; echo qemu-exit=$?; cat /tmp/l2stream"
-	r, err := n.Run(context.Background(), cmd, 150*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := runL1(t, cmd, 150*time.Second)
 	t.Logf("L2 run: %v\n%s", r.Wall, consoleLines(r.Stdout, "L2"))
 	if r.Err() != nil || !strings.Contains(string(r.Stdout), "qemu-exit=0") || !strings.Contains(string(r.Stdout), "l2-stream uptime=") {
 		t.Fatalf("L2 boot failed: %v\n%s\n%s", r.Err(), r.Stdout, r.Stderr)

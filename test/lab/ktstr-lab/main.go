@@ -166,6 +166,10 @@ func nestedCmd() *cli.Command {
 						fmt.Fprintf(os.Stderr, "ktstr-lab: L1 registers (sample %d): %v\n%s\n", i+1, merr, regs)
 						time.Sleep(time.Second)
 					}
+					for _, m := range []string{"info lapic", "info pic", "info irq"} {
+						out, merr := n.Monitor(m)
+						fmt.Fprintf(os.Stderr, "ktstr-lab: L1 (qemu) %s: %v\n%s\n", m, merr, out)
+					}
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "ktstr-lab: exit %d after %.2fs%s\n", r.ExitCode, r.Wall.Seconds(), map[bool]string{true: " (TIMED OUT)"}[r.TimedOut])
