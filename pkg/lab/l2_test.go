@@ -36,10 +36,8 @@ func TestNestedL2Busybox(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(l1DataDir(), "bzImage"), kb, 0o644)
-	args := ReferenceArgs(&ReferenceOptions{
-		Kernel: "/data/bzImage", Initramfs: "/data/l2-busybox.cpio",
-		CPUs: 1, MemoryMiB: 256, Accel: "kvm", CPUModel: "host", Cmdline: "quiet",
-	}, "file,path=/tmp/l2stream")
+	o := L2Options("/data/bzImage", "/data/l2-busybox.cpio", 1, 256, "quiet")
+	args := ReferenceArgs(&o, "file,path=/tmp/l2stream")
 	cmd := "qemu-system-x86_64 " + ShellQuote(args) + "; echo qemu-exit=$?; cat /tmp/l2stream"
 	r := runL1(t, cmd, 150*time.Second)
 	t.Logf("L2 run: %v\n%s", r.Wall, consoleLines(r.Stdout, "L2"))
