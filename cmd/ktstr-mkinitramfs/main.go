@@ -34,7 +34,7 @@ func main() {
 			&cli.StringFlag{Name: "scenario", Usage: "scenario `FILE` to pack"},
 			&cli.StringSliceFlag{Name: "env", Usage: "`KEY=VALUE` for the scheduler's and payloads' environment (repeatable)"},
 			&cli.DurationFlag{Name: "attach-timeout", Usage: "how long the guest waits for the scheduler to attach (0: the guest's default)"},
-			&cli.StringFlag{Name: "compress", Value: string(initramfs.DefaultCompression), Usage: "compression: zstd, gzip or none"},
+			&cli.StringFlag{Name: "compress", Value: string(initramfs.DefaultCompression), Usage: "compression: none, lz4 (legacy format), zstd or gzip"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the blob to `FILE` and print that path"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "build without reading or writing the cache"},
 			&cli.BoolFlag{Name: "parts", Usage: "print the base part's and the run part's paths (two lines) instead of their concatenation"},
