@@ -117,12 +117,16 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	var caught os.Signal
 	var timer *time.Timer
 	acquired := make(chan struct{})
+	watched := make(chan struct{}) // closed when the watcher is gone
 	r := o.Request
+	watching := false
 	r.OnWait = func() {
+		watching = true
 		if o.Timeout > 0 {
 			timer = time.AfterFunc(time.Until(start.Add(o.Timeout)), func() { cancel(context.DeadlineExceeded) })
 		}
 		go func() {
+			defer close(watched)
 			select {
 			case caught = <-sigs:
 				cancel(context.Canceled)
@@ -143,6 +147,14 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	close(acquired)
 	if timer != nil {
 		timer.Stop()
+	}
+	if watching {
+		<-watched // the watcher is gone, so caught is settled
+	}
+	if err == nil && caught != nil {
+		// Interrupted just as the reservation came through: honour it.
+		res.Release()
+		return 128 + int(caught.(syscall.Signal)), nil
 	}
 	if err != nil {
 		var busy *BusyError

@@ -3,11 +3,13 @@ package hostlock
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,16 +165,19 @@ func TestWaitForAnyOfM(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan *Reservation, 2)
-	waiter := func() {
-		r, err := l.Acquire(context.Background(), Request{Kind: LLCs, Count: 1, Node: -1})
+	var prog strings.Builder
+	var waited atomic.Int32
+	waiter := func(progress io.Writer) {
+		r, err := l.Acquire(context.Background(), Request{Kind: LLCs, Count: 1, Node: -1, Progress: progress,
+			OnWait: func() { waited.Add(1) }})
 		if err != nil {
 			t.Error(err)
 		}
 		got <- r
 	}
-	go waiter()
+	go waiter(&prog)
 	waitFor(t, func() bool { _, _, w, _ := newLockView(l.Dir).state(llcFile(0)); return w == 1 })
-	go waiter()
+	go waiter(nil)
 	waitFor(t, func() bool { _, _, w, _ := newLockView(l.Dir).state(queueFile); return w == 1 })
 	b.Release() // LLC 1
 	r1 := <-got
@@ -186,6 +191,10 @@ func TestWaitForAnyOfM(t *testing.T) {
 	}
 	r1.Release()
 	r2.Release()
+	if waited.Load() != 2 || !strings.HasPrefix(prog.String(), "ktstr-hostlock: waiting for 1 exclusive LLC(s)") ||
+		!strings.HasSuffix(prog.String(), " - acquired\n") {
+		t.Errorf("OnWait called %d times (want 2); progress %q", waited.Load(), prog.String())
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
