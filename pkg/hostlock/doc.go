@@ -56,9 +56,11 @@
 //     is one non-blocking flock. Contended, it blocks in the kernel: since
 //     Linux 5.1 blocked flock requests form a tree in which each new
 //     conflicting waiter queues behind the previous one, so a release wakes
-//     exactly the next requester. The queue is FIFO and herd-free; a big
-//     request at the head is not starved by small ones behind it (they wait
-//     their turn: head-of-line blocking is the price of fairness).
+//     only the next requester (which, on taking the lock, moves the one
+//     after it to wait on itself): O(1) wake-ups per release, however many
+//     wait. The queue is FIFO and herd-free; a big request at the head is
+//     not starved by small ones behind it (they wait their turn:
+//     head-of-line blocking is the price of fairness).
 //  2. The queue's head runs the non-blocking pass. Enough free: it takes
 //     what it chose, writes its records and closes queue.lock, letting the
 //     next requester in. The uncontended cost is two extra flocks.
