@@ -96,6 +96,7 @@ func (v *lockView) state(name string) (state string, holders []Holder, waiting i
 		return v.probe(path, recs)
 	}
 	maj, min := unix.Major(st.Dev), unix.Minor(st.Dev)
+	seen := map[Holder]bool{}
 	for _, pl := range v.locks {
 		if pl.Ino != st.Ino || !(pl.Major == maj && pl.Minor == min || pl.Major == v.mdev.Major && pl.Minor == v.mdev.Minor) {
 			continue
@@ -108,6 +109,10 @@ func (v *lockView) state(name string) (state string, holders []Holder, waiting i
 		if pl.Write {
 			h.Mode = "exclusive"
 		}
+		if seen[h] {
+			continue // a --cpus holder takes an LLC once per CPU
+		}
+		seen[h] = true
 		for i := len(recs) - 1; i >= 0; i-- {
 			if recs[i].PID == pl.PID {
 				r := recs[i]
@@ -264,12 +269,14 @@ func (s *Status) WriteText(w io.Writer) error {
 	for _, ls := range cpus {
 		line(fmt.Sprintf("cpu %d", ls.Index), ls, fmt.Sprintf("node %d llc %d", ls.Node, ls.LLC))
 	}
-	if s.Deciding != nil || s.Queued > 0 {
-		fmt.Fprintf(&b, "queue: %d waiting", s.Queued)
-		if s.Deciding != nil {
-			fmt.Fprintf(&b, " behind pid %d (%s)", s.Deciding.PID, s.Deciding.Command)
+	if s.Deciding != nil {
+		fmt.Fprintf(&b, "queue: pid %d (%s) is waiting for LLCs or CPUs", s.Deciding.PID, s.Deciding.Command)
+		if s.Queued > 0 {
+			fmt.Fprintf(&b, "; %d more request(s) queued behind it", s.Queued)
 		}
 		b.WriteByte('\n')
+	} else if s.Queued > 0 {
+		fmt.Fprintf(&b, "queue: %d request(s) queued\n", s.Queued)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
