@@ -122,6 +122,9 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	watching := false
 	r.OnWait = func() {
 		watching = true
+		if os.Getenv(EnvCPUs) != "" {
+			fmt.Fprintf(stderr, "ktstr-hostlock: warning: waiting inside a reservation (%s is set); a nested request can wait for its own parent until --timeout\n", EnvCPUs)
+		}
 		if o.Timeout > 0 {
 			timer = time.AfterFunc(time.Until(start.Add(o.Timeout)), func() { cancel(context.DeadlineExceeded) })
 		}

@@ -181,32 +181,49 @@ func readRecords(path string) []Record {
 }
 
 // holdersOf names the holders of the busy units' lock files, for error
-// messages.
+// messages: one entry per holder and kind, e.g. "LLC 0-3 held exclusive by
+// pid 7 (make) since 10:00:00".
 func (l *Locker) holdersOf(busy []*unit) []string {
 	v := newLockView(l.Dir)
+	type key struct {
+		kind string
+		pid  int
+		mode string
+	}
 	seen := map[string]bool{}
-	var out []string
+	idx := map[key][]int{}
+	who := map[key]Holder{}
+	var order []key
 	for _, u := range busy {
 		for _, s := range u.steps {
 			if seen[s.name] {
 				continue
 			}
 			seen[s.name] = true
+			kind, n := splitFile(s.name)
 			_, hs, _, _ := v.state(s.name)
 			for _, h := range hs {
-				out = append(out, fmt.Sprintf("%s held %s by %s", describeFile(s.name), h.Mode, h))
+				k := key{kind, h.PID, h.Mode}
+				if _, ok := idx[k]; !ok {
+					order = append(order, k)
+					who[k] = h
+				}
+				idx[k] = append(idx[k], n)
 			}
 		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, fmt.Sprintf("%s %s held %s by %s", k.kind, cpulist.Format(idx[k]), k.mode, who[k]))
 	}
 	return out
 }
 
-func describeFile(name string) string {
-	base := strings.TrimSuffix(name, ".lock")
-	if kind, n, ok := strings.Cut(base, "-"); ok {
-		return strings.ToUpper(kind) + " " + n
-	}
-	return base
+// splitFile turns "llc-3.lock" into ("LLC", 3).
+func splitFile(name string) (string, int) {
+	kind, n, _ := strings.Cut(strings.TrimSuffix(name, ".lock"), "-")
+	i, _ := strconv.Atoi(n)
+	return strings.ToUpper(kind), i
 }
 
 // Status reports every LLC and CPU of the topology with its holders. It
