@@ -28,6 +28,29 @@ grep -q '^  corrupt regions 1 (CRC errors 1), bytes skipped 252$' "$work/damaged
 echo "pipelines: ktstr-decode ok"
 # --- end ktstr-decode ---------------------------------------------------
 
+# --- ktstr-mkinitramfs --------------------------------------------------
+# Build a blob with a small static /init (busybox-static) and a scheduler
+# with arguments, in a private cache; the same command again is a cache hit
+# that prints the same path; cpio(1) lists /init and /dev/console (5,1).
+if command -v cpio >/dev/null && [ -x /bin/busybox ]; then
+  export KTSTR_CACHE_DIR="$work/initramfs-cache"
+  sched=${KTSTR_SCHEDULERS:+$KTSTR_SCHEDULERS/scx_simple}
+  [ -n "$sched" ] && [ -f "$sched" ] || sched=/bin/busybox
+  blob=$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)
+  [ -f "$blob" ] && [ "$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)" = "$blob" ]
+  cpio -t <"$blob" 2>/dev/null >"$work/initramfs.list"
+  grep -qx init "$work/initramfs.list" && grep -qx dev/console "$work/initramfs.list"
+  cpio -tv <"$blob" 2>/dev/null | grep -Eq '^crw-------.* 5, +1 .*dev/console$'
+  # Only the arguments changed: the cached base part is reused.
+  ktstr-mkinitramfs --verbose --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 20000 2>"$work/mk.err" >/dev/null
+  grep -q '^ktstr-mkinitramfs: hit base ' "$work/mk.err" && grep -q '^ktstr-mkinitramfs: built run ' "$work/mk.err"
+  [ "$(ktstr-mkinitramfs --list | wc -l)" -ge 4 ]
+  unset KTSTR_CACHE_DIR
+  echo "pipelines: ktstr-mkinitramfs ok"
+else
+  echo "pipelines: SKIP ktstr-mkinitramfs example: needs cpio and busybox-static (/bin/busybox)" >&2
+fi
+# --- end ktstr-mkinitramfs ----------------------------------------------
 # --- ktstr-hostlock -----------------------------------------------------
 # A private lock directory, so the examples never touch this host's real
 # reservations (the default is /run/ktstr/locks, shared by every user).
