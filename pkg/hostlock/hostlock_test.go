@@ -1,7 +1,9 @@
 package hostlock
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -372,4 +374,31 @@ func TestEnvAPI(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzRecordLine: the hand-written encoder and encoding/json agree.
+func FuzzRecordLine(f *testing.F) {
+	f.Add(12, "sh -c 'echo \"$KTSTR_CPUS\"'\t\\", "0-3,8")
+	f.Add(1, "\xff\x00\u2028 caf\u00e9", "")
+	f.Add(7, strings.Repeat("x", 3000), "0")
+	f.Fuzz(func(t *testing.T, pid int, cmd, cpus string) {
+		if pid <= 0 {
+			pid = 1
+		}
+		since := time.Date(2026, 11, 27, 1, 2, 3, 456e6, time.UTC)
+		in := Record{PID: pid, Mode: "shared", Request: "--cpus 1", CPUs: cpus, Since: since, Command: cmd}
+		line := in.line()
+		if line[len(line)-1] != '\n' || bytes.Count(line, []byte("\n")) != 1 || len(line) > 4096 && len(cpus) < 500 {
+			t.Fatalf("line %q: not one line, or too long", line)
+		}
+		var out Record
+		if err := json.Unmarshal(line, &out); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		valid := func(s string) string { return string([]rune(s)) } // U+FFFD per invalid byte
+		cmdOK := out.Command == valid(cmd) && len(cmd) <= 200 || len(cmd) > 200 && out.Command == valid(cmd[:200])+"..."
+		if out.PID != pid || out.CPUs != valid(cpus) || !out.Since.Equal(since) || !cmdOK {
+			t.Fatalf("round trip of %+v: %+v", in, out)
+		}
+	})
 }
