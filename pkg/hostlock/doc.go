@@ -88,7 +88,8 @@
 //
 // # Running a command
 //
-// The command inherits the lock files as descriptors 3 and up, so its
+// The command inherits the lock files (at the descriptor numbers they
+// have here; descriptors it was given on purpose are left alone), so its
 // flocks survive the exec and outlive ktstr-hostlock if it is killed; a
 // reservation ends when the last process holding those descriptors closes
 // them, as with flock(1). It gets KTSTR_CPUS, KTSTR_LLCS and
