@@ -227,7 +227,9 @@ func TestNoWaitNamesHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { holder.Process.Kill(); holder.Wait() }()
-	e.waitUntil("the holder", func(s hostlock.Status) bool { return s.LLCs[0].State == "exclusive" })
+	e.waitUntil("the holder's record", func(s hostlock.Status) bool {
+		return s.LLCs[0].State == "exclusive" && s.LLCs[0].Holders[0].Command == "sleep 30"
+	})
 	rc, _, stderr := e.run("--no-wait", "--", "true")
 	want := fmt.Sprintf("LLC 0 held exclusive by pid %d (sleep 30)", holder.Process.Pid)
 	if rc != 75 || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
