@@ -9,9 +9,9 @@
 // # Lock files
 //
 // The directory is $KTSTR_LOCK_DIR, else /run/ktstr/locks when writable
-// (or creatable), else $XDG_RUNTIME_DIR/ktstr; directories are created
-// mode 1777 and lock files 0666, both set with chmod after creation
-// because the umask would strip them. Files are opened with
+// (or creatable), else $XDG_RUNTIME_DIR/ktstr; it is created mode 1777
+// (missing parents 0755) and lock files 0666, both set with chmod after
+// creation because the umask would strip them. Files are opened with
 // O_NOFOLLOW|O_CLOEXEC, existing ones without O_CREAT (fs.protected_regular
 // refuses O_CREAT on other users' files in sticky directories), and a
 // symlink, non-regular file or multiply-linked file is refused with an

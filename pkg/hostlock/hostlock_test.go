@@ -262,11 +262,11 @@ func TestLockFileSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		fi, _ := os.Stat(d)
-		if fi.Mode()&(os.ModeSticky|os.ModePerm) != os.ModeSticky|0o777 {
-			t.Fatalf("%s mode %v, want 1777", d, fi.Mode())
-		}
+	if fi, _ := os.Stat(dir); fi.Mode()&(os.ModeSticky|os.ModePerm) != os.ModeSticky|0o777 {
+		t.Fatalf("%s mode %v, want 1777", dir, fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Dir(dir)); fi.Mode()&0o002 != 0 {
+		t.Fatalf("parent %s mode %v: only the lock directory should be world-writable", filepath.Dir(dir), fi.Mode())
 	}
 	old = syscall.Umask(0o077)
 	f, err := openLockFile(dir, "ok.lock")
