@@ -42,7 +42,7 @@ check:
 	$(GO) vet ./...
 
 unit: all
-	$(GO) test -count=1 ./...
+	bash test/unit.sh
 
 e2e: all
 	bash test/e2e.sh

@@ -75,5 +75,21 @@ ktstr-hostlock --no-wait --llcs 1 -- true # free again
 unset KTSTR_LOCK_DIR
 echo "pipelines: ktstr-hostlock ok"
 # --- end ktstr-hostlock -------------------------------------------------
+# --- ktstr-boot ---------------------------------------------------------
+# Anything that is not a bzImage is refused up front with exit 2.
+set +e; ktstr-boot --kernel "$here/sample.ktstr" >"$work/boot.out" 2>"$work/boot.err"; rc=$?; set -e
+[ "$rc" = 2 ] || { echo "ktstr-boot on a non-kernel: expected exit 2, got $rc" >&2; exit 1; }
+grep -q 'not a loadable x86_64 bzImage' "$work/boot.err"
+# With /dev/kvm: time KVM_CREATE_VM and a tiny guest (Linux boots are
+# tested in the nested lab: go test ./pkg/vmm -run TestNestedLab).
+if [ -w /dev/kvm ]; then
+  ktstr-boot --probe >"$work/probe.txt"
+  grep -q '^create_vm_ms\[0\] ' "$work/probe.txt"
+  grep -q '^tiny_guest_ms ' "$work/probe.txt"
+  echo "pipelines: ktstr-boot ok ($(tr '\n' ' ' <"$work/probe.txt"))"
+else
+  echo "pipelines: ktstr-boot SKIPPED --probe: /dev/kvm not writable" >&2
+fi
+# --- end ktstr-boot -----------------------------------------------------
 
 echo "pipelines: ok"
