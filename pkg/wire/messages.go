@@ -188,6 +188,10 @@ type CPUSample struct {
 	LocalDSQ  uint32            `json:"local_dsq"`
 	ScxNrRun  uint32            `json:"scx_nr_running"`
 	Events    map[string]uint64 `json:"events,omitempty"`
+	// Preempted is set when the host saw this vCPU's thread get less
+	// than a few guest ticks of CPU time since the previous sample: the
+	// guest could not have advanced its clock, so a stall check exempts it.
+	Preempted bool `json:"preempted,omitempty"`
 }
 
 // MonitorSample is one read of the guest's scheduler state from host side.
@@ -198,6 +202,10 @@ type MonitorSample struct {
 	ScxOps          string      `json:"scx_ops,omitempty"`
 	WatchdogTimeout uint64      `json:"watchdog_timeout_ns,omitempty"`
 	CPUs            []CPUSample `json:"cpus"`
+	// ScxExitKind is the sched_ext exit kind (enum scx_exit_kind, as in
+	// SchedExit) once the scheduler has left the enabled state; 0 before.
+	ScxExitKind int    `json:"scx_exit_kind,omitempty"`
+	ScxExit     string `json:"scx_exit,omitempty"` // its name, e.g. "error_stall"
 }
 
 // VMExit is the last host frame of a run.

@@ -1,0 +1,178 @@
+package guestmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+)
+
+// Region maps the guest-physical range [GPA, GPA+Size) to the bytes at
+// [Offset, Offset+Size) of the memory file.
+type Region struct {
+	GPA    uint64
+	Size   uint64
+	Offset uint64
+}
+
+// ErrUnmapped is wrapped by reads of guest-physical addresses that no
+// region covers.
+var ErrUnmapped = errors.New("guest-physical address not in guest RAM")
+
+// Memory is a read-only view of guest RAM.
+type Memory struct {
+	data    []byte
+	regions []Region // sorted by GPA
+	unmap   func() error
+}
+
+// New returns a Memory over data with the given layout. Each region must
+// lie inside data and regions must not overlap in guest-physical space.
+// With no regions, data is taken as one region at GPA 0.
+func New(data []byte, regions []Region) (*Memory, error) {
+	if len(regions) == 0 {
+		regions = []Region{{GPA: 0, Size: uint64(len(data)), Offset: 0}}
+	}
+	rs := append([]Region(nil), regions...)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].GPA < rs[j].GPA })
+	for i, r := range rs {
+		if r.Size == 0 {
+			return nil, fmt.Errorf("guest memory region %d at GPA %#x is empty", i, r.GPA)
+		}
+		if r.GPA+r.Size < r.GPA || r.Offset+r.Size < r.Offset {
+			return nil, fmt.Errorf("guest memory region at GPA %#x size %#x overflows", r.GPA, r.Size)
+		}
+		if r.Offset+r.Size > uint64(len(data)) {
+			return nil, fmt.Errorf("guest memory region at GPA %#x needs file bytes up to %#x; the file has %#x", r.GPA, r.Offset+r.Size, len(data))
+		}
+		if i > 0 && rs[i-1].GPA+rs[i-1].Size > r.GPA {
+			return nil, fmt.Errorf("guest memory regions at GPA %#x and %#x overlap", rs[i-1].GPA, r.GPA)
+		}
+	}
+	return &Memory{data: data, regions: rs}, nil
+}
+
+// Open maps the file at path read-only and shared, so that reads see the
+// guest's writes as they happen. With no regions the whole file is one
+// region at GPA 0 (use DefaultLayout for QEMU's split around the PCI hole).
+func Open(path string, regions []Region) (*Memory, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open guest memory: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat guest memory %s: %w", path, err)
+	}
+	size := st.Size()
+	if size <= 0 {
+		return nil, fmt.Errorf("guest memory %s is empty", path)
+	}
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("guest memory %s is too large to map", path)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map guest memory %s: %w", path, err)
+	}
+	m, err := New(data, regions)
+	if err != nil {
+		unix.Munmap(data)
+		return nil, err
+	}
+	m.unmap = func() error { return unix.Munmap(data) }
+	return m, nil
+}
+
+// Close unmaps a Memory made by Open. Slices it returned become invalid.
+func (m *Memory) Close() error {
+	if m.unmap == nil {
+		return nil
+	}
+	u := m.unmap
+	m.unmap, m.data = nil, nil
+	return u()
+}
+
+// Regions returns the layout, sorted by GPA.
+func (m *Memory) Regions() []Region { return append([]Region(nil), m.regions...) }
+
+// Size is the total guest RAM the layout covers.
+func (m *Memory) Size() uint64 {
+	var s uint64
+	for _, r := range m.regions {
+		s += r.Size
+	}
+	return s
+}
+
+// Slice returns the n bytes at guest-physical gpa as a view of the
+// mapping (not a copy: the guest may change them). The range must lie in
+// one region.
+func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
+	for i := range m.regions {
+		r := &m.regions[i]
+		if gpa < r.GPA || gpa-r.GPA >= r.Size {
+			continue
+		}
+		off := gpa - r.GPA
+		if n > r.Size-off {
+			return nil, fmt.Errorf("read of %d bytes at GPA %#x runs past the end of guest RAM region at %#x: %w", n, gpa, r.GPA, ErrUnmapped)
+		}
+		s := r.Offset + off
+		return m.data[s : s+n : s+n], nil
+	}
+	return nil, fmt.Errorf("GPA %#x: %w", gpa, ErrUnmapped)
+}
+
+// Read copies len(dst) bytes from guest-physical gpa.
+func (m *Memory) Read(gpa uint64, dst []byte) error {
+	s, err := m.Slice(gpa, uint64(len(dst)))
+	if err != nil {
+		return err
+	}
+	copy(dst, s)
+	return nil
+}
+
+// U64 reads a little-endian uint64 at gpa.
+func (m *Memory) U64(gpa uint64) (uint64, error) {
+	s, err := m.Slice(gpa, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(s), nil
+}
+
+// U32 reads a little-endian uint32 at gpa.
+func (m *Memory) U32(gpa uint64) (uint32, error) {
+	s, err := m.Slice(gpa, 4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(s), nil
+}
+
+// QEMU's x86 machines (pc, q35, microvm) put RAM below the 32-bit PCI hole
+// up to a machine-specific limit and the rest at 4 GiB. These are the
+// limits QEMU uses when the machine is given more RAM than fits below.
+const (
+	FourGiB = 4 << 30
+	// MicrovmLowMemMax is the most RAM QEMU's microvm machine puts below
+	// 4 GiB (its default max-ram-below-4g, 3 GiB).
+	MicrovmLowMemMax = 3 << 30
+)
+
+// SplitLayout returns the layout of a file of size bytes whose first
+// lowMax bytes sit at GPA 0 and the rest at 4 GiB: how QEMU lays out one
+// memory backend on its x86 machines.
+func SplitLayout(size, lowMax uint64) []Region {
+	if size <= lowMax {
+		return []Region{{GPA: 0, Size: size}}
+	}
+	return []Region{{GPA: 0, Size: lowMax}, {GPA: FourGiB, Size: size - lowMax, Offset: lowMax}}
+}

@@ -1,0 +1,187 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/ktstr-go/ktstr/pkg/kernelsym"
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+// Sampler reads one MonitorSample at a time from a located guest.
+type Sampler struct {
+	g    *Guest
+	k    *kernelsym.Kernel
+	l    *kernelsym.Layout
+	want int // CPUs asked for (0: all)
+	seq  uint64
+	buf  []byte
+	// VCPUTime, when set, returns the host CPU time (ns) each vCPU
+	// thread has used, indexed by CPU; nil entries or a nil func mean
+	// unknown. PreemptNS is the least CPU time a vCPU must get between
+	// samples to count as running.
+	VCPUTime  func() []int64
+	PreemptNS int64
+	lastVT    []int64
+}
+
+// NewSampler returns a sampler over cpus CPUs (0: the guest's nr_cpu_ids,
+// which is also the upper bound).
+func NewSampler(g *Guest, cpus int) *Sampler {
+	l := g.k.Layout
+	span := max(l.RqNrRunning.Off+l.RqNrRunning.Size, l.RqClock.Off+l.RqClock.Size, l.RqCurr.Off+l.RqCurr.Size,
+		l.RqScxNrRunning.Off+l.RqScxNrRunning.Size, l.RqScxLocalNr.Off+l.RqScxLocalNr.Size)
+	return &Sampler{g: g, k: g.k, l: l, want: cpus, buf: make([]byte, span),
+		PreemptNS: 10 * 1e9 / int64(g.k.HZ)}
+}
+
+// CPUs is how many CPUs the next sample covers.
+func (s *Sampler) CPUs() int {
+	if s.want <= 0 || s.want > s.g.NrCPUs() {
+		return s.g.NrCPUs()
+	}
+	return s.want
+}
+
+func field(b []byte, f kernelsym.Field) uint64 {
+	if !f.OK() || int(f.Off+f.Size) > len(b) {
+		return 0
+	}
+	v := b[f.Off : f.Off+f.Size]
+	switch f.Size {
+	case 1:
+		return uint64(v[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(v))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(v))
+	case 8:
+		return binary.LittleEndian.Uint64(v)
+	}
+	return 0
+}
+
+// cString turns a fixed-size kernel char array into printable text.
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, string(b))
+}
+
+// Sample reads every CPU's runqueue and the global sched_ext state.
+// elapsed is stamped into the sample. It first re-reads the globals the
+// kernel sets while it boots (direct-map base, paging depth, CPU count,
+// per-CPU offsets), so a kernel found early is followed as it comes up.
+func (s *Sampler) Sample(elapsed uint64) (*wire.MonitorSample, error) {
+	if err := s.g.Refresh(); err != nil {
+		return nil, err
+	}
+	rqs := make([]uint64, s.CPUs())
+	for cpu := range rqs {
+		off, err := s.g.PerCPUOffset(cpu)
+		if err != nil {
+			return nil, err
+		}
+		rqs[cpu] = s.k.Symbols["runqueues"] + off
+	}
+	ms := &wire.MonitorSample{Seq: s.seq, ElapsedNS: elapsed, CPUs: make([]wire.CPUSample, len(rqs))}
+	var vt []int64
+	if s.VCPUTime != nil {
+		vt = s.VCPUTime()
+	}
+	l := s.l
+	for cpu, rq := range rqs {
+		if err := s.g.Read(rq, s.buf); err != nil {
+			return nil, fmt.Errorf("cpu %d runqueue at %#x: %w", cpu, rq, err)
+		}
+		c := wire.CPUSample{
+			CPU:       cpu,
+			NrRunning: uint32(field(s.buf, l.RqNrRunning)),
+			ClockNS:   field(s.buf, l.RqClock),
+			ScxNrRun:  uint32(field(s.buf, l.RqScxNrRunning)),
+			LocalDSQ:  uint32(field(s.buf, l.RqScxLocalNr)),
+		}
+		if curr := field(s.buf, l.RqCurr); curr != 0 {
+			var pid [4]byte
+			if s.g.Read(curr+uint64(l.TaskPID.Off), pid[:]) == nil {
+				c.CurrPID = int32(binary.LittleEndian.Uint32(pid[:]))
+			}
+			comm := make([]byte, l.TaskComm.Size)
+			if s.g.Read(curr+uint64(l.TaskComm.Off), comm) == nil {
+				c.CurrComm = cString(comm)
+			}
+		}
+		if cpu < len(vt) && cpu < len(s.lastVT) && vt[cpu] >= 0 && s.lastVT[cpu] >= 0 {
+			c.Preempted = vt[cpu]-s.lastVT[cpu] < s.PreemptNS
+		}
+		ms.CPUs[cpu] = c
+	}
+	s.lastVT = vt
+	s.scx(ms)
+	s.seq++
+	return ms, nil
+}
+
+func enumName(vals map[int64]string, v int64, prefix string) string {
+	if n, ok := vals[v]; ok {
+		return strings.ToLower(strings.TrimPrefix(n, prefix))
+	}
+	return fmt.Sprintf("unknown(%d)", v)
+}
+
+// scx fills the global sched_ext fields (6.12 layout: scx_ops_enable_state_var,
+// scx_ops, scx_watchdog_timeout, scx_exit_kind, scx_exit_info).
+func (s *Sampler) scx(ms *wire.MonitorSample) {
+	if !s.k.HasSchedExt() {
+		return
+	}
+	sy, l, g := s.k.Symbols, s.l, s.g
+	st, err := g.mem.U32(g.ImagePA(sy["scx_ops_enable_state_var"]))
+	if err != nil {
+		return
+	}
+	ms.ScxState = enumName(l.EnableStates, int64(int32(st)), "SCX_OPS_")
+	if a, ok := sy["scx_watchdog_timeout"]; ok {
+		if j, err := g.mem.U64(g.ImagePA(a)); err == nil && j < 1<<40 {
+			ms.WatchdogTimeout = j * (1e9 / uint64(s.k.HZ))
+		}
+	}
+	if a, ok := sy["scx_ops"]; ok && l.OpsName.OK() && ms.ScxState != "disabled" {
+		if b, err := g.mem.Slice(g.ImagePA(a+uint64(l.OpsName.Off)), uint64(l.OpsName.Size)); err == nil {
+			ms.ScxOps = cString(b)
+		}
+	}
+	if ms.ScxState == "enabled" {
+		return
+	}
+	// Which exit: scx_exit_kind holds it while disabling; afterwards the
+	// kernel resets it to DONE and the exit info keeps the real kind.
+	kind := int64(0)
+	if a, ok := sy["scx_exit_kind"]; ok {
+		if v, err := g.mem.U32(g.ImagePA(a)); err == nil {
+			kind = int64(int32(v))
+		}
+	}
+	if a, ok := sy["scx_exit_info"]; ok && l.ExitInfoKind.OK() && kind <= 1 {
+		if p, err := g.mem.U64(g.ImagePA(a)); err == nil && p != 0 {
+			var b [4]byte
+			if g.Read(p+uint64(l.ExitInfoKind.Off), b[:]) == nil {
+				if v := int64(int32(binary.LittleEndian.Uint32(b[:]))); l.ExitKinds[v] != "" {
+					kind = v
+				}
+			}
+		}
+	}
+	if _, known := l.ExitKinds[kind]; known && kind > 0 {
+		ms.ScxExitKind = int(kind)
+		ms.ScxExit = enumName(l.ExitKinds, kind, "SCX_EXIT_")
+	}
+}
