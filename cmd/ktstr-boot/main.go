@@ -22,7 +22,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", EnvVars: []string{"KTSTR_KERNEL"}},
 			&cli.StringSliceFlag{Name: "initramfs", Usage: "initramfs blob; repeat to concatenate several"},
-			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs"},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs (shorthand for --topology 1n1l<N>c1t)"},
 			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
 			&cli.DurationFlag{Name: "timeout", Value: vmm.DefaultTimeout, Usage: "stop the guest after this long (0: never)"},
 			&cli.StringFlag{Name: "console", Usage: "write the guest console (COM1, hvc0) to FILE instead of stderr"},
@@ -30,6 +30,9 @@ func main() {
 			&cli.StringFlag{Name: "control-fifo", Value: "auto", Usage: "control FIFO path (auto: in $TMPDIR; none: no FIFO)"},
 			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (after the defaults)"},
 			&cli.BoolFlag{Name: "no-default-cmdline", Usage: "do not start from the default kernel command line"},
+			// Topology and performance mode (topology.go).
+			&cli.StringFlag{Name: "topology", Usage: "guest shape NnNlNcNt: NUMA nodes, LLCs, cores per LLC, threads per core (e.g. 2n4l2c1t)"},
+			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
 		},
 		Action: run,
 	})
@@ -42,6 +45,10 @@ func run(c *cli.Context) error {
 	}
 	if c.Int("cpus") < 1 {
 		return cmdutil.UsageError("--cpus must be at least 1")
+	}
+	topo, err := topologyFlag(c)
+	if err != nil {
+		return err
 	}
 	mem, err := vmm.ParseSize(c.String("memory"))
 	if err != nil {
@@ -71,6 +78,13 @@ func run(c *cli.Context) error {
 			return cmdutil.UsageError("KTSTR_CPUS: %v", err)
 		}
 	}
+	perf, err := perfFlag(c, len(topo.CPUs), mem, cpus)
+	if err != nil {
+		return err
+	}
+	if perf != nil {
+		cpus = nil // each vCPU gets its own CPU from the plan
+	}
 	var parts []string
 	if !c.Bool("no-default-cmdline") {
 		parts = append(parts, vmm.DefaultCmdline())
@@ -92,7 +106,8 @@ func run(c *cli.Context) error {
 	}
 	cfg := vmm.Config{
 		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
-		Cmdline: strings.Join(parts, " "), VCPUs: c.Int("cpus"), Memory: mem,
+		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
+		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
 	}
 	if p := c.String("com2"); p != "" {

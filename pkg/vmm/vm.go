@@ -15,7 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/acpi"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
+	"github.com/ktstr-go/ktstr/pkg/perfmode"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -62,6 +65,13 @@ type Config struct {
 	CPUs        []int         // host CPUs vCPU threads are confined to (nil: any)
 	ControlFIFO string        // path of the control FIFO to create ("" none)
 	Signals     <-chan os.Signal
+	// Topology is the guest's CPU and NUMA shape (nil: VCPUs cores in
+	// one LLC of one node); see topology.go.
+	Topology *topology.Topology
+	// Perf, when set, runs in performance mode (perf.go).
+	Perf *perfmode.Plan
+	// Log receives one-line notes about the set-up (nil: none).
+	Log io.Writer
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -199,9 +209,14 @@ func (m *machine) close() {
 
 func (m *machine) build() error {
 	cfg := m.cfg
-	if cfg.VCPUs < 1 {
+	if cfg.VCPUs < 1 && cfg.Topology == nil {
 		return fmt.Errorf("need at least one vCPU, got %d", cfg.VCPUs)
 	}
+	topo, err := topologyOf(cfg)
+	if err != nil {
+		return err
+	}
+	m.cfg.VCPUs, cfg.VCPUs = len(topo.CPUs), len(topo.CPUs)
 	var kern *Kernel
 	if cfg.GuestCode == nil {
 		k, err := ParseBzImage(cfg.Kernel)
@@ -224,12 +239,22 @@ func (m *machine) build() error {
 			return fmt.Errorf("/dev/kvm lacks %s", c.name)
 		}
 	}
+	if err := checkVCPULimits(sys, topo); err != nil {
+		return err
+	}
 	vm, err := sys.CreateVM()
 	if err != nil {
 		return err
 	}
 	m.vm = vm
 	m.closers = append(m.closers, func() { vm.Close() })
+	if cfg.Perf != nil {
+		note, err := disableExits(vm, sys)
+		if err != nil {
+			return err
+		}
+		m.logf("perf mode: %s", note)
+	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
 	}
@@ -244,7 +269,11 @@ func (m *machine) build() error {
 	if err := vm.CreatePIT2(); err != nil {
 		return err
 	}
-	mem, err := NewMemory(cfg.Memory)
+	newMem := NewMemory
+	if cfg.Perf != nil {
+		newMem = newHugeMemory
+	}
+	mem, err := newMem(cfg.Memory)
 	if err != nil {
 		return err
 	}
@@ -265,6 +294,9 @@ func (m *machine) build() error {
 	if kern != nil {
 		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs})
 		if err != nil {
+			return err
+		}
+		if err := installACPI(mem, topo, boot.E820); err != nil {
 			return err
 		}
 	} else {
@@ -298,13 +330,17 @@ func (m *machine) build() error {
 	}
 	m.tids = make([]atomic.Int32, cfg.VCPUs)
 	for i := 0; i < cfg.VCPUs; i++ {
-		c, err := vm.CreateVCPU(i)
+		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
 		m.closers = append(m.closers, func() { c.Close() })
-		if err := setupVCPU(c, CPUIDFor(supported, i, cfg.VCPUs), boot); err != nil {
+		cpuid, err := vcpuCPUID(supported, topo, i, cfg.Perf != nil)
+		if err != nil {
+			return err
+		}
+		if err := setupVCPU(c, cpuid, boot); err != nil {
 			return err
 		}
 	}
@@ -427,15 +463,9 @@ func (m *machine) runVCPU(i int) {
 	defer runtime.UnlockOSThread()
 	m.tids[i].Store(int32(unix.Gettid()))
 	defer m.tids[i].Store(0)
-	if len(m.cfg.CPUs) > 0 {
-		var set unix.CPUSet
-		for _, c := range m.cfg.CPUs {
-			set.Set(c)
-		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			m.finish(ReasonError, fmt.Sprintf("confine vCPU %d to KTSTR_CPUS: %v", i, err))
-			return
-		}
+	if err := m.placeVCPU(i); err != nil {
+		m.finish(ReasonError, err.Error())
+		return
 	}
 	c := m.vcpus[i]
 	for !m.stopped.Load() {
@@ -527,6 +557,14 @@ func (m *machine) pioOut(port uint16, d []byte) {
 	case i8042Command:
 		if d[0] == i8042Reset {
 			m.finish(ReasonReboot, "guest reset through the i8042 controller")
+		}
+	case acpi.SleepControlPort:
+		if acpi.IsPowerOff(d[0]) {
+			m.finish(ReasonPoweroff, "guest powered off through ACPI (S5)")
+		}
+	case acpi.ResetPort:
+		if d[0] == acpi.ResetValue {
+			m.finish(ReasonReboot, "guest reset through the ACPI reset register")
 		}
 	case resetControl:
 		if d[0]&0x04 != 0 {
@@ -663,4 +701,10 @@ func (r Result) Summary() string {
 		s += ": " + r.Detail
 	}
 	return s
+}
+
+func (m *machine) logf(format string, a ...any) {
+	if m.cfg.Log != nil {
+		fmt.Fprintf(m.cfg.Log, "ktstr-boot: "+format+"\n", a...)
+	}
 }
