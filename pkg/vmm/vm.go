@@ -72,6 +72,12 @@ type Config struct {
 	Perf *perfmode.Plan
 	// Log receives one-line notes about the set-up (nil: none).
 	Log io.Writer
+	// HVC, when set, receives hvc0's output instead of Console (--shell,
+	// --exec); ConsoleInput is typed into hvc0; closing Stop ends the run
+	// with reason "stopped" (Ctrl-A X). See console_input.go.
+	HVC          io.Writer
+	ConsoleInput io.Reader
+	Stop         <-chan struct{}
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -166,6 +172,9 @@ func Run(cfg Config) (Result, error) {
 	}
 
 	m.console.Start()
+	if cfg.ConsoleInput != nil {
+		go m.pumpInput(cfg.ConsoleInput)
+	}
 	var wg sync.WaitGroup
 	for i := range m.vcpus {
 		wg.Add(1)
@@ -320,7 +329,11 @@ func (m *machine) build() error {
 	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
 	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
-	m.console = NewConsole(mem, m.watch, m.stream, m.irq(VirtioIRQ))
+	var hvc io.Writer = m.watch
+	if cfg.HVC != nil {
+		hvc = cfg.HVC
+	}
+	m.console = NewConsole(mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
 
@@ -428,6 +441,8 @@ func (m *machine) wait() {
 		select {
 		case <-m.ended:
 			return
+		case <-m.cfg.Stop:
+			m.finish(ReasonStopped, "stopped from the terminal")
 		case <-timeout:
 			m.finish(ReasonTimeout, fmt.Sprintf("guest still running after %s", m.cfg.Timeout))
 		case s := <-m.cfg.Signals:
