@@ -10,11 +10,13 @@ import (
 	"syscall"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
+	term.MaybeGuard() // in --shell's terminal guard child: restore and exit
 	cmdutil.Main(&cli.App{
 		Name:      "ktstr-boot",
 		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
@@ -32,6 +34,8 @@ func main() {
 			&cli.BoolFlag{Name: "no-default-cmdline", Usage: "do not start from the default kernel command line"},
 			// Topology and performance mode (topology.go).
 			&cli.StringFlag{Name: "topology", Usage: "guest shape NnNlNcNt: NUMA nodes, LLCs, cores per LLC, threads per core (e.g. 2n4l2c1t)"},
+			&cli.BoolFlag{Name: "shell", Usage: "interactive shell on the guest's hvc0 (terminal raw; Ctrl-A X quits)"},
+			&cli.StringFlag{Name: "exec", Usage: "run CMD in the guest through hvc0 and exit with its status"},
 			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
 		},
 		Action: run,
@@ -89,6 +93,11 @@ func run(c *cli.Context) error {
 	if !c.Bool("no-default-cmdline") {
 		parts = append(parts, vmm.DefaultCmdline())
 	}
+	if s, err := interactiveCmdline(c); err != nil {
+		return err
+	} else if s != "" {
+		parts = append(parts, s)
+	}
 	if s := c.String("append"); s != "" {
 		parts = append(parts, s)
 	}
@@ -130,6 +139,9 @@ func run(c *cli.Context) error {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
 
+	if handled, err := runInteractive(c, cfg); handled {
+		return err
+	}
 	res, err := vmm.Run(cfg)
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)
