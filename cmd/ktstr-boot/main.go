@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
@@ -17,6 +19,7 @@ import (
 
 func main() {
 	term.MaybeGuard() // in --shell's terminal guard child: restore and exit
+	start := time.Now()
 	cmdutil.Main(&cli.App{
 		Name:      "ktstr-boot",
 		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
@@ -37,12 +40,19 @@ func main() {
 			&cli.BoolFlag{Name: "shell", Usage: "interactive shell on the guest's hvc0 (terminal raw; Ctrl-A X quits)"},
 			&cli.StringFlag{Name: "exec", Usage: "run CMD in the guest through hvc0 and exit with its status"},
 			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
+			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
+			&cli.BoolFlag{Name: "probe", Usage: "time KVM_CREATE_VM and a tiny guest, print the figures and exit"},
 		},
-		Action: run,
+		Action: func(c *cli.Context) error {
+			if c.Bool("probe") {
+				return probe()
+			}
+			return run(c, start)
+		},
 	})
 }
 
-func run(c *cli.Context) error {
+func run(c *cli.Context, start time.Time) error {
 	kpath := c.String("kernel")
 	if kpath == "" {
 		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
@@ -76,11 +86,9 @@ func run(c *cli.Context) error {
 		}
 		initrd = append(initrd, b...)
 	}
-	var cpus []int
-	if s := os.Getenv("KTSTR_CPUS"); s != "" {
-		if cpus, err = vmm.ParseCPUList(s); err != nil {
-			return cmdutil.UsageError("KTSTR_CPUS: %v", err)
-		}
+	cpus, _, err := hostlock.CPUsFromEnv()
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
 	}
 	perf, err := perfFlag(c, len(topo.CPUs), mem, cpus)
 	if err != nil {
@@ -118,6 +126,7 @@ func run(c *cli.Context) error {
 		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
 		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
+		Start: start,
 	}
 	if p := c.String("com2"); p != "" {
 		f, err := os.Create(p)
@@ -146,8 +155,25 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)
 	}
+	if c.Bool("summary") {
+		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d\n",
+			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"])
+	}
 	if res.ExitCode == 0 {
 		return nil
 	}
 	return cmdutil.Exitf(res.ExitCode, "%s", res.Summary())
+}
+
+// probe prints /dev/kvm timings (see vmm.Probe).
+func probe() error {
+	r, err := vmm.Probe(3, 1000000)
+	if err != nil {
+		return cmdutil.Exit(vmm.ExitVMMError, fmt.Errorf("probe /dev/kvm: %w", err))
+	}
+	for i, d := range r.CreateVM {
+		fmt.Printf("create_vm_ms[%d] %.3f\n", i, float64(d.Microseconds())/1000)
+	}
+	fmt.Printf("tiny_guest_ms %.3f (%d loop iterations, VM set-up included)\n", float64(r.TinyGuest.Microseconds())/1000, r.Iterations)
+	return nil
 }

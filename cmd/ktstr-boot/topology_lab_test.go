@@ -18,9 +18,19 @@ import (
 
 // probeInit is the L2 guest's /init: print what the kernel derived about
 // its topology, then power off (through the ACPI sleep register).
+//
+// With ktstr.exec= on the command line it is instead a minimal
+// implementation of --exec's guest contract: run the command with its
+// output on hvc0, report the status line, power off.
 const probeInit = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\n" +
-	"mount -t proc proc /proc; mount -t sysfs sys /sys\n" +
-	`echo "KTOPO uptime $(cut -d' ' -f1 /proc/uptime)"` + "\n" +
+	"mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n" +
+	`c=$(sed -n 's/.*ktstr\.exec=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$c" ]; then
+  sh -c "$(echo "$c" | base64 -d)" >/dev/hvc0 2>&1
+  echo "` + ExecStatusPrefix + `$?" >/dev/hvc0
+  poweroff -f
+fi
+echo "KTOPO uptime $(cut -d' ' -f1 /proc/uptime)"` + "\n" +
 	topology.GuestProbeScript + "poweroff -f\n"
 
 // labShapes are the shapes the guest is checked against (issue 7): one
@@ -119,6 +129,15 @@ func TestTopologyInGuest(t *testing.T) {
 		if !strings.Contains(out, "ktstr-boot-rc=122") {
 			t.Errorf("%s: ktstr-boot did not end by ACPI poweroff: %s", shape, lastLine(out, "ktstr-boot-rc="))
 		}
+	}
+
+	// --exec: the command's output on stdout, its status as the exit code.
+	r, err := l1.Run(ctx, `/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --memory 256M --timeout 300s --control-fifo none --console /tmp/exec-console.txt --exec 'echo "hello from $(uname -s)"; exit 7'; echo ktstr-boot-rc=$?`, 330*time.Second)
+	if err != nil {
+		t.Fatalf("--exec: lab failed: %v", err)
+	}
+	if out := string(r.Stdout); !strings.Contains(out, "hello from Linux\nktstr-boot-rc=7") {
+		t.Errorf("--exec: want the command's output and exit status 7, got:\n%s\n%s", out, r.Stderr)
 	}
 }
 

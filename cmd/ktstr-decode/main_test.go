@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,14 +94,14 @@ func TestBinaryFileAndPipe(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q, stdout differs from %s:\n%s", r.code, r.stderr, c.golden, r.stdout)
 			}
 			// The sample has one bad payload, reported on stderr.
-			if !strings.Contains(r.stderr, "ktstr-decode: frame at byte 3740: bad phase payload") {
+			if !strings.Contains(r.stderr, "bad phase payload: invalid JSON at byte 26\n") {
 				t.Fatalf("stderr %q lacks the payload diagnostic", r.stderr)
 			}
 		})
 	}
 	// Concatenated inputs are one stream.
 	r := runBin(t, bin, stream, "-q", "--stats", sample, "-")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "stats: 7906 bytes read, 56 frames (7906 bytes)\n") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("stats: %d bytes read, 56 frames (%[1]d bytes)\n", 2*len(stream))) {
 		t.Fatalf("concatenation: exit %d\n%s", r.code, r.stdout)
 	}
 }

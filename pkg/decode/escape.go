@@ -15,11 +15,10 @@ func appendJSONString(dst []byte, s []byte) ([]byte, bool) {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if !strSpecial[c] {
-			i++
-			continue
+		if i = plainRun(s, i); i >= len(s) {
+			break
 		}
+		c := s[i]
 		if c >= 0x80 {
 			r, n := utf8.DecodeRune(s[i:])
 			if r == utf8.RuneError && n == 1 {

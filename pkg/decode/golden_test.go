@@ -57,7 +57,7 @@ func everyTypeMessages() (guest, host []wire.Message) {
 				Regions: []wire.MemRegion{{GPA: 0, Size: 512 << 20, Offset: 0}}, Kernel: "bzImage", Cmdline: "console=ttyS0 quiet"},
 			wire.MonitorSample{Seq: 1, ElapsedNS: 1_000_000_000, ScxState: "enabled", ScxOps: "simple", WatchdogTimeout: 30_000_000_000,
 				CPUs: []wire.CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 5_000_000_000, CurrPID: 211, CurrComm: "ktstr-worker", LocalDSQ: 1, ScxNrRun: 2, Events: map[string]uint64{"SCX_EV_DISPATCH_LOCAL_DSQ_OFFLINE": 0}},
-					{CPU: 1, NrRunning: 0, ClockNS: 5_000_000_100}}},
+					{CPU: 1, NrRunning: 0, ClockNS: 5_000_000_100, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
 			wire.Violation{Kind: "imbalance", CPU: -1, ElapsedNS: 1_500_000_000, Values: map[string]float64{"max": 5, "min": 0}, Message: "nr_running 5 vs 0 for 3 samples"},
 			wire.VMExit{Reason: "guest_exit", ExitCode: 1, WallNS: 9_250_000_000, VCPUs: 4, KVMStats: map[string]uint64{"exits": 120000}},
 		}

@@ -1,6 +1,8 @@
 package decode
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -8,179 +10,30 @@ import (
 // exactly what json.Valid accepts, less documents with invalid UTF-8.
 const maxJSONDepth = 10000
 
-// validJSON reports whether b is one RFC 8259 JSON value (surrounded by
-// optional whitespace) whose strings are valid UTF-8. It returns -1 when
-// b is valid, else the offset of the first offending byte (len(b) when
-// the input ends early). It does not allocate. It exists because
-// ktstr-decode --json embeds JSON payloads verbatim after validating them,
-// and encoding/json's validator is several times slower.
-func validJSON(b []byte) int {
-	v := jsonValidator{b: b}
-	v.ws()
-	if !v.value(0) {
-		return v.i
-	}
-	v.ws()
-	if v.i != len(b) {
-		return v.i
-	}
-	return -1
-}
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
 
-type jsonValidator struct {
-	b []byte
-	i int
-}
-
-func (v *jsonValidator) ws() {
-	for v.i < len(v.b) {
-		switch v.b[v.i] {
-		case ' ', '\t', '\n', '\r':
-			v.i++
-		default:
-			return
+// plainRun returns the index of the first byte at or after i that a JSON
+// string scan must stop at (see strSpecial), or len(b). It tests eight
+// bytes at a time: a byte is flagged when it is below 0x20, a quote, a
+// backslash, or 0x80 and above. Borrows can flag a clean byte only above a
+// byte that is itself flagged, so the lowest flag is always the first
+// special byte.
+func plainRun(b []byte, i int) int {
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		m := ((x - 0x20*ones) | ((x ^ '"'*ones) - ones) | ((x ^ '\\'*ones) - ones) | x) & highs
+		if m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
+		i += 8
 	}
-}
-
-func (v *jsonValidator) value(depth int) bool {
-	if v.i >= len(v.b) {
-		return false
+	for i < len(b) && !strSpecial[b[i]] {
+		i++
 	}
-	switch c := v.b[v.i]; {
-	case c == '{':
-		if depth >= maxJSONDepth {
-			return false
-		}
-		v.i++
-		v.ws()
-		if v.i < len(v.b) && v.b[v.i] == '}' {
-			v.i++
-			return true
-		}
-		for {
-			if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
-				return false
-			}
-			v.ws()
-			if v.i >= len(v.b) || v.b[v.i] != ':' {
-				return false
-			}
-			v.i++
-			v.ws()
-			if !v.value(depth + 1) {
-				return false
-			}
-			v.ws()
-			if v.i >= len(v.b) {
-				return false
-			}
-			switch v.b[v.i] {
-			case ',':
-				v.i++
-				v.ws()
-			case '}':
-				v.i++
-				return true
-			default:
-				return false
-			}
-		}
-	case c == '[':
-		if depth >= maxJSONDepth {
-			return false
-		}
-		v.i++
-		v.ws()
-		if v.i < len(v.b) && v.b[v.i] == ']' {
-			v.i++
-			return true
-		}
-		for {
-			if !v.value(depth + 1) {
-				return false
-			}
-			v.ws()
-			if v.i >= len(v.b) {
-				return false
-			}
-			switch v.b[v.i] {
-			case ',':
-				v.i++
-				v.ws()
-			case ']':
-				v.i++
-				return true
-			default:
-				return false
-			}
-		}
-	case c == '"':
-		return v.str()
-	case c == '-' || (c >= '0' && c <= '9'):
-		return v.num()
-	case c == 't':
-		return v.lit("true")
-	case c == 'f':
-		return v.lit("false")
-	case c == 'n':
-		return v.lit("null")
-	}
-	return false
-}
-
-func (v *jsonValidator) lit(s string) bool {
-	if len(v.b)-v.i < len(s) {
-		for j := 0; v.i < len(v.b) && v.b[v.i] == s[j]; j++ {
-			v.i++
-		}
-		return false
-	}
-	for j := 0; j < len(s); j++ {
-		if v.b[v.i] != s[j] {
-			return false
-		}
-		v.i++
-	}
-	return true
-}
-
-func (v *jsonValidator) digits() bool {
-	start := v.i
-	for v.i < len(v.b) && v.b[v.i] >= '0' && v.b[v.i] <= '9' {
-		v.i++
-	}
-	return v.i > start
-}
-
-func (v *jsonValidator) num() bool {
-	if v.b[v.i] == '-' {
-		v.i++
-	}
-	if v.i >= len(v.b) {
-		return false
-	}
-	if v.b[v.i] == '0' {
-		v.i++
-	} else if !v.digits() {
-		return false
-	}
-	if v.i < len(v.b) && v.b[v.i] == '.' {
-		v.i++
-		if !v.digits() {
-			return false
-		}
-	}
-	if v.i < len(v.b) && (v.b[v.i] == 'e' || v.b[v.i] == 'E') {
-		v.i++
-		if v.i < len(v.b) && (v.b[v.i] == '+' || v.b[v.i] == '-') {
-			v.i++
-		}
-		if !v.digits() {
-			return false
-		}
-	}
-	return true
+	return i
 }
 
 // strSpecial marks the bytes a JSON string scan must stop at: control
@@ -200,26 +53,29 @@ func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
-// str scans a string starting at its opening quote.
-func (v *jsonValidator) str() bool {
-	b := v.b
-	i := v.i + 1
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// jsonString scans a string whose opening quote is at b[i]. It returns
+// the index after the closing quote, or the negated offset of the fault
+// minus one.
+func jsonString(b []byte, i int) int {
+	i++
 	for {
-		for i < len(b) && !strSpecial[b[i]] {
-			i++
-		}
+		i = plainRun(b, i)
 		if i >= len(b) {
-			v.i = i
-			return false
+			return -i - 1
 		}
 		switch c := b[i]; {
 		case c == '"':
-			v.i = i + 1
-			return true
+			return i + 1
 		case c == '\\':
 			if i+1 >= len(b) {
-				v.i = i + 1
-				return false
+				return -(i + 1) - 1
 			}
 			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
@@ -227,25 +83,168 @@ func (v *jsonValidator) str() bool {
 			case 'u':
 				for j := 2; j < 6; j++ {
 					if i+j >= len(b) || !isHex(b[i+j]) {
-						v.i = i + j
-						return false
+						return -(i + j) - 1
 					}
 				}
 				i += 6
 			default:
-				v.i = i + 1
-				return false
+				return -(i + 1) - 1
 			}
 		case c < 0x20:
-			v.i = i
-			return false
+			return -i - 1
 		default:
 			r, n := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && n == 1 {
-				v.i = i
-				return false
+				return -i - 1
 			}
 			i += n
 		}
 	}
+}
+
+// jsonNumber scans a number starting at b[i]; same return convention.
+func jsonNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return -i - 1
+	}
+	if b[i] == '0' {
+		i++
+	} else if b[i] >= '1' && b[i] <= '9' {
+		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+	} else {
+		return -i - 1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		s := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+		if i == s {
+			return -i - 1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		s := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		}
+		if i == s {
+			return -i - 1
+		}
+	}
+	return i
+}
+
+func jsonLiteral(b []byte, i int, lit string) int {
+	for j := 0; j < len(lit); j++ {
+		if i+j >= len(b) || b[i+j] != lit[j] {
+			return -(i + j) - 1
+		}
+	}
+	return i + len(lit)
+}
+
+// validJSON reports whether b is one RFC 8259 JSON value (surrounded by
+// optional whitespace) whose strings are valid UTF-8. It returns -1 when
+// b is valid, else the offset of the first offending byte (len(b) when
+// the input ends early). It exists because ktstr-decode --json embeds JSON
+// payloads verbatim after validating them, and encoding/json's validator
+// is several times slower. It is iterative (an explicit stack of open
+// containers) and does not allocate below 64 levels of nesting.
+func validJSON(b []byte) int {
+	var stackBuf [64]byte
+	stack := stackBuf[:0]
+	i := skipWS(b, 0)
+	for {
+		// A value starts at i.
+		if i >= len(b) {
+			return i
+		}
+		switch c := b[i]; c {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return i
+			}
+			stack = append(stack, c)
+			i = skipWS(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '}' or ']'
+				stack = stack[:len(stack)-1]
+				i++
+				break
+			}
+			if c == '{' {
+				if i = objectKey(b, i); i < 0 {
+					return -i - 1
+				}
+			}
+			continue
+		case '"':
+			i = jsonString(b, i)
+		case 't':
+			i = jsonLiteral(b, i, "true")
+		case 'f':
+			i = jsonLiteral(b, i, "false")
+		case 'n':
+			i = jsonLiteral(b, i, "null")
+		default:
+			if c != '-' && (c < '0' || c > '9') {
+				return i
+			}
+			i = jsonNumber(b, i)
+		}
+		if i < 0 {
+			return -i - 1
+		}
+		// After a value: close containers or move to the next element.
+		for {
+			i = skipWS(b, i)
+			if len(stack) == 0 {
+				if i != len(b) {
+					return i
+				}
+				return -1
+			}
+			if i >= len(b) {
+				return i
+			}
+			top := stack[len(stack)-1]
+			if b[i] == top+2 {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if b[i] != ',' {
+				return i
+			}
+			i = skipWS(b, i+1)
+			if top == '{' {
+				if i = objectKey(b, i); i < 0 {
+					return -i - 1
+				}
+			}
+			break
+		}
+	}
+}
+
+// objectKey scans `"key" :` and the whitespace after it, starting at i.
+func objectKey(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -i - 1
+	}
+	if i = jsonString(b, i); i < 0 {
+		return i
+	}
+	i = skipWS(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return -i - 1
+	}
+	return skipWS(b, i+1)
 }

@@ -349,10 +349,19 @@ func appendHexPreview(dst []byte, p []byte) []byte {
 	return dst
 }
 
-// kv appends " key=value", quoting the value when it is empty or holds
+// sep appends the space that separates fields unless dst already ends
+// in one (as it does right after the type name).
+func sep(dst []byte) []byte {
+	if len(dst) > 0 && dst[len(dst)-1] != ' ' {
+		dst = append(dst, ' ')
+	}
+	return dst
+}
+
+// kv appends " key=value" (see sep), quoting the value when it is empty or holds
 // spaces, quotes, '=' or anything that is not printable.
 func kv(dst []byte, key, val string) []byte {
-	dst = append(dst, ' ')
+	dst = sep(dst)
 	dst = append(dst, key...)
 	dst = append(dst, '=')
 	return appendVal(dst, val)
@@ -380,7 +389,7 @@ func kvOpt(dst []byte, key, val string) []byte {
 }
 
 func kvInt(dst []byte, key string, v int64) []byte {
-	dst = append(dst, ' ')
+	dst = sep(dst)
 	dst = append(dst, key...)
 	dst = append(dst, '=')
 	return strconv.AppendInt(dst, v, 10)
@@ -441,7 +450,7 @@ func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 func appendSummary(dst []byte, m wire.Message) []byte {
 	switch v := m.(type) {
 	case wire.GuestReady:
-		dst = kv(dst[:len(dst)-1], "kernel", v.Kernel)
+		dst = kv(dst, "kernel", v.Kernel)
 		dst = kvInt(dst, "cpus", int64(v.CPUs))
 		dst = kv(dst, "memory", fmtMem(v.MemoryKiB<<10))
 		dst = kv(dst, "init", v.InitVersion)
@@ -539,7 +548,7 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 			dst = kv(dst, n, "0x"+strconv.FormatUint(v.Symbols[n], 16))
 		}
 	case wire.VMStart:
-		dst = kv(dst[:len(dst)-1], "vmm", v.VMM)
+		dst = kv(dst, "vmm", v.VMM)
 		dst = kvInt(dst, "pid", int64(v.PID))
 		dst = kvInt(dst, "vcpus", int64(v.VCPUs))
 		dst = kv(dst, "memory", fmtMem(v.MemorySize))
@@ -566,8 +575,21 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		dst = kv(dst, "nr_running", strings.Join(nr, ","))
 		dst = kv(dst, "scx_nr_running", strings.Join(scx, ","))
 		dst = kv(dst, "local_dsq", strings.Join(dsq, ","))
+		var pre []int
+		for _, c := range v.CPUs {
+			if c.Preempted {
+				pre = append(pre, c.CPU)
+			}
+		}
+		if len(pre) > 0 {
+			dst = kv(dst, "preempted", cpuList(pre))
+		}
+		if v.ScxExitKind != 0 || v.ScxExit != "" {
+			dst = kv(dst, "scx_exit", v.ScxExit)
+			dst = fmt.Appendf(dst, "(%d)", v.ScxExitKind)
+		}
 	case wire.VMExit:
-		dst = kv(dst[:len(dst)-1], "reason", v.Reason)
+		dst = kv(dst, "reason", v.Reason)
 		dst = kvInt(dst, "exit_code", int64(v.ExitCode))
 		dst = kv(dst, "wall", fmtSecs(v.WallNS))
 		dst = kvInt(dst, "vcpus", int64(v.VCPUs))

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
@@ -50,17 +49,11 @@ func ParseFilter(specs []string) (Filter, error) {
 }
 
 func parseType(s string) (wire.Type, error) {
-	for _, t := range wire.Types() {
-		if t.String() == s {
-			return t, nil
-		}
+	t, err := wire.ParseType(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: use a name such as phase or output, a number such as 6 or 0x8001, or user", err)
 	}
-	num := strings.TrimPrefix(s, "user_")
-	v, err := strconv.ParseUint(num, 0, 16)
-	if err != nil || (num != s && wire.Type(v) < wire.TypeUserMin) {
-		return 0, fmt.Errorf("unknown message type %q: use a name such as phase or output, a number such as 6 or 0x8001, or user", s)
-	}
-	return wire.Type(v), nil
+	return t, nil
 }
 
 // Match reports whether the filter selects t.

@@ -237,8 +237,8 @@ func (s *Summary) AppendText(dst []byte) []byte {
 		dst = append(dst, '\n')
 	}
 	if s.VMExit != nil {
-		dst = append(dst, "  vm exit:"...)
-		dst = appendSummary(append(dst, ' '), *s.VMExit)
+		dst = append(dst, "  vm exit: "...)
+		dst = appendSummary(dst, *s.VMExit)
 		dst = append(dst, '\n')
 	}
 	if s.Omitted > 0 {

@@ -3,6 +3,7 @@ package vmm
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,10 +90,17 @@ func bootLinux(t *testing.T, args string, timeout time.Duration, cpus int) linux
 	t.Helper()
 	k, initrd := needLinux(t)
 	var out, con bytes.Buffer
+	var console io.Writer = &con
+	if os.Getenv("KTSTR_CONSOLE_TEE") == "1" {
+		console = io.MultiWriter(&con, os.Stderr)
+	}
+	if l := os.Getenv("KTSTR_LAB_LOGLEVEL"); l != "" {
+		args += " loglevel=" + l
+	}
 	start := time.Now()
 	res, err := Run(Config{
 		Kernel: k, Initrd: initrd, VCPUs: cpus, Memory: 512 << 20, Timeout: timeout,
-		Cmdline: DefaultCmdline() + " " + args, Stream: &out, Console: &con,
+		Cmdline: DefaultCmdline() + " " + args, Stream: &out, Console: console,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)

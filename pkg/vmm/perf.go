@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 )
@@ -58,7 +59,7 @@ func disableExits(vm *kvm.VM, sys *kvm.System) (string, error) {
 }
 
 // placeVCPU confines the calling thread for vCPU i: in perf mode to its
-// own CPU at SCHED_FIFO, else to cfg.CPUs (KTSTR_CPUS) when set.
+// own CPU at SCHED_FIFO, else to its KTSTR_CPUS CPU (cfg.CPUs) when set.
 func (m *machine) placeVCPU(i int) error {
 	if p := m.cfg.Perf; p != nil {
 		if i >= len(p.VCPUCPU) {
@@ -67,12 +68,8 @@ func (m *machine) placeVCPU(i int) error {
 		return perfmode.PinFIFO(p.VCPUCPU[i])
 	}
 	if len(m.cfg.CPUs) > 0 {
-		var set unix.CPUSet
-		for _, c := range m.cfg.CPUs {
-			set.Set(c)
-		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("confine vCPU %d to KTSTR_CPUS: %w", i, err)
+		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+			return fmt.Errorf("pin vCPU %d to its KTSTR_CPUS CPU: %w", i, err)
 		}
 	}
 	return nil

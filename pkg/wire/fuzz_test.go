@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"hash/crc32"
 	"io"
 	"testing"
 )
@@ -125,3 +126,28 @@ func TestMaxLengthFrameBuffersOnlyWhatArrives(t *testing.T) {
 		t.Fatalf("want one truncation of a %d-byte frame, got %v", HeaderSize+MaxPayload, errs)
 	}
 }
+
+// TestManPageExample pins the facts man/ktstr-stream.5 gives a reader
+// writing a decoder in another language: the CRC check value and the
+// example frame's exact bytes.
+func TestManPageExample(t *testing.T) {
+	if c := crc32c([]byte("123456789")); c != 0xE3069283 {
+		t.Fatalf("CRC32C check value %08x, man page says e3069283", c)
+	}
+	want := []byte{
+		0x4b, 0x54, 0x53, 0x52, 0x01, 0x00, 0x09, 0x00, 0x07, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00,
+		0x00, 0x2f, 0x68, 0x59, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x63, 0x8c, 0x59, 0x26,
+		0x01, 0x00, 0x00, 0x00,
+	}
+	var b bytes.Buffer
+	NewEncoder(&b, WithSeq(7), WithClock(func() uint64 { return 1500000000 })).Encode(GuestExit{Code: 1})
+	if !bytes.Equal(b.Bytes(), want) {
+		t.Fatalf("example frame\n% x\nman page says\n% x", b.Bytes(), want)
+	}
+	// The CRC covers bytes 0..27 then the payload.
+	if crc32c(append(bytes.Clone(want[:28]), want[32:]...)) != 0x26598c63 {
+		t.Fatal("CRC coverage differs from the man page")
+	}
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
