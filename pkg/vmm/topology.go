@@ -119,3 +119,18 @@ func installACPI(mem *Memory, t *topology.Topology, e820 []E820Entry) error {
 	}
 	return nil
 }
+
+// acpiPM1Control handles a write to the PM1a control register: SLP_TYP 5
+// with SLP_EN is the guest powering off. The writing vCPU stops at once:
+// Linux goes on (to "Attempted to kill init" and a panic) if the write
+// returns.
+func (m *machine) acpiPM1Control(d []byte) {
+	var v uint16
+	for i := 0; i < len(d) && i < 2; i++ {
+		v |= uint16(d[i]) << (8 * i)
+	}
+	if acpi.IsPowerOff(v) {
+		m.finish(ReasonPoweroff, "guest powered off through ACPI (S5)")
+		m.stopped.Store(true)
+	}
+}

@@ -594,14 +594,8 @@ func (m *machine) pioOut(port uint16, d []byte) {
 		m.kbd.write(port, d[0])
 	case 0x70, 0x71:
 		m.rtc.write(port, d[0])
-	case acpi.SleepControlPort:
-		if acpi.IsPowerOff(d[0]) {
-			m.finish(ReasonPoweroff, "guest powered off through ACPI (S5)")
-		}
-	case acpi.ResetPort:
-		if d[0] == acpi.ResetValue {
-			m.finish(ReasonReboot, "guest reset through the ACPI reset register")
-		}
+	case acpi.PM1aCntPort:
+		m.acpiPM1Control(d)
 	case resetControl:
 		if d[0]&0x04 != 0 {
 			m.finish(ReasonReboot, "guest reset through port 0xCF9")
@@ -625,6 +619,10 @@ func (m *machine) pioIn(port uint16, d []byte) {
 	case 0x70, 0x71:
 		clear(d)
 		d[0] = m.rtc.read(port)
+		return
+	}
+	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
+		clear(d) // ACPI PM1 status, enable and control read as 0
 		return
 	}
 	for i := range d {
