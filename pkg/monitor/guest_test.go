@@ -55,7 +55,7 @@ var synLayout = kernelsym.Layout{
 	OpsName:        kernelsym.Field{Off: 0x10, Size: 128},
 	ExitInfoKind:   kernelsym.Field{Off: 0, Size: 4},
 	EnableStates:   map[int64]string{0: "SCX_OPS_ENABLING", 1: "SCX_OPS_ENABLED", 2: "SCX_OPS_DISABLING", 3: "SCX_OPS_DISABLED"},
-	ExitKinds:      map[int64]string{0: "SCX_EXIT_NONE", 1: "SCX_EXIT_DONE", 64: "SCX_EXIT_UNREG", 1026: "SCX_EXIT_ERROR_STALL"},
+	ExitKinds:      map[int64]string{0: "SCX_EXIT_NONE", 1: "SCX_EXIT_DONE", 64: "SCX_EXIT_UNREG", 1025: "SCX_EXIT_ERROR_BPF", 1026: "SCX_EXIT_ERROR_STALL"},
 }
 
 func newSynthetic(t testing.TB, levels int) *synthetic {
@@ -191,6 +191,25 @@ func TestLocateAndSample(t *testing.T) {
 			t.Errorf("%d-level scx %q %q %d %d", levels, ms.ScxState, ms.ScxOps, ms.WatchdogTimeout, ms.ScxExitKind)
 		}
 
+		// A short disabling window seen only by Watch: the kind is kept
+		// for the next sample even though the kernel has moved on.
+		s.put32(s.pa(synState), 2)
+		s.put32(s.pa(synExitKind), 1025)
+		sm.Watch()
+		s.put32(s.pa(synState), 3)
+		s.put32(s.pa(synExitKind), 1)
+		ms, err = sm.Sample(43)
+		if err != nil || ms.ScxState != "disabled" || ms.ScxExitKind != 1025 {
+			t.Errorf("%d-level exit seen by Watch only: %+v %v", levels, ms, err)
+		}
+		// Enabled again: forgotten.
+		s.put32(s.pa(synState), 1)
+		sm.Watch()
+		s.put32(s.pa(synState), 3)
+		if ms, _ = sm.Sample(44); ms.ScxExitKind != 1 {
+			t.Errorf("%d-level stale exit kind %d after re-enable", levels, ms.ScxExitKind)
+		}
+
 		// The scheduler dies of a stall: state disabled, exit kind reset
 		// to DONE, the exit info keeps the real kind.
 		s.put32(s.pa(synState), 3)
@@ -201,7 +220,7 @@ func TestLocateAndSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ms.ScxState != "disabled" || ms.ScxExitKind != 1026 || ms.ScxExit != "error_stall" || ms.ScxOps != "" || ms.Seq != 1 {
+		if ms.ScxState != "disabled" || ms.ScxExitKind != 1026 || ms.ScxExit != "error_stall" || ms.ScxOps != "" || ms.Seq != 3 {
 			t.Errorf("%d-level after exit: %+v", levels, ms)
 		}
 	}

@@ -240,9 +240,14 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 // to finding the kernel.
 const relocateAfter = 3
 
+// watchInterval is how often the sched_ext state alone is read between
+// samples (see Sampler.Watch).
+const watchInterval = 10 * time.Millisecond
+
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
-	t := time.NewTicker(r.o.Interval)
+	t := time.NewTicker(min(watchInterval, r.o.Interval))
 	defer t.Stop()
+	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
 	warned, errRun := false, 0
 	lastDelta := ^uint64(0)
@@ -251,6 +256,17 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if now := time.Now(); now.Before(next) {
+			if sm != nil {
+				sm.Watch()
+			}
+			continue
+		} else {
+			next = next.Add(r.o.Interval)
+			if next.Before(now) { // fell behind (host overload): do not burst
+				next = now.Add(r.o.Interval)
+			}
 		}
 		if sm == nil {
 			g, err := Locate(mem, r.o.Kernel)
