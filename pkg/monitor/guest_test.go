@@ -3,6 +3,7 @@ package monitor
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
@@ -231,7 +232,7 @@ func TestLocateRejects(t *testing.T) {
 	// A banner copy elsewhere (the printk buffer holds one too) with
 	// garbage around it must not be taken for the kernel.
 	copy(s.ram[0x800000:], s.k.Banner)
-	if _, err := Locate(s.memory(), s.k); err != nil {
+	if _, err := LocateAnywhere(s.memory(), s.k); err != nil {
 		t.Fatalf("real image not found beside a stray banner: %v", err)
 	}
 	// A copy of the image elsewhere (the decompressor's output before it
@@ -251,7 +252,7 @@ func TestLocateRejects(t *testing.T) {
 	copy(s.ram[s.root:], saved)
 	// Without the real image only the stray copy remains: rejected.
 	copy(s.ram[s.pa(synBanner):], make([]byte, len(s.k.Banner)))
-	_, err := Locate(s.memory(), s.k)
+	_, err := LocateAnywhere(s.memory(), s.k)
 	if !errors.Is(err, ErrKernelNotFound) {
 		t.Fatalf("stray banner accepted: %v", err)
 	}
@@ -283,4 +284,28 @@ func FuzzSample(f *testing.F) {
 		sm := NewSampler(g, 0)
 		sm.Sample(1)
 	})
+}
+
+// A kernel placed off its alignment is found only by the full scan.
+func TestLocateUnaligned(t *testing.T) {
+	s := newSynthetic(t, 4)
+	m := s.memory()
+	if _, err := Locate(m, s.k); err != nil {
+		t.Fatal(err)
+	}
+	// Pretend the kernel links the banner 4 KiB further on: the aligned
+	// candidates now miss it, the full scan finds it (and then rejects it,
+	// since the page tables say otherwise).
+	k := *s.k
+	k.Symbols = kernelsym.Symbols{}
+	for n, a := range s.k.Symbols {
+		k.Symbols[n] = a
+	}
+	k.Symbols["linux_banner"] += 0x1000
+	if _, err := Locate(m, &k); !errors.Is(err, ErrKernelNotFound) || strings.Contains(err.Error(), "banner found") {
+		t.Fatalf("aligned search: %v", err)
+	}
+	if _, err := LocateAnywhere(m, &k); err == nil || !strings.Contains(err.Error(), "banner found") {
+		t.Fatalf("full scan: %v", err)
+	}
 }

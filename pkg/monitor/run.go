@@ -236,6 +236,11 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 	return nil
 }
 
+// fullScanEvery: one attempt in this many to find the kernel scans all of
+// guest RAM rather than the aligned places only (it costs tens of
+// milliseconds for 512 MiB).
+const fullScanEvery = 50
+
 // relocateAfter is how many failed samples in a row send the sampler back
 // to finding the kernel.
 const relocateAfter = 3
@@ -249,7 +254,7 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 	defer t.Stop()
 	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
-	warned, errRun := false, 0
+	warned, errRun, attempts := false, 0, 0
 	lastDelta := ^uint64(0)
 	for {
 		select {
@@ -269,7 +274,11 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			}
 		}
 		if sm == nil {
-			g, err := Locate(mem, r.o.Kernel)
+			locate := Locate
+			if attempts++; attempts%fullScanEvery == 0 {
+				locate = LocateAnywhere
+			}
+			g, err := locate(mem, r.o.Kernel)
 			if err != nil {
 				if !warned && time.Since(r.start) > 60*time.Second {
 					warned = true
