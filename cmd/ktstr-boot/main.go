@@ -2,16 +2,151 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
+	start := time.Now()
 	cmdutil.Main(&cli.App{
-		Name:  "ktstr-boot",
-		Usage: "not implemented yet",
-		Action: func(*cli.Context) error {
-			return cmdutil.NotImplemented("ktstr-boot")
+		Name:      "ktstr-boot",
+		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
+		ArgsUsage: "[-- extra kernel command line]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", EnvVars: []string{"KTSTR_KERNEL"}},
+			&cli.StringSliceFlag{Name: "initramfs", Usage: "initramfs blob; repeat to concatenate several"},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs"},
+			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
+			&cli.DurationFlag{Name: "timeout", Value: vmm.DefaultTimeout, Usage: "stop the guest after this long (0: never)"},
+			&cli.StringFlag{Name: "console", Usage: "write the guest console (COM1, hvc0) to FILE instead of stderr"},
+			&cli.StringFlag{Name: "com2", Usage: "write COM2 (ttyS1) to FILE instead of the console"},
+			&cli.StringFlag{Name: "control-fifo", Value: "auto", Usage: "control FIFO path (auto: in $TMPDIR; none: no FIFO)"},
+			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (after the defaults)"},
+			&cli.BoolFlag{Name: "no-default-cmdline", Usage: "do not start from the default kernel command line"},
+			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
+			&cli.BoolFlag{Name: "probe", Usage: "time KVM_CREATE_VM and a tiny guest, print the figures and exit"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool("probe") {
+				return probe()
+			}
+			return run(c, start)
 		},
 	})
+}
+
+func run(c *cli.Context, start time.Time) error {
+	kpath := c.String("kernel")
+	if kpath == "" {
+		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
+	}
+	if c.Int("cpus") < 1 {
+		return cmdutil.UsageError("--cpus must be at least 1")
+	}
+	mem, err := vmm.ParseSize(c.String("memory"))
+	if err != nil {
+		return cmdutil.UsageError("--memory: %v", err)
+	}
+	if c.Duration("timeout") < 0 {
+		return cmdutil.UsageError("--timeout must not be negative")
+	}
+	kernel, err := os.ReadFile(kpath)
+	if err != nil {
+		return cmdutil.UsageError("read --kernel: %v", err)
+	}
+	if _, err := vmm.ParseBzImage(kernel); err != nil {
+		return cmdutil.UsageError("--kernel %s: %v", kpath, err)
+	}
+	var initrd []byte
+	for _, p := range c.StringSlice("initramfs") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return cmdutil.UsageError("read --initramfs: %v", err)
+		}
+		initrd = append(initrd, b...)
+	}
+	cpus, _, err := hostlock.CPUsFromEnv()
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
+	}
+	var parts []string
+	if !c.Bool("no-default-cmdline") {
+		parts = append(parts, vmm.DefaultCmdline())
+	}
+	if s := c.String("append"); s != "" {
+		parts = append(parts, s)
+	}
+	if c.Args().Len() > 0 {
+		parts = append(parts, strings.Join(c.Args().Slice(), " "))
+	}
+	console := os.Stderr
+	if p := c.String("console"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return cmdutil.UsageError("--console: %v", err)
+		}
+		defer f.Close()
+		console = f
+	}
+	cfg := vmm.Config{
+		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
+		Cmdline: strings.Join(parts, " "), VCPUs: c.Int("cpus"), Memory: mem,
+		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
+		Start: start,
+	}
+	if p := c.String("com2"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return cmdutil.UsageError("--com2: %v", err)
+		}
+		defer f.Close()
+		cfg.COM2 = f
+	}
+	switch p := c.String("control-fifo"); p {
+	case "none", "":
+	case "auto":
+		cfg.ControlFIFO = filepath.Join(os.TempDir(), fmt.Sprintf("ktstr-boot-%d.ctl", os.Getpid()))
+	default:
+		cfg.ControlFIFO = p
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
+	cfg.Signals = sigs
+
+	res, err := vmm.Run(cfg)
+	if err != nil {
+		return cmdutil.Exit(vmm.ExitVMMError, err)
+	}
+	if c.Bool("summary") {
+		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d\n",
+			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"])
+	}
+	if res.ExitCode == 0 {
+		return nil
+	}
+	return cmdutil.Exitf(res.ExitCode, "%s", res.Summary())
+}
+
+// probe prints /dev/kvm timings (see vmm.Probe).
+func probe() error {
+	r, err := vmm.Probe(3, 1000000)
+	if err != nil {
+		return cmdutil.Exit(vmm.ExitVMMError, fmt.Errorf("probe /dev/kvm: %w", err))
+	}
+	for i, d := range r.CreateVM {
+		fmt.Printf("create_vm_ms[%d] %.3f\n", i, float64(d.Microseconds())/1000)
+	}
+	fmt.Printf("tiny_guest_ms %.3f (%d loop iterations, VM set-up included)\n", float64(r.TinyGuest.Microseconds())/1000, r.Iterations)
+	return nil
 }

@@ -2,16 +2,66 @@
 package main
 
 import (
+	"errors"
+	"os"
+
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/decode"
 	"github.com/urfave/cli/v2"
+)
+
+// Exit codes (man/ktstr-decode.1).
+const (
+	exitCorrupt = 1 // --strict and the stream had corruption, truncation or a bad payload
+	exitIO      = 2 // usage errors (cmdutil), unreadable input, unwritable output
 )
 
 func main() {
 	cmdutil.Main(&cli.App{
-		Name:  "ktstr-decode",
-		Usage: "not implemented yet",
-		Action: func(*cli.Context) error {
-			return cmdutil.NotImplemented("ktstr-decode")
+		Name:      "ktstr-decode",
+		Usage:     "print a ktstr frame stream as text or JSON lines",
+		ArgsUsage: "[FILE|-]...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Aliases: []string{"j"}, Usage: "one JSON object per line instead of text"},
+			&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "show only these types (names, numbers, or user); repeatable, comma lists"},
+			&cli.BoolFlag{Name: "stats", Usage: "print frame, byte and corruption counts after the stream"},
+			&cli.BoolFlag{Name: "summary", Usage: "print a table of cgroup metrics, check results and exits after the stream"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no frame records (diagnostics, --stats and --summary still print)"},
+			&cli.BoolFlag{Name: "strict", Usage: "exit 1 if the stream had any corruption, truncated frame or bad payload"},
+			&cli.BoolFlag{Name: "line-buffered", Usage: "write each record as soon as it is made (default when stdout is a terminal)"},
 		},
+		Action: run,
 	})
+}
+
+func run(c *cli.Context) error {
+	filter, err := decode.ParseFilter(c.StringSlice("type"))
+	if err != nil {
+		return cmdutil.UsageError("--type: %v", err)
+	}
+	in, closeIn, err := decode.OpenInputs(c.Args().Slice(), os.Stdin)
+	if err != nil {
+		return cmdutil.Exit(exitIO, err)
+	}
+	defer closeIn()
+	o := decode.Options{
+		Filter:       filter,
+		Quiet:        c.Bool("quiet"),
+		Stats:        c.Bool("stats"),
+		Summary:      c.Bool("summary"),
+		Strict:       c.Bool("strict"),
+		LineBuffered: c.Bool("line-buffered") || decode.IsTerminal(os.Stdout),
+		DiagPrefix:   c.App.Name + ": ",
+	}
+	if c.Bool("json") {
+		o.Format = decode.JSON
+	}
+	if !decode.SameFile(os.Stdout, os.Stderr) {
+		o.Diag = os.Stderr
+	}
+	_, err = decode.Run(in, os.Stdout, o)
+	if errors.Is(err, decode.ErrCorrupt) {
+		return cmdutil.Exit(exitCorrupt, err)
+	}
+	return cmdutil.Exit(exitIO, err)
 }

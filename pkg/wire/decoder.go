@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // Frame is one decoded frame. Payload aliases the Decoder's buffer and is
@@ -53,9 +54,19 @@ type Decoder struct {
 	eof    bool
 	rerr   error
 	minBuf int
+	// lastCRC is how many bytes the last candidate check ran the CRC over.
+	lastCRC int64
+	// crcTotal counts all bytes run through the CRC (for tests).
+	crcTotal int64
 }
 
 const defaultBuf = 256 << 10
+
+// Resynchronization work budget (see Next).
+const (
+	resyncSlack   = 2 * (HeaderSize + MaxPayload)
+	resyncPerByte = 8
+)
 
 // NewDecoder returns a Decoder reading from r.
 func NewDecoder(r io.Reader) *Decoder {
@@ -67,24 +78,25 @@ func (d *Decoder) Offset() int64 { return d.off }
 
 // fill makes at least n bytes available from d.start, unless the stream
 // ends first. It returns the number of bytes available. n never exceeds
-// HeaderSize+MaxPayload, so the buffer is bounded.
+// HeaderSize+MaxPayload. The buffer grows only when it is full of unconsumed
+// bytes, by doubling, so its size is bounded by twice the bytes actually
+// received (and by HeaderSize+MaxPayload+minBuf): a length field claims
+// memory only as the bytes it announces arrive.
 func (d *Decoder) fill(n int) int {
 	for d.end-d.start < n && !d.eof && d.rerr == nil {
-		if d.start > 0 && (len(d.buf)-d.end < n || d.start == d.end) {
-			copy(d.buf, d.buf[d.start:d.end])
-			d.end -= d.start
-			d.start = 0
-		}
-		if len(d.buf)-d.start < n {
-			size := max(d.minBuf, n, 2*len(d.buf))
-			if size > HeaderSize+MaxPayload+d.minBuf {
-				size = HeaderSize + MaxPayload + d.minBuf
+		if d.end == len(d.buf) {
+			if d.start > 0 {
+				copy(d.buf, d.buf[d.start:d.end])
+				d.end -= d.start
+				d.start = 0
+			} else {
+				size := min(max(d.minBuf, 2*len(d.buf)), HeaderSize+MaxPayload+d.minBuf)
+				nb := make([]byte, size)
+				copy(nb, d.buf[:d.end])
+				d.buf = nb
 			}
-			nb := make([]byte, size)
-			copy(nb, d.buf[d.start:d.end])
-			d.end -= d.start
-			d.start = 0
-			d.buf = nb
+		} else if d.start == d.end && d.start > 0 {
+			d.start, d.end = 0, 0
 		}
 		m, err := d.r.Read(d.buf[d.end:])
 		d.end += m
@@ -92,9 +104,6 @@ func (d *Decoder) fill(n int) int {
 			d.eof = true
 		} else if err != nil {
 			d.rerr = err
-		}
-		if m > 0 && d.end-d.start >= n {
-			break
 		}
 	}
 	return d.end - d.start
@@ -108,7 +117,11 @@ func (d *Decoder) consume(n int) {
 // candidate checks for a complete valid frame at d.start. It returns the
 // frame length, or 0 with a reason, or -1 if more input is needed to tell
 // (only returned when the stream has not ended).
-func (d *Decoder) candidate() (h Header, total int, reason string, need int) {
+//
+// limit caps the frame size the CRC may be computed over: while
+// resynchronizing, Next passes what is left of its work budget so that a
+// stream of overlapping forged headers costs linear, not quadratic, time.
+func (d *Decoder) candidate(limit int64) (h Header, total int, reason string, need int) {
 	avail := d.fill(HeaderSize)
 	if avail < HeaderSize {
 		// Could still be a prefix of a header.
@@ -118,15 +131,21 @@ func (d *Decoder) candidate() (h Header, total int, reason string, need int) {
 		}
 		return h, 0, "bad magic", 0
 	}
+	d.lastCRC = 0
 	h, err := ParseHeader(d.buf[d.start : d.start+HeaderSize])
 	if err != nil {
 		return h, 0, err.Error(), 0
 	}
 	total = HeaderSize + int(h.Length)
+	if int64(total) > limit {
+		return h, 0, fmt.Sprintf("resync work budget exhausted (candidate frame of %d bytes not checked)", total), 0
+	}
 	if avail = d.fill(total); avail < total {
 		return h, 0, "", total
 	}
 	b := d.buf[d.start : d.start+total]
+	d.lastCRC = int64(total)
+	d.crcTotal += int64(total)
 	if got := FrameCRC(b, b[HeaderSize:]); got != h.CRC {
 		return h, 0, fmt.Sprintf("CRC mismatch (header says %08x, computed %08x)", h.CRC, got), 0
 	}
@@ -138,8 +157,19 @@ func (d *Decoder) Next() (*Frame, error) {
 	var skipStart int64 = -1
 	var skipReason string
 	var truncWant int64 // >0 when the skipped region began with a cut-off frame
+	var work int64      // bytes CRC-checked since the skipped region began
 	for {
-		h, total, reason, need := d.candidate()
+		limit := int64(math.MaxInt64)
+		if skipStart >= 0 {
+			// Resync budget: two maximal frames plus 8 bytes of CRC work
+			// per byte skipped. Random corruption never comes near it;
+			// forged headers claiming large lengths run into it.
+			limit = resyncSlack + resyncPerByte*(d.off-skipStart) - work
+		}
+		h, total, reason, need := d.candidate(limit)
+		if skipStart >= 0 {
+			work += d.lastCRC
+		}
 		if total > 0 {
 			if skipStart >= 0 {
 				// Report the skipped region first; the frame stays

@@ -1,6 +1,10 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Type is a frame's message type.
 type Type uint16
@@ -75,21 +79,19 @@ func (t Type) IsHost() bool { return t >= 0x0100 && t <= 0x01FF }
 // IsUser reports whether t is in the user-defined range.
 func (t Type) IsUser() bool { return t >= TypeUserMin }
 
-// ParseType accepts a type's name or its number (decimal or 0x hex).
+// ParseType accepts what String returns (a type's name, "user_0x8001",
+// "0x0050") or a number (decimal or 0x hex). It rejects anything else,
+// including trailing characters and numbers above 0xFFFF.
 func ParseType(s string) (Type, error) {
 	for t, n := range typeNames {
 		if n == s {
 			return t, nil
 		}
 	}
-	var v uint64
-	if _, err := fmt.Sscanf(s, "0x%x", &v); err != nil {
-		if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
-			return 0, fmt.Errorf("unknown message type %q", s)
-		}
-	}
-	if v > 0xFFFF {
-		return 0, fmt.Errorf("message type %q out of range", s)
+	num, user := strings.CutPrefix(s, "user_")
+	v, err := strconv.ParseUint(num, 0, 16)
+	if err != nil || (user && Type(v) < TypeUserMin) {
+		return 0, fmt.Errorf("unknown message type %q", s)
 	}
 	return Type(v), nil
 }

@@ -24,7 +24,7 @@ func sampleMessages() []Message {
 		KernelSymbols{Symbols: map[string]uint64{"_text": 0xffffffff81000000}},
 		VMStart{VMM: "ktstr-boot", PID: 7, VCPUs: 2, MemorySize: 1 << 30, Regions: []MemRegion{{GPA: 0, Size: 1 << 30}}},
 		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
-		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2},
+		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2, FirstGuestFrameNS: 5e8},
 		Violation{Kind: "cpu_stall", CPU: 1, Message: "rq clock stuck"},
 	}
 }
@@ -113,5 +113,58 @@ func TestGiantLengthIsNotAllocated(t *testing.T) {
 	}
 	if cap(dec.buf) > defaultBuf {
 		t.Fatalf("decoder grew its buffer to %d", cap(dec.buf))
+	}
+}
+
+func TestParseType(t *testing.T) {
+	for _, ty := range append(Types(), 0x0050, 0x8001, 0xffff) {
+		if got, err := ParseType(ty.String()); err != nil || got != ty {
+			t.Errorf("ParseType(%q) = %v, %v", ty.String(), got, err)
+		}
+	}
+	for s, want := range map[string]Type{"6": TypeOutput, "0x0102": TypeVMExit, "32769": 0x8001} {
+		if got, err := ParseType(s); err != nil || got != want {
+			t.Errorf("ParseType(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0x", "0x1zz", "12abc", "-1", "65536", "0x10000", "user_0x0001", "bogus"} {
+		if _, err := ParseType(s); err == nil {
+			t.Errorf("ParseType(%q) accepted", s)
+		}
+	}
+}
+
+// TestForgedHeadersCostLinearTime: overlapping forged headers that each
+// claim MaxPayload must not make resynchronization quadratic. Without the
+// work budget this stream costs ~4096 CRCs of 16 MiB each.
+func TestForgedHeadersCostLinearTime(t *testing.T) {
+	var forged [HeaderSize]byte
+	PutHeader(forged[:], &Header{Type: TypeLog}, nil)
+	forged[12], forged[13], forged[14], forged[15] = 0, 0, 0, 1 // length 16 MiB
+	var stream []byte
+	for range 4096 {
+		stream = append(stream, forged[:]...)
+	}
+	stream = append(stream, make([]byte, MaxPayload)...)
+	var good bytes.Buffer
+	NewEncoder(&good).Encode(Log{Text: "survivor"})
+	stream = append(stream, good.Bytes()...)
+	dec := NewDecoder(bytes.NewReader(stream))
+	var got []string
+	for {
+		f, err := dec.Next()
+		if err == io.EOF {
+			break
+		}
+		if err == nil {
+			got = append(got, string(f.Payload))
+		}
+	}
+	if len(got) != 1 || got[0] != "survivor" {
+		t.Fatalf("good frame after forged region lost: %q", got)
+	}
+	// The budget is 2 maximal frames plus 8 bytes per skipped byte.
+	if limit := int64(resyncSlack+resyncPerByte*len(stream)) + int64(len(stream)); dec.crcTotal > limit {
+		t.Fatalf("CRC work %d bytes exceeds the linear bound %d", dec.crcTotal, limit)
 	}
 }

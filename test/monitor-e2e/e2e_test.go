@@ -20,7 +20,7 @@ import (
 
 type env struct {
 	kernel, vmlinux, qmap, monitor, initrd string
-	startCPU time.Duration // baseline: ktstr-monitor's CPU time on an empty stream
+	startCPU                               time.Duration // baseline: ktstr-monitor's CPU time on an empty stream
 }
 
 func need(t *testing.T) *env {

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+const sample = "../../examples/sample.ktstr"
+
+// binary returns the ktstr-decode to test: $KTSTR_BIN/ktstr-decode when
+// the Makefile built it, else a fresh go build.
+func decodeBin(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("KTSTR_BIN"); dir != "" {
+		if p := filepath.Join(dir, "ktstr-decode"); fileExists(p) {
+			return p
+		}
+		t.Logf("KTSTR_BIN=%s has no ktstr-decode; building one", dir)
+	}
+	p := filepath.Join(t.TempDir(), "ktstr-decode")
+	out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func runBin(t *testing.T, bin string, stdin []byte, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func golden(t *testing.T, name string) string {
+	b, err := os.ReadFile(filepath.Join("../../pkg/decode/testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestBinaryFileAndPipe(t *testing.T) {
+	bin := decodeBin(t)
+	stream, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		stdin  []byte
+		args   []string
+		golden string
+	}{
+		{"file text", nil, []string{"--stats", "--summary", sample}, "every_type.txt"},
+		{"file json", nil, []string{"--json", "--summary", "--stats", sample}, "every_type.jsonl"},
+		{"pipe text", stream, []string{"--summary", "--stats"}, "every_type.txt"},
+		{"pipe json dash", stream, []string{"-j", "--summary", "--stats", "-"}, "every_type.jsonl"},
+		{"filtered", stream, []string{"-t", "cgroup_metrics", "-t", "check_result,0x8001"}, "every_type_filtered.txt"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBin(t, bin, c.stdin, c.args...)
+			if r.code != 0 || r.stdout != golden(t, c.golden) {
+				t.Fatalf("exit %d, stderr %q, stdout differs from %s:\n%s", r.code, r.stderr, c.golden, r.stdout)
+			}
+			// The sample has one bad payload, reported on stderr.
+			if !strings.Contains(r.stderr, "bad phase payload: invalid JSON at byte 26\n") {
+				t.Fatalf("stderr %q lacks the payload diagnostic", r.stderr)
+			}
+		})
+	}
+	// Concatenated inputs are one stream.
+	r := runBin(t, bin, stream, "-q", "--stats", sample, "-")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("stats: %d bytes read, 56 frames (%[1]d bytes)\n", 2*len(stream))) {
+		t.Fatalf("concatenation: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	bin := decodeBin(t)
+	stream, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(stream)
+	corrupt[200] ^= 0x10
+	var clean bytes.Buffer
+	wire.NewEncoder(&clean).Encode(wire.Phase{Phase: wire.PhaseInitStarted})
+	for _, c := range []struct {
+		name   string
+		stdin  []byte
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"clean strict", clean.Bytes(), []string{"--strict"}, 0, ""},
+		{"corrupt not strict", corrupt, nil, 0, "ktstr-decode: corrupt stream at byte 164: CRC mismatch"},
+		{"corrupt strict", corrupt, []string{"--strict", "-q"}, 1, "ktstr-decode: stream is corrupt: 1 corrupt regions (252 bytes skipped), 0 truncated frames, 1 bad payloads\n"},
+		{"truncated strict", stream[:len(stream)-1], []string{"--strict", "-q"}, 1, "ktstr-decode: stream is corrupt: 0 corrupt regions (0 bytes skipped), 1 truncated frames, 1 bad payloads\n"},
+		{"missing file", nil, []string{"/nonexistent/run.ktstr"}, 2, "ktstr-decode: open input: open /nonexistent/run.ktstr: no such file or directory\n"},
+		{"directory", nil, []string{"."}, 2, "ktstr-decode: open input: . is a directory, not a stream file\n"},
+		{"bad type", nil, []string{"--type", "bogus"}, 2, `ktstr-decode: --type: unknown message type "bogus"`},
+		{"bad flag", nil, []string{"--bogus"}, 2, "ktstr-decode: flag provided but not defined: -bogus (see --help)\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBin(t, bin, c.stdin, c.args...)
+			if r.code != c.code || !strings.Contains(r.stderr, c.stderr) || (c.stderr == "" && r.stderr != "") {
+				t.Fatalf("exit %d (want %d), stderr %q (want it to contain %q)", r.code, c.code, r.stderr, c.stderr)
+			}
+		})
+	}
+}
+
+// TestBinaryStreams writes one frame into ktstr-decode's stdin pipe and
+// expects its line on stdout (a pipe, so not line-buffered by default)
+// while the pipe stays open, then a second one, then a clean exit at EOF.
+func TestBinaryStreams(t *testing.T) {
+	bin := decodeBin(t)
+	for _, args := range [][]string{nil, {"--json"}, {"--line-buffered"}} {
+		cmd := exec.Command(bin, args...)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewReader(stdout)
+		enc := wire.NewEncoder(stdin)
+		for _, s := range []string{"first frame", "second frame"} {
+			if err := enc.Encode(wire.Log{Text: s}); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan string, 1)
+			go func() { l, _ := lines.ReadString('\n'); got <- l }()
+			select {
+			case l := <-got:
+				if !strings.Contains(l, s) {
+					t.Fatalf("%v: got %q, want the %q frame", args, l, s)
+				}
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("%v: no line for a complete frame while stdin stays open: not streaming", args)
+			}
+		}
+		// Half a frame: nothing more until EOF, then a truncation.
+		var half [wire.HeaderSize]byte
+		wire.PutHeader(half[:], &wire.Header{Type: wire.TypeLog}, []byte("x"))
+		binary.LittleEndian.PutUint32(half[12:], 1)
+		stdin.Write(half[:])
+		stdin.Close()
+		rest, _ := lines.ReadString(0)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if !strings.Contains(rest, "truncated frame at byte") {
+			t.Fatalf("%v: after EOF got %q, want a truncation report", args, rest)
+		}
+	}
+}

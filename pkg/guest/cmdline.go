@@ -1,0 +1,128 @@
+package guest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Overrides are the kernel command-line keys the init honours. They are
+// documented in man/ktstr-init.1:
+//
+//	ktstr.scenario=NAME|PATH   catalog name, or a path inside the initramfs
+//	ktstr.attach_timeout=D     scheduler attach timeout (ms, or a Go duration such as 20s)
+//	ktstr.hold=D               replace every step's hold time (ms or Go duration)
+//	ktstr.sched_args=A,B,...   replace the scheduler's arguments (comma-separated; empty for none)
+//	ktstr.scheduler=none       ignore the packed scheduler: an EEVDF baseline run
+//	ktstr.port=NAME            the virtio port to write frames to (default "ktstr")
+//	ktstr.kthreadd_cpu=N       pin kthreadd to CPU N while the scheduler attaches (see KthreaddCPU)
+type Overrides struct {
+	Scenario      string
+	AttachTimeout time.Duration
+	Hold          time.Duration
+	SchedArgs     []string
+	HasSchedArgs  bool
+	NoScheduler   bool
+	Port          string
+	// KthreaddCPU, when >= 0, pins kthreadd (PID 2) to that CPU while the
+	// scheduler attaches, so that kernel helper threads created then start
+	// there. Linux 6.12 runs a scheduler's ops.init on an unbound helper
+	// kthread; scx_central insists that it runs on its central CPU (0 by
+	// default) and fails with "init from non-central CPU" otherwise.
+	KthreaddCPU int
+	Unknown     []string
+}
+
+// SplitCmdline splits a kernel command line into words, honouring double
+// quotes the way the kernel does (quotes group, and are removed).
+func SplitCmdline(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQ, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQ, have = !inQ, true
+		case !inQ && (r == ' ' || r == '\t' || r == '\n'):
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func parseDur(v string) (time.Duration, error) {
+	if ms, err := strconv.Atoi(v); err == nil {
+		if ms <= 0 {
+			return 0, fmt.Errorf("%q must be positive", v)
+		}
+		return time.Duration(ms) * time.Millisecond, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is neither milliseconds nor a positive duration such as 20s", v)
+	}
+	return d, nil
+}
+
+// ParseOverrides extracts the ktstr.* keys from a kernel command line.
+// Unknown ktstr.* keys are listed in Unknown (the init logs them); a
+// malformed value is an error.
+func ParseOverrides(cmdline string) (*Overrides, error) {
+	o := &Overrides{KthreaddCPU: -1}
+	for _, w := range SplitCmdline(cmdline) {
+		if !strings.HasPrefix(w, "ktstr.") {
+			continue
+		}
+		k, v, _ := strings.Cut(w, "=")
+		var err error
+		switch k {
+		case "ktstr.scenario":
+			if v == "" {
+				err = fmt.Errorf("empty value")
+			}
+			o.Scenario = v
+		case "ktstr.attach_timeout":
+			o.AttachTimeout, err = parseDur(v)
+		case "ktstr.hold":
+			o.Hold, err = parseDur(v)
+		case "ktstr.sched_args":
+			o.HasSchedArgs = true
+			o.SchedArgs = nil
+			if v != "" {
+				o.SchedArgs = strings.Split(v, ",")
+			}
+		case "ktstr.scheduler":
+			if v != "none" {
+				err = fmt.Errorf("only \"none\" is accepted")
+			}
+			o.NoScheduler = true
+		case "ktstr.kthreadd_cpu":
+			o.KthreaddCPU, err = strconv.Atoi(v)
+			if err == nil && (o.KthreaddCPU < 0 || o.KthreaddCPU > 4095) {
+				err = fmt.Errorf("CPU %d out of range", o.KthreaddCPU)
+			}
+		case "ktstr.port":
+			if v == "" || strings.ContainsAny(v, "/") {
+				err = fmt.Errorf("want a port name")
+			}
+			o.Port = v
+		default:
+			o.Unknown = append(o.Unknown, k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kernel command line %s: %w", w, err)
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,227 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ReferenceOptions configures one plain-TCG boot.
+type ReferenceOptions struct {
+	// Kernel is the bzImage to boot (required).
+	Kernel string
+	// Initramfs is the initramfs blob (required).
+	Initramfs string
+	// CPUs is the number of vCPUs (default 2).
+	CPUs int
+	// MemoryMiB is guest RAM in MiB (default 512).
+	MemoryMiB int
+	// Cmdline is appended to the base command line BaseCmdline (plus,
+	// under TCG, TCGTimeCmdline's TSC options).
+	Cmdline string
+	// Timeout is the hard limit on the run; QEMU is killed when it passes
+	// (default 120 s).
+	Timeout time.Duration
+	// StreamPath, when set, receives a copy of the bytes the guest writes
+	// to its "ktstr" virtio-serial port.
+	StreamPath string
+	// Stream, when set, receives the stream bytes live as they arrive.
+	Stream io.Writer
+	// ConsolePath, when set, receives a copy of the serial console.
+	ConsolePath string
+	// Console, when set, receives the console live.
+	Console io.Writer
+	// MemFile, when set, backs guest RAM with this file
+	// (memory-backend-file, share=on) so that a host process can read
+	// guest memory while it runs (ktstr-monitor).
+	MemFile string
+	// ExtraArgs are appended to QEMU's arguments.
+	ExtraArgs []string
+	// QEMU is the binary (default FindQEMU()).
+	QEMU string
+	// Accel and CPUModel default to "tcg" and "max". The nested lab's L2
+	// guests use the same arguments with "kvm" and "host".
+	Accel, CPUModel string
+}
+
+// Result is what one boot produced.
+type Result struct {
+	// Stream is every byte the guest wrote to its "ktstr" port.
+	Stream []byte
+	// StreamPath is ReferenceOptions.StreamPath, echoed.
+	StreamPath string
+	// Console is the serial console text.
+	Console []byte
+	// Stderr is QEMU's own error output.
+	Stderr []byte
+	// ExitCode is QEMU's exit status; -1 when it was killed.
+	ExitCode int
+	// TimedOut is true when the hard timeout killed QEMU.
+	TimedOut bool
+	// Wall is the time from QEMU's start to its exit.
+	Wall time.Duration
+	// Args is QEMU's full command line, for reproducing the run.
+	Args []string
+}
+
+// Err returns nil for a run that ended by itself with exit status 0, and an
+// error saying what went wrong otherwise (timeout, QEMU failure).
+func (r *Result) Err() error {
+	switch {
+	case r.TimedOut:
+		return fmt.Errorf("QEMU killed after the %v timeout; console tail: %s", r.Wall.Round(time.Second), tail(r.Console, 300))
+	case r.ExitCode != 0:
+		return fmt.Errorf("QEMU exited with status %d: %s", r.ExitCode, strings.TrimSpace(tail(r.Stderr, 300)))
+	}
+	return nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.ToValidUTF8(string(b), "?")
+}
+
+// BaseCmdline is the kernel command line every lab boot starts with: the
+// console on the 8250 port, reboot (and so QEMU exit, with -no-reboot) on
+// panic, and the triple-fault reboot that needs no firmware.
+const BaseCmdline = "console=ttyS0 panic=-1 reboot=t"
+
+// ReferenceArgs returns QEMU's arguments for opts. stream is the chardev
+// backend for the guest's "ktstr" port ("socket,path=S" to connect to a
+// unix socket, "file,path=F" to write a file); empty leaves the port out.
+func ReferenceArgs(opts *ReferenceOptions, stream string) []string {
+	cpus, mem := opts.CPUs, opts.MemoryMiB
+	if cpus <= 0 {
+		cpus = 2
+	}
+	if mem <= 0 {
+		mem = 512
+	}
+	machine := "microvm"
+	var args []string
+	if opts.MemFile != "" {
+		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", mem, opts.MemFile))
+		machine += ",memory-backend=mem"
+	}
+	args = append(args,
+		"-M", machine, "-accel", or(opts.Accel, "tcg"), "-cpu", or(opts.CPUModel, "max"),
+		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
+		"-nodefaults", "-no-reboot", "-display", "none",
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-device", "virtio-serial-device",
+	)
+	if stream != "" {
+		args = append(args,
+			"-chardev", stream+",id=ktstr",
+			"-device", "virtserialport,chardev=ktstr,name=ktstr")
+	}
+	cmdline := BaseCmdline
+	if or(opts.Accel, "tcg") == "tcg" {
+		if t := TCGTimeCmdline(); t != "" {
+			cmdline += " " + t
+		}
+	}
+	if opts.Cmdline != "" {
+		cmdline += " " + opts.Cmdline
+	}
+	args = append(args, "-kernel", opts.Kernel, "-initrd", opts.Initramfs, "-append", cmdline)
+	return append(args, opts.ExtraArgs...)
+}
+
+// Reference boots opts.Kernel with opts.Initramfs under plain QEMU TCG and
+// waits for QEMU to exit or the timeout to kill it. The error is non-nil
+// only when the run could not be started or its outputs not written; check
+// Result.Err (or TimedOut and ExitCode) for how the run itself ended.
+func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
+	if opts.Kernel == "" || opts.Initramfs == "" {
+		return nil, fmt.Errorf("reference boot needs a kernel and an initramfs")
+	}
+	for _, f := range []string{opts.Kernel, opts.Initramfs} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("reference boot: %w", err)
+		}
+	}
+	q := opts.QEMU
+	if q == "" {
+		var err error
+		if q, err = FindQEMU(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 120 * time.Second
+	}
+	dir, err := os.MkdirTemp("", "ktstr-lab-")
+	if err != nil {
+		return nil, fmt.Errorf("reference boot: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	var stream bytes.Buffer
+	sinks := []io.Writer{&stream}
+	var streamFile *os.File
+	if opts.StreamPath != "" {
+		if streamFile, err = os.Create(opts.StreamPath); err != nil {
+			return nil, fmt.Errorf("reference boot: stream file: %w", err)
+		}
+		defer streamFile.Close()
+		sinks = append(sinks, streamFile)
+	}
+	if opts.Stream != nil {
+		sinks = append(sinks, opts.Stream)
+	}
+	sink, err := newStreamSink(dir, io.MultiWriter(sinks...))
+	if err != nil {
+		return nil, err
+	}
+	var conFile *os.File
+	console := opts.Console
+	if opts.ConsolePath != "" {
+		if conFile, err = os.Create(opts.ConsolePath); err != nil {
+			sink.close()
+			return nil, fmt.Errorf("reference boot: console file: %w", err)
+		}
+		defer conFile.Close()
+		if console != nil {
+			console = io.MultiWriter(conFile, console)
+		} else {
+			console = conFile
+		}
+	}
+	p := &process{qemu: q, args: ReferenceArgs(&opts, "socket,path="+sink.path), timeout: opts.Timeout, console: console}
+	if err := p.startProc(ctx); err != nil {
+		sink.close()
+		return nil, err
+	}
+	code, wall := p.wait()
+	serr := sink.close()
+	r := &Result{
+		Stream: stream.Bytes(), StreamPath: opts.StreamPath,
+		Console: p.conBuf.Bytes(), Stderr: p.errBuf.Bytes(),
+		ExitCode: code, TimedOut: p.timedOut, Wall: wall,
+		Args: append([]string{q}, p.args...),
+	}
+	if serr != nil {
+		return r, fmt.Errorf("reference boot: reading the guest stream: %w", serr)
+	}
+	if streamFile != nil {
+		if err := streamFile.Close(); err != nil {
+			return r, fmt.Errorf("reference boot: stream file: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,192 @@
+package scenario
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// CpusetKind says how a cpuset is chosen.
+type CpusetKind int
+
+// Cpuset kinds.
+const (
+	CpusetAll      CpusetKind = iota // every online CPU
+	CpusetDisjoint                   // slice Index of N equal, disjoint slices
+	CpusetList                       // explicit CPU list
+	CpusetLLC                        // the CPUs of the Index-th last-level cache
+	CpusetNUMA                       // the CPUs of the Index-th NUMA node
+)
+
+// Cpuset is a parsed cpuset specification.
+type Cpuset struct {
+	Kind  CpusetKind
+	Index int
+	N     int
+	CPUs  []int // CpusetList, sorted, unique
+}
+
+// MaxCPU bounds CPU numbers in lists.
+const MaxCPU = 4095
+
+// ParseCpuset parses the cpuset grammar:
+//
+//	"" or "all"     every online CPU
+//	"disjoint:I/N"  the I-th (0-based) of N disjoint, near-equal slices of the online CPUs
+//	"list:L"        an explicit list such as 0-3,6 (a bare list "0-3,6" also works)
+//	"llc:I"         the CPUs sharing the I-th last-level cache (ordered by lowest CPU)
+//	"numa:I"        the CPUs of the I-th NUMA node
+func ParseCpuset(s string) (Cpuset, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return Cpuset{Kind: CpusetAll}, nil
+	}
+	kind, arg, ok := strings.Cut(s, ":")
+	if !ok {
+		kind, arg = "list", s
+	}
+	switch kind {
+	case "disjoint":
+		a, b, ok := strings.Cut(arg, "/")
+		if !ok {
+			return Cpuset{}, fmt.Errorf("cpuset %q: want disjoint:I/N", s)
+		}
+		i, err1 := strconv.Atoi(a)
+		n, err2 := strconv.Atoi(b)
+		if err1 != nil || err2 != nil || n < 1 || n > MaxCPU+1 || i < 0 || i >= n {
+			return Cpuset{}, fmt.Errorf("cpuset %q: want disjoint:I/N with 0 <= I < N", s)
+		}
+		return Cpuset{Kind: CpusetDisjoint, Index: i, N: n}, nil
+	case "llc", "numa":
+		i, err := strconv.Atoi(arg)
+		if err != nil || i < 0 || i > MaxCPU {
+			return Cpuset{}, fmt.Errorf("cpuset %q: want %s:I with I a small non-negative index", s, kind)
+		}
+		k := CpusetLLC
+		if kind == "numa" {
+			k = CpusetNUMA
+		}
+		return Cpuset{Kind: k, Index: i}, nil
+	case "list":
+		cpus, err := ParseCPUList(arg)
+		if err != nil {
+			return Cpuset{}, fmt.Errorf("cpuset %q: %w", s, err)
+		}
+		if len(cpus) == 0 {
+			return Cpuset{}, fmt.Errorf("cpuset %q: empty list", s)
+		}
+		return Cpuset{Kind: CpusetList, CPUs: cpus}, nil
+	}
+	return Cpuset{}, fmt.Errorf("cpuset %q: unknown kind %q (all, disjoint:I/N, list:L, llc:I, numa:I)", s, kind)
+}
+
+// ParseCPUList parses the kernel's CPU list format ("0-3,6,8-9"), as found
+// in sysfs and cpuset files. The result is sorted and unique.
+func ParseCPUList(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(strings.TrimSpace(lo))
+		if err != nil || a < 0 || a > MaxCPU {
+			return nil, fmt.Errorf("bad CPU %q in list (0..%d)", lo, MaxCPU)
+		}
+		b := a
+		if isRange {
+			b, err = strconv.Atoi(strings.TrimSpace(hi))
+			if err != nil || b < a || b > MaxCPU {
+				return nil, fmt.Errorf("bad CPU range %q in list", part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// FormatCPUList writes cpus (sorted, unique) in the kernel's list format.
+func FormatCPUList(cpus []int) string {
+	var b strings.Builder
+	for i := 0; i < len(cpus); {
+		j := i
+		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(cpus[i]))
+		if j > i {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(cpus[j]))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// Topology is what cpuset resolution needs to know about the guest.
+type Topology struct {
+	Online []int   // online CPUs, sorted
+	LLCs   [][]int // CPU groups sharing a last-level cache, ordered by lowest CPU
+	Nodes  [][]int // NUMA nodes' CPUs, in node order (empty nodes left out)
+}
+
+// Resolve turns a cpuset specification into concrete CPUs on topo.
+func (c Cpuset) Resolve(topo *Topology) ([]int, error) {
+	pick := func(groups [][]int, what string) ([]int, error) {
+		if c.Index >= len(groups) {
+			return nil, fmt.Errorf("cpuset wants %s %d but the guest has %d %ss: boot it with more", what, c.Index, len(groups), what)
+		}
+		return onlineOnly(groups[c.Index], topo.Online, what)
+	}
+	switch c.Kind {
+	case CpusetAll:
+		if len(topo.Online) == 0 {
+			return nil, fmt.Errorf("no online CPUs")
+		}
+		return slices.Clone(topo.Online), nil
+	case CpusetDisjoint:
+		n := len(topo.Online)
+		if c.N > n {
+			return nil, fmt.Errorf("cpuset disjoint:%d/%d needs at least %d CPUs, the guest has %d", c.Index, c.N, c.N, n)
+		}
+		lo, hi := c.Index*n/c.N, (c.Index+1)*n/c.N
+		return slices.Clone(topo.Online[lo:hi]), nil
+	case CpusetList:
+		for _, cpu := range c.CPUs {
+			if !slices.Contains(topo.Online, cpu) {
+				return nil, fmt.Errorf("cpuset list names CPU %d, which is not online (online: %s)", cpu, FormatCPUList(topo.Online))
+			}
+		}
+		return slices.Clone(c.CPUs), nil
+	case CpusetLLC:
+		return pick(topo.LLCs, "LLC")
+	case CpusetNUMA:
+		return pick(topo.Nodes, "NUMA node")
+	}
+	return nil, fmt.Errorf("unknown cpuset kind %d", c.Kind)
+}
+
+func onlineOnly(cpus, online []int, what string) ([]int, error) {
+	var out []int
+	for _, c := range cpus {
+		if slices.Contains(online, c) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the chosen %s has no online CPU", what)
+	}
+	return out, nil
+}

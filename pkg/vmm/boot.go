@@ -1,0 +1,155 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// BootConfig is what LoadBoot puts in guest RAM.
+type BootConfig struct {
+	Kernel  *Kernel
+	Initrd  []byte
+	Cmdline string
+	VCPUs   int
+}
+
+// BootInfo says where things went.
+type BootInfo struct {
+	Entry      uint64 // 64-bit entry point (startup_64)
+	InitrdAddr uint64
+	E820       []E820Entry
+}
+
+// LoadBoot writes the kernel, initramfs, command line, zero page, page
+// tables, GDT and MP table into guest RAM.
+func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
+	k := c.Kernel
+	var info BootInfo
+	lowEnd := m.Regions[0].Size
+	kernEnd := uint64(kernelAddr) + max(uint64(len(k.Image)), uint64(k.InitSize))
+	if kernEnd > lowEnd {
+		return info, fmt.Errorf("kernel needs %d MiB below the MMIO hole; give the guest more --memory", kernEnd>>20)
+	}
+	if err := m.Write(kernelAddr, k.Image); err != nil {
+		return info, fmt.Errorf("load kernel: %w", err)
+	}
+	info.Entry = kernelAddr + entry64Offset
+
+	if uint64(len(c.Cmdline)) > uint64(k.CmdlineSize) {
+		return info, fmt.Errorf("kernel command line is %d bytes; this kernel accepts at most %d", len(c.Cmdline), k.CmdlineSize)
+	}
+	cl := append([]byte(c.Cmdline), 0)
+	if err := m.Write(cmdlineAddr, cl); err != nil {
+		return info, fmt.Errorf("write command line: %w", err)
+	}
+
+	zp := make([]byte, zeroPageSize)
+	copy(zp[hdrSetupSects:], k.Header)
+	zp[hdrTypeOfLoader] = 0xFF
+	zp[hdrLoadFlags] |= canUseHeap
+	binary.LittleEndian.PutUint16(zp[hdrHeapEndPtr:], 0xFE00)
+	binary.LittleEndian.PutUint32(zp[hdrCmdLinePtr:], cmdlineAddr)
+	binary.LittleEndian.PutUint32(zp[bpExtCmdLinePtr:], 0)
+
+	if len(c.Initrd) > 0 {
+		limit := min(lowEnd, uint64(k.InitrdAddrMax)+1)
+		size := uint64(len(c.Initrd))
+		if size > limit || (limit-size)&^0xFFF < kernEnd {
+			return info, fmt.Errorf("initramfs of %d MiB does not fit below %d MiB next to the kernel; give the guest more --memory", size>>20, limit>>20)
+		}
+		addr := (limit - size) &^ 0xFFF
+		if err := m.Write(addr, c.Initrd); err != nil {
+			return info, fmt.Errorf("load initramfs: %w", err)
+		}
+		binary.LittleEndian.PutUint32(zp[hdrRamdiskImage:], uint32(addr))
+		binary.LittleEndian.PutUint32(zp[hdrRamdiskSize:], uint32(size))
+		binary.LittleEndian.PutUint32(zp[bpExtRamdiskImage:], uint32(addr>>32))
+		binary.LittleEndian.PutUint32(zp[bpExtRamdiskSize:], uint32(size>>32))
+		info.InitrdAddr = addr
+	}
+
+	info.E820 = E820Map(m.Regions)
+	if len(info.E820) > bpE820Max {
+		return info, fmt.Errorf("%d e820 entries, the zero page holds %d", len(info.E820), bpE820Max)
+	}
+	zp[bpE820Entries] = byte(len(info.E820))
+	for i, e := range info.E820 {
+		o := bpE820Table + 20*i
+		binary.LittleEndian.PutUint64(zp[o:], e.Addr)
+		binary.LittleEndian.PutUint64(zp[o+8:], e.Size)
+		binary.LittleEndian.PutUint32(zp[o+16:], e.Type)
+	}
+	if err := m.Write(zeroPageAddr, zp); err != nil {
+		return info, fmt.Errorf("write zero page: %w", err)
+	}
+	if err := writePageTables(m); err != nil {
+		return info, err
+	}
+	if err := writeGDT(m); err != nil {
+		return info, err
+	}
+	if err := writeMPTable(m, c.VCPUs); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// writePageTables identity-maps the first 4 GiB with 2 MiB pages:
+// PML4[0] -> PDPT, PDPT[0..3] -> four page directories.
+func writePageTables(m *Memory) error {
+	const present, rw, ps = 1, 2, 0x80
+	b := make([]byte, 0x1000)
+	binary.LittleEndian.PutUint64(b, pdptAddr|present|rw)
+	if err := m.Write(pml4Addr, b); err != nil {
+		return fmt.Errorf("write PML4: %w", err)
+	}
+	b = make([]byte, 0x1000)
+	for i := 0; i < 4; i++ {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(pdAddr+i*0x1000)|present|rw)
+	}
+	if err := m.Write(pdptAddr, b); err != nil {
+		return fmt.Errorf("write PDPT: %w", err)
+	}
+	b = make([]byte, 4*0x1000)
+	for i := 0; i < 4*512; i++ {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(i)<<21|present|rw|ps)
+	}
+	if err := m.Write(pdAddr, b); err != nil {
+		return fmt.Errorf("write page directories: %w", err)
+	}
+	return nil
+}
+
+// GDT selectors the 64-bit boot protocol requires: __BOOT_CS 0x10 and
+// __BOOT_DS 0x18, flat 4 GiB segments; 0x20 is a TSS for KVM's benefit.
+const (
+	selCode = 0x10
+	selData = 0x18
+	selTSS  = 0x20
+)
+
+func gdtEntry(flags uint16, base, limit uint32) uint64 {
+	return uint64(base&0xFF000000)<<32 | uint64(flags&0xF0FF)<<40 | uint64(limit&0xF0000)<<32 |
+		uint64(base&0xFFFFFF)<<16 | uint64(limit&0xFFFF)
+}
+
+var gdtTable = [5]uint64{
+	0, 0,
+	gdtEntry(0xA09B, 0, 0xFFFFF), // code: present, DPL0, exec/read, L, G
+	gdtEntry(0xC093, 0, 0xFFFFF), // data: present, read/write, D/B, G
+	gdtEntry(0x808B, 0, 0xFFFFF), // busy 64-bit TSS
+}
+
+func writeGDT(m *Memory) error {
+	b := make([]byte, 8*len(gdtTable))
+	for i, e := range gdtTable {
+		binary.LittleEndian.PutUint64(b[8*i:], e)
+	}
+	if err := m.Write(gdtAddr, b); err != nil {
+		return fmt.Errorf("write GDT: %w", err)
+	}
+	if err := m.Write(idtAddr, make([]byte, 8)); err != nil {
+		return fmt.Errorf("write IDT: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Setup header offsets (Documentation/arch/x86/boot.rst, "The real-mode
+// kernel header"), relative to the start of the bzImage file and of the
+// zero page alike.
+const (
+	hdrSetupSects      = 0x1F1
+	hdrBootFlag        = 0x1FE
+	hdrJump            = 0x200
+	hdrMagic           = 0x202
+	hdrVersion         = 0x206
+	hdrTypeOfLoader    = 0x210
+	hdrLoadFlags       = 0x211
+	hdrRamdiskImage    = 0x218
+	hdrRamdiskSize     = 0x21C
+	hdrHeapEndPtr      = 0x224
+	hdrCmdLinePtr      = 0x228
+	hdrInitrdAddrMax   = 0x22C
+	hdrKernelAlignment = 0x230
+	hdrRelocatable     = 0x234
+	hdrXLoadFlags      = 0x236
+	hdrCmdlineSize     = 0x238
+	hdrPrefAddress     = 0x258
+	hdrInitSize        = 0x260
+
+	// zero-page fields outside the setup header
+	bpExtRamdiskImage = 0x0C0
+	bpExtRamdiskSize  = 0x0C4
+	bpExtCmdLinePtr   = 0x0C8
+	bpE820Entries     = 0x1E8
+	bpE820Table       = 0x2D0
+	bpE820Max         = 128
+	zeroPageSize      = 0x1000
+
+	loadedHigh    = 0x01
+	canUseHeap    = 0x80
+	xlfKernel64   = 0x01
+	minProtocol   = 0x020C // 2.12: xloadflags, 64-bit entry
+	entry64Offset = 0x200  // startup_64 relative to the protected-mode kernel
+)
+
+// Kernel is a validated bzImage.
+type Kernel struct {
+	Protocol      uint16
+	SetupSects    int
+	LoadFlags     uint8
+	XLoadFlags    uint16
+	InitrdAddrMax uint32
+	CmdlineSize   uint32
+	InitSize      uint32
+	// Header is the setup header (file bytes 0x1F1 up to its end), copied
+	// into the zero page.
+	Header []byte
+	// Image is the protected-mode kernel, loaded at 1 MiB.
+	Image []byte
+}
+
+// NotBzImageError says why a file is not a loadable bzImage.
+type NotBzImageError struct{ Reason string }
+
+func (e *NotBzImageError) Error() string {
+	return "not a loadable x86_64 bzImage: " + e.Reason
+}
+
+// ParseBzImage validates b as a bzImage that supports the 64-bit boot
+// protocol (2.12 or later with XLF_KERNEL_64) and splits it.
+func ParseBzImage(b []byte) (*Kernel, error) {
+	bad := func(f string, a ...any) (*Kernel, error) {
+		return nil, &NotBzImageError{fmt.Sprintf(f, a...)}
+	}
+	if len(b) < hdrInitSize+4 {
+		return bad("%d bytes is too short for a setup header", len(b))
+	}
+	if binary.LittleEndian.Uint16(b[hdrBootFlag:]) != 0xAA55 {
+		return bad("no 0xAA55 boot flag at 0x1FE (is this a vmlinux ELF or a compressed file?)")
+	}
+	if string(b[hdrMagic:hdrMagic+4]) != "HdrS" {
+		return bad("no \"HdrS\" setup header magic at 0x202")
+	}
+	k := &Kernel{
+		Protocol:      binary.LittleEndian.Uint16(b[hdrVersion:]),
+		SetupSects:    int(b[hdrSetupSects]),
+		LoadFlags:     b[hdrLoadFlags],
+		XLoadFlags:    binary.LittleEndian.Uint16(b[hdrXLoadFlags:]),
+		InitrdAddrMax: binary.LittleEndian.Uint32(b[hdrInitrdAddrMax:]),
+		CmdlineSize:   binary.LittleEndian.Uint32(b[hdrCmdlineSize:]),
+		InitSize:      binary.LittleEndian.Uint32(b[hdrInitSize:]),
+	}
+	if k.Protocol < minProtocol {
+		return bad("boot protocol %d.%02d, need 2.12 or later", k.Protocol>>8, k.Protocol&0xFF)
+	}
+	if k.LoadFlags&loadedHigh == 0 {
+		return bad("loadflags lack LOADED_HIGH (a zImage, not a bzImage)")
+	}
+	if k.XLoadFlags&xlfKernel64 == 0 {
+		return bad("xloadflags lack XLF_KERNEL_64 (no 64-bit entry point)")
+	}
+	if k.SetupSects == 0 {
+		k.SetupSects = 4
+	}
+	hdrEnd := hdrJump + 2 + int(b[hdrJump+1])
+	if hdrEnd < hdrInitSize+4 || hdrEnd > len(b) {
+		return bad("setup header length %d is implausible", hdrEnd-hdrSetupSects)
+	}
+	off := (k.SetupSects + 1) * 512
+	if off >= len(b) {
+		return bad("setup sectors (%d) run past the end of the file", k.SetupSects)
+	}
+	if k.InitSize == 0 {
+		return bad("init_size is 0")
+	}
+	k.Header = b[hdrSetupSects:hdrEnd]
+	k.Image = b[off:]
+	if k.CmdlineSize == 0 {
+		k.CmdlineSize = 255
+	}
+	return k, nil
+}

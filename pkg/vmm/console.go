@@ -1,0 +1,295 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"io"
+	"sync"
+)
+
+// virtio console (virtio 1.x, 5.3) with VIRTIO_CONSOLE_F_MULTIPORT. Port 0
+// is the guest's hvc0 console; port 1, named "ktstr", carries the frame
+// stream to stdout.
+const (
+	virtioIDConsole     = 3
+	consoleFMultiport   = 1 << 1
+	consolePorts        = 2
+	qRx0, qTx0          = 0, 1
+	qCtrlRx, qCtrlTx    = 2, 3
+	qRx1, qTx1          = 4, 5
+	consoleQueues       = 6
+	StreamPortName      = "ktstr"
+	ctrlMsgSize         = 8
+	ctrlPendingLimit    = 64
+	ctrlDeviceReady     = 0
+	ctrlPortAdd         = 1
+	ctrlPortReady       = 3
+	ctrlConsolePort     = 4
+	ctrlPortOpen        = 6
+	ctrlPortName        = 7
+	streamPort          = 1
+	consoleQueueNotifyQ = qTx1
+)
+
+// Console is the virtio-mmio console device.
+type Console struct {
+	t       *MMIOTransport
+	mem     *Memory
+	hvc     io.Writer
+	stream  io.Writer
+	pending [][]byte
+	gen     uint64 // bumped on reset; stale pushes are dropped
+	kick    chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+// NewConsole returns the device; hvc receives port 0's output, stream
+// port 1's. Start its stream worker with Start.
+func NewConsole(mem *Memory, hvc, stream io.Writer, raise func()) *Console {
+	c := &Console{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.t = newMMIOTransport(mem, c, raise)
+	return c
+}
+
+// Transport is the device's MMIO register file.
+func (c *Console) Transport() *MMIOTransport { return c.t }
+
+func (c *Console) deviceID() uint32 { return virtioIDConsole }
+func (c *Console) features() uint64 { return featVersion1 | consoleFMultiport }
+func (c *Console) numQueues() int   { return consoleQueues }
+
+func (c *Console) config() []byte {
+	b := make([]byte, 12) // cols u16, rows u16, max_nr_ports u32, emerg_wr u32
+	binary.LittleEndian.PutUint32(b[4:], consolePorts)
+	return b
+}
+
+func (c *Console) reset() {
+	c.pending = nil
+	c.gen++
+}
+
+// Kick wakes the stream worker (the MMIO notify exit or an ioeventfd).
+func (c *Console) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Console) notify(q int) {
+	switch q {
+	case qTx0:
+		c.drainConsoleLocked()
+	case qCtrlTx:
+		c.controlLocked()
+	case qCtrlRx:
+		c.flushControlLocked()
+	case qTx1:
+		c.Kick()
+	}
+}
+
+func (c *Console) drainConsoleLocked() {
+	q := &c.t.queues[qTx0]
+	done := false
+	for {
+		ch, ok, err := q.Pop(c.mem)
+		if err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		if !ok {
+			break
+		}
+		for _, b := range ch.Bufs {
+			if !b.Writable {
+				c.hvc.Write(b.Data)
+			}
+		}
+		if err := q.Push(c.mem, ch.Head, 0); err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		done = true
+	}
+	if done {
+		c.t.interrupt()
+	}
+}
+
+func ctrlMsg(id uint32, event, value uint16, extra string) []byte {
+	b := make([]byte, ctrlMsgSize, ctrlMsgSize+len(extra))
+	binary.LittleEndian.PutUint32(b[0:], id)
+	binary.LittleEndian.PutUint16(b[4:], event)
+	binary.LittleEndian.PutUint16(b[6:], value)
+	return append(b, extra...)
+}
+
+func (c *Console) queueControl(m []byte) {
+	if len(c.pending) < ctrlPendingLimit {
+		c.pending = append(c.pending, m)
+	}
+}
+
+// controlLocked handles the driver's control messages (c_ovq).
+func (c *Console) controlLocked() {
+	q := &c.t.queues[qCtrlTx]
+	done := false
+	for {
+		ch, ok, err := q.Pop(c.mem)
+		if err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		if !ok {
+			break
+		}
+		var msg [ctrlMsgSize]byte
+		n := 0
+		for _, b := range ch.Bufs {
+			if !b.Writable && n < ctrlMsgSize {
+				n += copy(msg[n:], b.Data)
+			}
+		}
+		if n == ctrlMsgSize {
+			c.handleControl(binary.LittleEndian.Uint32(msg[0:]), binary.LittleEndian.Uint16(msg[4:]), binary.LittleEndian.Uint16(msg[6:]))
+		}
+		if err := q.Push(c.mem, ch.Head, 0); err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		done = true
+	}
+	if done {
+		c.t.interrupt()
+	}
+	c.flushControlLocked()
+}
+
+func (c *Console) handleControl(id uint32, event, value uint16) {
+	switch event {
+	case ctrlDeviceReady:
+		if value != 1 {
+			return
+		}
+		for p := uint32(0); p < consolePorts; p++ {
+			c.queueControl(ctrlMsg(p, ctrlPortAdd, 0, ""))
+		}
+	case ctrlPortReady:
+		if value != 1 {
+			return
+		}
+		switch id {
+		case 0:
+			c.queueControl(ctrlMsg(0, ctrlConsolePort, 1, ""))
+			c.queueControl(ctrlMsg(0, ctrlPortOpen, 1, ""))
+		case streamPort:
+			c.queueControl(ctrlMsg(streamPort, ctrlPortName, 0, StreamPortName))
+			c.queueControl(ctrlMsg(streamPort, ctrlPortOpen, 1, ""))
+		}
+	}
+}
+
+// flushControlLocked moves pending control messages into the driver's
+// receive buffers (c_ivq).
+func (c *Console) flushControlLocked() {
+	q := &c.t.queues[qCtrlRx]
+	done := false
+	for len(c.pending) > 0 {
+		ch, ok, err := q.Pop(c.mem)
+		if err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		if !ok {
+			break
+		}
+		m := c.pending[0]
+		n := 0
+		for _, b := range ch.Bufs {
+			if b.Writable && n < len(m) {
+				n += copy(b.Data, m[n:])
+			}
+		}
+		if n == len(m) {
+			c.pending = c.pending[1:]
+		} else {
+			n = 0 // buffer too small: hand it back empty, keep the message
+		}
+		if err := q.Push(c.mem, ch.Head, uint32(n)); err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		done = true
+		if n == 0 {
+			break
+		}
+	}
+	if done {
+		c.t.interrupt()
+	}
+}
+
+// Start runs the stream worker: it moves port 1's buffers to the stream
+// writer, completing each descriptor chain only once its bytes were
+// written. A blocked writer therefore blocks the guest's writer, and the
+// VMM buffers nothing.
+func (c *Console) Start() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			select {
+			case <-c.kick:
+			case <-c.stop:
+				return
+			}
+			for c.streamOne() {
+			}
+		}
+	}()
+}
+
+func (c *Console) streamOne() bool {
+	c.t.mu.Lock()
+	q := &c.t.queues[qTx1]
+	ch, ok, err := q.Pop(c.mem)
+	gen := c.gen
+	if err != nil {
+		c.t.fail(err.Error())
+	}
+	c.t.mu.Unlock()
+	if !ok {
+		return false
+	}
+	for _, b := range ch.Bufs {
+		if !b.Writable && len(b.Data) > 0 {
+			if _, err := c.stream.Write(b.Data); err != nil {
+				break // the stream writer reports its own failure
+			}
+		}
+	}
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	if gen != c.gen || !q.Ready {
+		return true
+	}
+	if err := q.Push(c.mem, ch.Head, 0); err != nil {
+		c.t.fail(err.Error())
+		return false
+	}
+	c.t.interrupt()
+	return true
+}
+
+// Stop ends the stream worker and waits for it (after its current write).
+func (c *Console) Stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	close(c.stop)
+	c.wg.Wait()
+}

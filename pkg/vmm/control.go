@@ -1,0 +1,54 @@
+package vmm
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The control FIFO takes one command per line:
+//
+//	sysrq KEY   send a serial break and KEY on COM1 (Magic SysRq, e.g. "sysrq t")
+//	stop        stop the guest (exit reason "stopped")
+//
+// Unknown lines are reported on the console stream and ignored.
+func (m *machine) startControl(path string) error {
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return fmt.Errorf("create control FIFO %s: %w", path, err)
+	}
+	m.closers = append(m.closers, func() { os.Remove(path) })
+	// O_RDWR keeps a writer open, so the FIFO never reports EOF between
+	// clients, and opening does not block.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("open control FIFO %s: %w", path, err)
+	}
+	m.closers = append(m.closers, func() { f.Close() })
+	go func() {
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 256), 256)
+		for sc.Scan() {
+			m.control(sc.Text())
+		}
+	}()
+	return nil
+}
+
+func (m *machine) control(line string) {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return
+	}
+	switch {
+	case f[0] == "sysrq" && len(f) == 2 && len(f[1]) == 1:
+		m.com1.SysRq(f[1][0])
+	case f[0] == "stop" && len(f) == 1:
+		m.finish(ReasonStopped, "stopped through the control FIFO")
+	default:
+		fmt.Fprintf(m.watch, "ktstr-boot: control FIFO: unknown command %q (want \"sysrq KEY\" or \"stop\")\n", line)
+	}
+}

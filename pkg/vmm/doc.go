@@ -1,0 +1,17 @@
+// Package vmm owns ktstr-boot's virtual machine: guest RAM (a memfd split
+// around the 32-bit MMIO hole), the Linux x86_64 boot protocol (bzImage
+// validation, zero page, e820, command line, initramfs, identity page
+// tables, GDT, direct 64-bit entry), the MP table for SMP, vCPU set-up and
+// run loops, and the device model: two 16550 UARTs, the i8042 reset line, a
+// virtio-mmio console with multiport (port 1 "ktstr" carries the frame
+// stream), plus run control (timeout, exit reasons, host frames, a control
+// FIFO for SysRq).
+//
+// Every address, length and index that comes from the guest is checked
+// against guest RAM before use; a malicious guest can make the run fail,
+// never make the VMM read or write outside guest memory, spin or panic.
+//
+// Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads, pkg/wire for host frames and for
+// finding frame boundaries and the guest-exit frame in the guest stream,
+// golang.org/x/sys/unix and the standard library.
+package vmm

@@ -1,0 +1,690 @@
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/kvm"
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+// Exit reasons, as VMExit.Reason spells them.
+const (
+	ReasonGuestExit   = "guest_exit"
+	ReasonPoweroff    = "poweroff"
+	ReasonReboot      = "reboot"
+	ReasonTripleFault = "triple_fault"
+	ReasonPanic       = "panic"
+	ReasonTimeout     = "timeout"
+	ReasonSignal      = "signal"
+	ReasonStopped     = "stopped"
+	ReasonError       = "error"
+)
+
+// Exit codes of ktstr-boot other than the guest's own (man/ktstr-boot.1).
+const (
+	ExitUsage       = 2
+	ExitPanic       = 121
+	ExitShutdown    = 122 // poweroff or reboot without a guest-exit frame
+	ExitTripleFault = 123
+	ExitTimeout     = 124
+	ExitVMMError    = 125
+	ExitSignalBase  = 128
+)
+
+// GuestExitGrace is how long the guest may take to shut down after its
+// guest-exit frame before ktstr-boot stops it.
+const GuestExitGrace = 10 * time.Second
+
+// Config describes one run.
+type Config struct {
+	Kernel      []byte // bzImage
+	KernelPath  string // for the VMStart frame
+	Initrd      []byte
+	Cmdline     string // complete kernel command line
+	VCPUs       int
+	Memory      uint64
+	Timeout     time.Duration // 0: none
+	Stream      io.Writer     // stdout
+	Console     io.Writer     // COM1 and hvc0
+	COM2        io.Writer     // nil: Console
+	CPUs        []int         // host CPUs (KTSTR_CPUS); vCPU i is pinned to CPUs[i mod len] (nil: any)
+	ControlFIFO string        // path of the control FIFO to create ("" none)
+	Signals     <-chan os.Signal
+	// Start is when the process started, for the first-frame time
+	// (zero: when Run was called).
+	Start time.Time
+	// GuestCode, for tests: raw guest code instead of a bzImage. It is
+	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
+	// page tables and GDT Linux gets.
+	GuestCode []byte
+}
+
+// GuestCodeAddr is where Config.GuestCode is loaded and entered.
+const GuestCodeAddr = kernelAddr
+
+// Result is how a run ended.
+type Result struct {
+	Reason      string
+	Detail      string
+	ExitCode    int
+	GuestCode   *int32
+	Wall        time.Duration
+	VCPUs       int
+	GuestBytes  uint64
+	GuestFrames uint64
+	// FirstFrame is the time from Config.Start to the guest's first
+	// stream byte (0: none arrived).
+	FirstFrame time.Duration
+	Stats      map[string]uint64
+}
+
+type endEvent struct {
+	reason, detail string
+}
+
+type machine struct {
+	cfg     Config
+	sys     *kvm.System
+	vm      *kvm.VM
+	mem     *Memory
+	vcpus   []*kvm.VCPU
+	tids    []atomic.Int32
+	com1    *Serial
+	com2    *Serial
+	kbd     *i8042
+	rtc     *cmos
+	console *Console
+	stream  *Stream
+	watch   *consoleWatch
+	closers []func()
+
+	panicked atomic.Bool
+	signal   atomic.Int32
+
+	endOnce sync.Once
+	ended   chan struct{}
+	end     endEvent
+	stopped atomic.Bool
+}
+
+// DefaultCmdline is the kernel command line ktstr-boot starts from; the
+// user's extra arguments are appended after it.
+func DefaultCmdline() string {
+	return "console=ttyS0 reboot=k panic=-1 pci=off nomodules quiet " +
+		"i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd i8042.nokbd " +
+		"no_timer_check clocksource=kvm-clock random.trust_cpu=on " +
+		fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", VirtioMMIOBase, VirtioIRQ)
+}
+
+// Run boots the machine described by cfg and runs it to the end. The
+// error is non-nil only when the machine could not be built (exit code
+// ExitVMMError); how a started guest ended is in Result.
+func Run(cfg Config) (Result, error) {
+	start := time.Now()
+	if cfg.Start.IsZero() {
+		cfg.Start = start
+	}
+	m := &machine{cfg: cfg, ended: make(chan struct{})}
+	defer m.close()
+	if cfg.COM2 == nil {
+		m.cfg.COM2 = cfg.Console
+	}
+	if err := m.build(); err != nil {
+		return Result{Reason: ReasonError, Detail: err.Error(), ExitCode: ExitVMMError}, err
+	}
+	fifo := ""
+	if cfg.ControlFIFO != "" {
+		if err := m.startControl(cfg.ControlFIFO); err != nil {
+			return Result{Reason: ReasonError, Detail: err.Error(), ExitCode: ExitVMMError}, err
+		}
+		fifo = cfg.ControlFIFO
+	}
+	vs := wire.VMStart{
+		VMM: "ktstr-boot", PID: os.Getpid(), VCPUs: cfg.VCPUs,
+		MemorySize: m.mem.Size(), ControlFIFO: fifo, Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline,
+	}
+	if m.mem.FD() >= 0 {
+		vs.MemoryPath = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), m.mem.FD())
+	}
+	for _, r := range m.mem.Regions {
+		vs.Regions = append(vs.Regions, wire.MemRegion{GPA: r.GPA, Size: r.Size, Offset: r.Offset})
+	}
+	if err := m.stream.WriteHost(vs); err != nil {
+		err = fmt.Errorf("write the VM-start frame to stdout: %w", err)
+		return Result{Reason: ReasonError, Detail: err.Error(), ExitCode: ExitVMMError}, err
+	}
+
+	m.console.Start()
+	var wg sync.WaitGroup
+	for i := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.runVCPU(i)
+		}()
+	}
+	m.wait()
+	m.stopped.Store(true)
+	m.kickAll()
+	joined := make(chan struct{})
+	go func() { wg.Wait(); close(joined) }()
+	t := time.NewTicker(10 * time.Millisecond)
+waitJoin:
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		select {
+		case <-joined:
+			break waitJoin
+		case <-t.C:
+			m.kickAll()
+		}
+	}
+	t.Stop()
+	m.console.Stop()
+	m.watch.Flush()
+
+	res := m.result(time.Since(cfg.Start))
+	if fb := m.stream.FirstByte(); !fb.IsZero() {
+		res.FirstFrame = fb.Sub(cfg.Start)
+	}
+	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
+		Detail: res.Detail, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
+	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
+		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
+	}
+	return res, nil
+}
+
+func (m *machine) close() {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i]()
+	}
+}
+
+func (m *machine) build() error {
+	cfg := m.cfg
+	if cfg.VCPUs < 1 {
+		return fmt.Errorf("need at least one vCPU, got %d", cfg.VCPUs)
+	}
+	var kern *Kernel
+	if cfg.GuestCode == nil {
+		k, err := ParseBzImage(cfg.Kernel)
+		if err != nil {
+			return err
+		}
+		kern = k
+	}
+	sys, err := kvm.Open()
+	if err != nil {
+		return err
+	}
+	m.sys = sys
+	m.closers = append(m.closers, func() { sys.Close() })
+	for _, c := range []struct {
+		cap  int
+		name string
+	}{{kvm.CapIRQChip, "KVM_CAP_IRQCHIP"}, {kvm.CapUserMemory, "KVM_CAP_USER_MEMORY"}, {kvm.CapSetTSSAddr, "KVM_CAP_SET_TSS_ADDR"}, {kvm.CapPIT2, "KVM_CAP_PIT2"}, {kvm.CapExtCPUID, "KVM_CAP_EXT_CPUID"}} {
+		if sys.CheckExtension(c.cap) == 0 {
+			return fmt.Errorf("/dev/kvm lacks %s", c.name)
+		}
+	}
+	vm, err := sys.CreateVM()
+	if err != nil {
+		return err
+	}
+	m.vm = vm
+	m.closers = append(m.closers, func() { vm.Close() })
+	if err := vm.SetTSSAddr(tssAddr); err != nil {
+		return err
+	}
+	if sys.CheckExtension(kvm.CapSetIdentityMap) != 0 {
+		if err := vm.SetIdentityMapAddr(identityMap); err != nil {
+			return err
+		}
+	}
+	if err := vm.CreateIRQChip(); err != nil {
+		return err
+	}
+	if err := vm.CreatePIT2(); err != nil {
+		return err
+	}
+	mem, err := NewMemory(cfg.Memory)
+	if err != nil {
+		return err
+	}
+	m.mem = mem
+	m.closers = append(m.closers, func() { mem.Close() })
+	for i, r := range mem.Regions {
+		host := mem.Host(r)
+		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
+			UserspaceAddr: uint64(uintptrOf(host)),
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	var boot BootInfo
+	if kern != nil {
+		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs})
+		if err != nil {
+			return err
+		}
+	} else {
+		if err := mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
+			return fmt.Errorf("load guest code: %w", err)
+		}
+		if err := writePageTables(mem); err != nil {
+			return err
+		}
+		if err := writeGDT(mem); err != nil {
+			return err
+		}
+		boot.Entry = GuestCodeAddr
+	}
+
+	m.watch = newConsoleWatch(cfg.Console, m.onConsoleEvent)
+	com2 := cfg.COM2
+	if com2 == nil {
+		com2 = m.watch
+	}
+	m.kbd = newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
+	m.rtc = newCMOS()
+	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
+	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
+	m.stream = NewStream(cfg.Stream)
+	m.console = NewConsole(mem, m.watch, m.stream, m.irq(VirtioIRQ))
+	m.closers = append(m.closers, m.console.Stop)
+	m.notifyEventFD()
+
+	supported, err := sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	m.tids = make([]atomic.Int32, cfg.VCPUs)
+	for i := 0; i < cfg.VCPUs; i++ {
+		c, err := vm.CreateVCPU(i)
+		if err != nil {
+			return err
+		}
+		m.vcpus = append(m.vcpus, c)
+		m.closers = append(m.closers, func() { c.Close() })
+		cpuid := CPUIDFor(supported, i, cfg.VCPUs)
+		// The TSC-deadline timer is deliberately not advertised (KVM leaves
+		// it to userspace): in the nested lab an L2 with it stops getting
+		// timer interrupts early in boot, reproducibly, while the LAPIC
+		// timer (with the PIT as fallback) boots every time.
+		if err := setupVCPU(c, cpuid, boot); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func uintptrOf(b []byte) uintptr {
+	if len(b) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&b[0]))
+}
+
+// irq returns a function that pulses interrupt line gsi through an irqfd,
+// or through KVM_IRQ_LINE where irqfd is unavailable.
+func (m *machine) irq(gsi uint32) func() {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		if err = m.vm.IRQFD(efd, gsi); err == nil {
+			m.closers = append(m.closers, func() { unix.Close(efd) })
+			one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+			return func() { unix.Write(efd, one) }
+		}
+		unix.Close(efd)
+	}
+	return func() {
+		m.vm.IRQLine(gsi, true)
+		m.vm.IRQLine(gsi, false)
+	}
+}
+
+// notifyEventFD lets the guest's kicks of the stream queue wake the
+// stream worker in the kernel, without an exit to ktstr-boot.
+func (m *machine) notifyEventFD() {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	match := uint64(qTx1)
+	if err := m.vm.IOEventFD(efd, VirtioMMIOBase+mmioQueueNotify, 4, false, &match); err != nil {
+		unix.Close(efd)
+		return
+	}
+	f := os.NewFile(uintptr(efd), "ktstr-stream-notify")
+	m.closers = append(m.closers, func() { f.Close() })
+	go func() {
+		var b [8]byte
+		for {
+			if _, err := f.Read(b[:]); err != nil {
+				return
+			}
+			m.console.Kick()
+		}
+	}()
+}
+
+func (m *machine) finish(reason, detail string) {
+	m.endOnce.Do(func() {
+		m.end = endEvent{reason, detail}
+		close(m.ended)
+	})
+}
+
+func (m *machine) kickAll() {
+	pid := os.Getpid()
+	for i, c := range m.vcpus {
+		c.SetImmediateExit(true)
+		if tid := m.tids[i].Load(); tid != 0 {
+			unix.Tgkill(pid, int(tid), unix.SIGURG)
+		}
+	}
+}
+
+func (m *machine) wait() {
+	var timeout <-chan time.Time
+	if m.cfg.Timeout > 0 {
+		t := time.NewTimer(m.cfg.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	var exitSeen time.Time
+	for {
+		select {
+		case <-m.ended:
+			return
+		case <-timeout:
+			m.finish(ReasonTimeout, fmt.Sprintf("guest still running after %s", m.cfg.Timeout))
+		case s := <-m.cfg.Signals:
+			sig, _ := s.(unix.Signal)
+			m.signal.CompareAndSwap(0, int32(sig))
+			m.finish(ReasonSignal, fmt.Sprintf("stopped by %s (%d)", s, int(sig)))
+		case <-poll.C:
+			if _, ok := m.stream.GuestExit(); ok {
+				if exitSeen.IsZero() {
+					exitSeen = time.Now()
+				} else if time.Since(exitSeen) > GuestExitGrace {
+					m.finish(ReasonGuestExit, fmt.Sprintf("guest did not shut down within %s of its exit frame", GuestExitGrace))
+				}
+			}
+			if err := m.stream.Err(); err != nil {
+				m.finish(ReasonError, "stdout: "+err.Error())
+			}
+		}
+	}
+}
+
+func (m *machine) onConsoleEvent(ev string) {
+	switch ev {
+	case ReasonPanic:
+		m.panicked.Store(true)
+	case ReasonPoweroff:
+		m.finish(ReasonPoweroff, "guest kernel printed \"reboot: Power down\"")
+	}
+}
+
+func (m *machine) runVCPU(i int) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m.tids[i].Store(int32(unix.Gettid()))
+	defer m.tids[i].Store(0)
+	if len(m.cfg.CPUs) > 0 {
+		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+			m.finish(ReasonError, fmt.Sprintf("pin vCPU %d to its KTSTR_CPUS CPU: %v", i, err))
+			return
+		}
+	}
+	c := m.vcpus[i]
+	for !m.stopped.Load() {
+		err := c.Run()
+		if err != nil {
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			m.finish(ReasonError, fmt.Sprintf("KVM_RUN on vCPU %d: %v", i, err))
+			return
+		}
+		switch r := c.ExitReason(); r {
+		case kvm.ExitIO:
+			io, ok := c.IOExit()
+			if !ok {
+				m.finish(ReasonError, fmt.Sprintf("vCPU %d: malformed I/O exit", i))
+				return
+			}
+			m.pio(io)
+		case kvm.ExitMMIO:
+			m.mmio(c.MMIOExit())
+		case kvm.ExitHLT, kvm.ExitIntr, kvm.ExitIRQWindowOpen:
+		case kvm.ExitShutdown:
+			m.finish(ReasonTripleFault, fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", i))
+			return
+		case kvm.ExitSystemEvent:
+			switch t := c.SystemEventType(); t {
+			case kvm.SystemEventShutdown:
+				m.finish(ReasonPoweroff, "guest requested shutdown")
+			case kvm.SystemEventReset:
+				m.finish(ReasonReboot, "guest requested reset")
+			case kvm.SystemEventCrash:
+				m.finish(ReasonPanic, "guest reported a crash")
+			default:
+				m.finish(ReasonError, fmt.Sprintf("vCPU %d: system event %d", i, t))
+			}
+			return
+		case kvm.ExitFailEntry:
+			m.finish(ReasonError, fmt.Sprintf("vCPU %d: VM entry failed, hardware reason %#x", i, c.FailEntryReason()))
+			return
+		case kvm.ExitInternalError:
+			sub, data := c.InternalError()
+			m.finish(ReasonError, fmt.Sprintf("vCPU %d: KVM internal error %d %#x", i, sub, data))
+			return
+		default:
+			m.finish(ReasonError, fmt.Sprintf("vCPU %d: unhandled exit reason %d", i, r))
+			return
+		}
+	}
+}
+
+func (m *machine) pio(x kvm.IO) {
+	if x.Size != 1 && x.Size != 2 && x.Size != 4 {
+		return
+	}
+	for n := 0; n < x.Count; n++ {
+		d := x.Data[n*x.Size : (n+1)*x.Size]
+		if x.Out {
+			m.pioOut(x.Port, d)
+		} else {
+			m.pioIn(x.Port, d)
+		}
+	}
+}
+
+func (m *machine) uart(port uint16) (*Serial, uint16) {
+	switch {
+	case port >= COM1Base && port < COM1Base+8:
+		return m.com1, port - COM1Base
+	case port >= COM2Base && port < COM2Base+8:
+		return m.com2, port - COM2Base
+	}
+	return nil, 0
+}
+
+const (
+	i8042Data    = 0x60
+	i8042Command = 0x64
+	i8042Reset   = 0xFE
+	resetControl = 0xCF9
+)
+
+func (m *machine) pioOut(port uint16, d []byte) {
+	if u, off := m.uart(port); u != nil {
+		u.Write(off, d[0])
+		return
+	}
+	switch port {
+	case i8042Data, i8042Command:
+		m.kbd.write(port, d[0])
+	case 0x70, 0x71:
+		m.rtc.write(port, d[0])
+	case resetControl:
+		if d[0]&0x04 != 0 {
+			m.finish(ReasonReboot, "guest reset through port 0xCF9")
+		}
+	}
+}
+
+func (m *machine) pioIn(port uint16, d []byte) {
+	if u, off := m.uart(port); u != nil {
+		d[0] = u.Read(off)
+		for i := 1; i < len(d); i++ {
+			d[i] = 0
+		}
+		return
+	}
+	switch port {
+	case i8042Data, i8042Command:
+		clear(d)
+		d[0] = m.kbd.read(port)
+		return
+	case 0x70, 0x71:
+		clear(d)
+		d[0] = m.rtc.read(port)
+		return
+	}
+	for i := range d {
+		d[i] = 0xFF
+	}
+}
+
+func (m *machine) mmio(x kvm.MMIO) {
+	if x.Addr >= VirtioMMIOBase && x.Addr-VirtioMMIOBase < VirtioMMIOSize {
+		off := x.Addr - VirtioMMIOBase
+		if x.Write {
+			m.console.Transport().Write(off, x.Data)
+		} else {
+			m.console.Transport().Read(off, x.Data)
+		}
+		return
+	}
+	if !x.Write {
+		for i := range x.Data {
+			x.Data[i] = 0xFF
+		}
+	}
+}
+
+// statNames are the per-vCPU KVM statistics summed into VMExit.KVMStats.
+var statNames = []string{"exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
+	"signal_exits", "hypercalls", "halt_successful_poll", "halt_attempted_poll",
+	"halt_wait_ns", "preemption_reported", "insn_emulation", "irq_injections", "nmi_injections"}
+
+func (m *machine) kvmStats() map[string]uint64 {
+	out := map[string]uint64{}
+	want := map[string]bool{}
+	for _, n := range statNames {
+		want[n] = true
+	}
+	for _, c := range m.vcpus {
+		f, err := c.StatsFD()
+		if err != nil {
+			return nil
+		}
+		st, err := kvm.ReadStats(f)
+		f.Close()
+		if err != nil {
+			return nil
+		}
+		for k, v := range st {
+			if want[k] {
+				out[k] += v
+			}
+		}
+	}
+	return out
+}
+
+func (m *machine) result(wall time.Duration) Result {
+	res := Result{Reason: m.end.reason, Detail: m.end.detail, Wall: wall, VCPUs: len(m.vcpus), Stats: m.kvmStats()}
+	res.GuestBytes, res.GuestFrames = m.stream.Counts()
+	if b := m.console.Transport().Broken(); b != "" {
+		res.Detail = strings.TrimPrefix(res.Detail+"; virtio console: "+b, "; ")
+	}
+	code, haveCode := m.stream.GuestExit()
+	if haveCode {
+		c := code
+		res.GuestCode = &c
+	}
+	panicked := m.panicked.Load()
+	switch {
+	case res.Reason == ReasonError:
+		res.ExitCode = ExitVMMError
+	case res.Reason == ReasonSignal:
+		n := int(m.signal.Load())
+		if n <= 0 || n > 64 {
+			n = int(unix.SIGTERM)
+		}
+		res.ExitCode = ExitSignalBase + n
+	case panicked || res.Reason == ReasonPanic:
+		res.Reason = ReasonPanic
+		res.ExitCode = ExitPanic
+	case haveCode && res.Reason != ReasonTimeout:
+		res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+res.Reason, "; ")
+		res.Reason = ReasonGuestExit
+		res.ExitCode = int(uint32(code) & 0xFF)
+	case res.Reason == ReasonTimeout:
+		res.ExitCode = ExitTimeout
+	case res.Reason == ReasonTripleFault:
+		res.ExitCode = ExitTripleFault
+	case res.Reason == ReasonStopped:
+		res.ExitCode = ExitSignalBase + int(unix.SIGTERM)
+	default: // poweroff, reboot
+		res.ExitCode = ExitShutdown
+	}
+	return res
+}
+
+// SortedStats returns stats' keys in order (for stable output).
+func SortedStats(stats map[string]uint64) []string {
+	ks := make([]string, 0, len(stats))
+	for k := range stats {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// DefaultTimeout is --timeout's default.
+const DefaultTimeout = 60 * time.Second
+
+// Summary is a one-line description of how the run ended.
+func (r Result) Summary() string {
+	s := fmt.Sprintf("guest ended: %s (exit %d)", r.Reason, r.ExitCode)
+	if r.GuestCode != nil {
+		s = fmt.Sprintf("guest exited with code %d", *r.GuestCode)
+	}
+	if r.Detail != "" {
+		s += ": " + r.Detail
+	}
+	return s
+}
