@@ -9,12 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/lab"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -40,9 +39,12 @@ func need(t *testing.T) *env {
 			t.Skipf("SKIP: fixture %s missing: %v", name, err)
 		}
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "cpio", "ldd", "go"} {
+	if m := lab.Missing(); m != "" {
+		t.Skipf("SKIP (lab fixture missing): %s", m)
+	}
+	for _, tool := range []string{"ldd", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s not installed (apt install qemu-system-x86 cpio)", tool)
+			t.Skipf("SKIP: %s not found", tool)
 		}
 	}
 	dir := t.TempDir()
@@ -70,37 +72,24 @@ func build(t *testing.T, out, pkg string) {
 	}
 }
 
-// initramfs packs the test init, scx_qmap and the shared libraries ldd
-// says it needs.
+// initramfs packs the test init and scx_qmap with the shared libraries it
+// needs (lab.Archive.FileWithLibs).
 func initramfs(t *testing.T, dir, qmap string) string {
-	root := filepath.Join(dir, "root")
-	build(t, filepath.Join(root, "init"), "github.com/ktstr-go/ktstr/test/monitor-e2e/init")
-	copyFile(t, qmap, filepath.Join(root, "scx_qmap"))
-	out, err := exec.Command("ldd", qmap).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", qmap, err)
+	initBin := filepath.Join(dir, "init")
+	build(t, initBin, "github.com/ktstr-go/ktstr/test/monitor-e2e/init")
+	a := lab.NewArchive()
+	a.Dir("/dev", 0o755)
+	if err := a.File("/init", initBin); err != nil {
+		t.Fatal(err)
 	}
-	for _, lib := range regexp.MustCompile(`(/\S+\.so[.\d]*)`).FindAllString(string(out), -1) {
-		copyFile(t, lib, filepath.Join(root, lib))
+	if err := a.FileWithLibs("/scx_qmap", qmap); err != nil {
+		t.Fatal(err)
 	}
 	blob := filepath.Join(dir, "initrd.cpio")
-	cmd := exec.Command("sh", "-c", "find . | cpio -o -H newc > "+blob)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cpio: %v\n%s", err, b)
+	if err := a.WriteFile(blob); err != nil {
+		t.Fatal(err)
 	}
 	return blob
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Dir(dst), 0o755)
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
 }
 
 type runResult struct {
@@ -113,9 +102,10 @@ type runResult struct {
 	wall      time.Duration
 }
 
-// boot runs one 2-vCPU, 512 MiB microvm guest with RAM in a shared file
-// and ktstr-monitor on its stream. stopOn, when it appears in the
-// monitor's report, ends the guest early (after linger); limit bounds it.
+// boot runs one 2-vCPU, 512 MiB guest in the lab's reference mode (plain
+// QEMU TCG, microvm) with RAM in a shared file, and ktstr-monitor reading
+// the guest's stream live from a pipe. stopOn, when it appears in the
+// monitor's report, ends the guest early (2 s later); limit bounds it.
 func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time.Duration) *runResult {
 	dir := t.TempDir()
 	shm := "/dev/shm"
@@ -124,61 +114,54 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 	}
 	ram := filepath.Join(shm, fmt.Sprintf("ktstr-monitor-e2e-%d-%s.ram", os.Getpid(), mode))
 	defer os.Remove(ram)
+	// The file must exist at its full size before ktstr-monitor maps it;
+	// QEMU then uses it as it is.
 	if err := os.WriteFile(ram, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Truncate(ram, 512<<20); err != nil {
 		t.Fatal(err)
 	}
-	stream := filepath.Join(dir, "stream")
-	if err := syscall.Mkfifo(stream, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	console := filepath.Join(dir, "console.log")
-	// tsc_early_khz: on a loaded host the kernel's PIT calibration of the
-	// TSC fails under TCG and boot stalls; a stated frequency skips it.
-	q := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-M", "microvm,memory-backend=mem",
-		"-object", "memory-backend-file,id=mem,size=512M,mem-path="+ram+",share=on",
-		"-m", "512", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-nodefaults", "-no-user-config",
-		"-display", "none", "-no-reboot", "-serial", "file:"+console,
-		"-device", "virtio-serial-device", "-chardev", "file,id=c1,path="+stream,
-		"-device", "virtserialport,chardev=c1,name=ktstr",
-		"-kernel", e.kernel, "-initrd", e.initrd,
-		"-append", fmt.Sprintf("console=ttyS0 ktstr.mode=%s ktstr.secs=%d tsc_early_khz=2000000", mode, secs))
-	var qerr bytes.Buffer
-	q.Stderr = &qerr
-	start := time.Now()
-	if err := q.Start(); err != nil {
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
 	reportPath := filepath.Join(dir, "report")
 	rep, _ := os.Create(reportPath)
 	var out bytes.Buffer
 	m := exec.Command(e.monitor, "--guest-mem", ram, "--vmlinux", e.vmlinux, "--tee", "--emit", "--json",
-		"--vmm-pid", fmt.Sprint(q.Process.Pid), "--warmup-samples", "10", stream)
-	m.Stdout, m.Stderr = &out, rep
+		"--warmup-samples", "10")
+	m.Stdin, m.Stdout, m.Stderr = pr, &out, rep
 	if err := m.Start(); err != nil {
-		q.Process.Kill()
 		t.Fatal(err)
 	}
-	mdone := make(chan error, 1)
-	go func() { mdone <- m.Wait() }()
+	pr.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if stopOn != "" {
 		go func() {
 			for ctx.Err() == nil {
 				if b, _ := os.ReadFile(reportPath); bytes.Contains(b, []byte(stopOn)) {
 					time.Sleep(2 * time.Second)
-					q.Process.Signal(syscall.SIGTERM)
+					cancel()
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
 		}()
 	}
-	q.Wait()
+	qr, err := lab.Reference(ctx, lab.ReferenceOptions{
+		Kernel: e.kernel, Initramfs: e.initrd, CPUs: 2, MemoryMiB: 512, MemFile: ram,
+		Cmdline: fmt.Sprintf("ktstr.mode=%s ktstr.secs=%d", mode, secs),
+		Timeout: limit, Stream: pw,
+	})
+	pw.Close()
+	if err != nil {
+		m.Process.Kill()
+		t.Fatalf("reference boot: %v", err)
+	}
+	mdone := make(chan error, 1)
+	go func() { mdone <- m.Wait() }()
 	var merr error
 	select {
 	case merr = <-mdone:
@@ -187,15 +170,14 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 		t.Fatal("ktstr-monitor did not end after QEMU exited")
 	}
 	rep.Close()
-	r := &runResult{wall: time.Since(start)}
-	r.monitorRC = m.ProcessState.ExitCode()
-	if ps := m.ProcessState; ps != nil {
-		r.cpuTime = ps.UserTime() + ps.SystemTime()
+	r := &runResult{wall: qr.Wall, console: string(qr.Console)}
+	if qr.TimedOut {
+		t.Errorf("%s: QEMU hit the %v limit", mode, limit)
 	}
+	r.monitorRC = m.ProcessState.ExitCode()
+	r.cpuTime = m.ProcessState.UserTime() + m.ProcessState.SystemTime()
 	b, _ := os.ReadFile(reportPath)
 	r.report = string(b)
-	c, _ := os.ReadFile(console)
-	r.console = string(c)
 	var ee *exec.ExitError
 	if merr != nil && !errors.As(merr, &ee) {
 		t.Fatalf("ktstr-monitor: %v", merr)
@@ -219,9 +201,9 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 		}
 	}
 	sampling := r.cpuTime - e.startCPU
-	t.Logf("%s: wall %v, %d samples; ktstr-monitor CPU %v in all, %v of it the empty-stream baseline (vmlinux load); the rest, %v, is %.2f%% of one CPU over the run (budget 2%%); QEMU: %s",
+	t.Logf("%s: wall %v, %d samples; ktstr-monitor CPU %v in all, %v of it the empty-stream baseline (vmlinux load); the rest, %v, is %.2f%% of one CPU over the run (budget 2%%)",
 		mode, r.wall.Round(time.Millisecond), len(r.samples), r.cpuTime, e.startCPU, sampling,
-		100*sampling.Seconds()/r.wall.Seconds(), strings.TrimSpace(qerr.String()))
+		100*sampling.Seconds()/r.wall.Seconds())
 	return r
 }
 
