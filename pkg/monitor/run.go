@@ -236,10 +236,13 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 	return nil
 }
 
-// fullScanEvery: one attempt in this many to find the kernel scans all of
-// guest RAM rather than the aligned places only (it costs tens of
-// milliseconds for 512 MiB).
-const fullScanEvery = 50
+// fullScanAfter: while the kernel is not found at any aligned place, all
+// of guest RAM is scanned once this long after the first attempt and then
+// at this interval. A full scan reads (and page-faults in) every byte of
+// RAM, tens of milliseconds for 512 MiB, and is only needed for a kernel
+// placed without regard to its physical alignment, which no Linux boot
+// path does; a kernel still booting is found by the aligned search.
+const fullScanAfter = 30 * time.Second
 
 // relocateAfter is how many failed samples in a row send the sampler back
 // to finding the kernel.
@@ -254,7 +257,8 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 	defer t.Stop()
 	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
-	warned, errRun, attempts := false, 0, 0
+	warned, errRun := false, 0
+	var firstTry, lastFull time.Time
 	lastDelta := ^uint64(0)
 	for {
 		select {
@@ -275,7 +279,11 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 		}
 		if sm == nil {
 			locate := Locate
-			if attempts++; attempts%fullScanEvery == 0 {
+			if firstTry.IsZero() {
+				firstTry, lastFull = time.Now(), time.Now()
+			}
+			if time.Since(lastFull) >= fullScanAfter {
+				lastFull = time.Now()
 				locate = LocateAnywhere
 			}
 			g, err := locate(mem, r.o.Kernel)
