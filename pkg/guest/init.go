@@ -190,6 +190,13 @@ func unameRelease() string {
 func RunInit(version string) {
 	ensureConsole()
 	e := &env{console: os.Stderr}
+	defer func() {
+		// A panic in PID 1 would panic the kernel with no guest_exit frame.
+		if r := recover(); r != nil {
+			e.logf("internal error: %v", r)
+			finish(e, ExitInternal)
+		}
+	}()
 	code := runInit(e, version)
 	finish(e, code)
 }
