@@ -313,6 +313,18 @@ func TestE2EFailures(t *testing.T) {
 			t.Fatalf("sched_exit %+v, want error_bpf (1025) with the scheduler's message\n%s", x, r)
 		}
 	})
+	t.Run("qmap-stall", func(t *testing.T) {
+		// -t N: scx_qmap stops dispatching every N-th user task enqueue, so
+		// a task stalls and the sched_ext watchdog (5 s for qmap) fires.
+		blob := e.initramfs(t, "--scheduler", e.scheduler(t, "scx_qmap"), "--", "-t", "2")
+		r := boot(t, e, blob, "ktstr.hold=8000")
+		wantExit(t, r, guest.ExitSchedulerDied)
+		wantChecks(t, r, false, guest.CheckSchedDied)
+		x := r.schedExit()
+		if x == nil || x.Kind != 1026 || x.KindName != "error_stall" || !strings.Contains(x.Message, "failed to run") {
+			t.Fatalf("sched_exit %+v, want error_stall (1026) naming the stalled task\n%s", x, r)
+		}
+	})
 	t.Run("scheduler-killed", func(t *testing.T) {
 		blob := e.initramfs(t, "--scheduler", e.scheduler(t, "scx_simple"), "--scenario", "testdata/kill-scheduler.json")
 		r := boot(t, e, blob, "ktstr.hold=1500")
