@@ -185,7 +185,7 @@ func boot(t *testing.T, e e2eEnv, blob, cmdline string, extra ...string) *run {
 	}
 	r := &run{console: res.Console, wall: res.Wall}
 	if err := res.Err(); err != nil {
-		t.Fatalf("%v\nconsole:\n%s", err, res.Console)
+		t.Fatalf("%v (%d stream bytes)\nQEMU: %s\nconsole:\n%s", err, len(res.Stream), res.Args, res.Console)
 	}
 	d := wire.NewDecoder(bytes.NewReader(res.Stream))
 	var first, last uint64
@@ -271,7 +271,7 @@ func TestE2ESchedulers(t *testing.T) {
 	for _, name := range []string{"scx_simple", "scx_qmap", "scx_central", "scx_flatcg"} {
 		t.Run(name, func(t *testing.T) {
 			blob := e.initramfs(t, "--scheduler", e.scheduler(t, name), "--scenario", "../scenario/scenarios/steady.json")
-			cmdline := "ktstr.hold=2000"
+			cmdline := "ktstr.hold=1500"
 			if name == "scx_central" {
 				// Linux 6.12 runs ops.init on an unbound helper kthread and
 				// scx_central fails ("init from non-central CPU") unless it
