@@ -28,6 +28,69 @@ grep -q '^  corrupt regions 1 (CRC errors 1), bytes skipped 252$' "$work/damaged
 echo "pipelines: ktstr-decode ok"
 # --- end ktstr-decode ---------------------------------------------------
 
+# --- ktstr-mkinitramfs --------------------------------------------------
+# Build a blob with a small static /init (busybox-static) and a scheduler
+# with arguments, in a private cache; the same command again is a cache hit
+# that prints the same path; cpio(1) lists /init and /dev/console (5,1).
+if command -v cpio >/dev/null && [ -x /bin/busybox ]; then
+  export KTSTR_CACHE_DIR="$work/initramfs-cache"
+  sched=${KTSTR_SCHEDULERS:+$KTSTR_SCHEDULERS/scx_simple}
+  [ -n "$sched" ] && [ -f "$sched" ] || sched=/bin/busybox
+  blob=$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)
+  [ -f "$blob" ] && [ "$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)" = "$blob" ]
+  cpio -t <"$blob" 2>/dev/null >"$work/initramfs.list"
+  grep -qx init "$work/initramfs.list" && grep -qx dev/console "$work/initramfs.list"
+  cpio -tv <"$blob" 2>/dev/null | grep -Eq '^crw-------.* 5, +1 .*dev/console$'
+  # Only the arguments changed: the cached base part is reused.
+  ktstr-mkinitramfs --verbose --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 20000 2>"$work/mk.err" >/dev/null
+  grep -q '^ktstr-mkinitramfs: hit base ' "$work/mk.err" && grep -q '^ktstr-mkinitramfs: built run ' "$work/mk.err"
+  [ "$(ktstr-mkinitramfs --list | wc -l)" -ge 4 ]
+  unset KTSTR_CACHE_DIR
+  echo "pipelines: ktstr-mkinitramfs ok"
+else
+  echo "pipelines: SKIP ktstr-mkinitramfs example: needs cpio and busybox-static (/bin/busybox)" >&2
+fi
+# --- end ktstr-mkinitramfs ----------------------------------------------
+# --- ktstr-hostlock -----------------------------------------------------
+# A private lock directory, so the examples never touch this host's real
+# reservations (the default is /run/ktstr/locks, shared by every user).
+export KTSTR_LOCK_DIR="$work/locks"
+# One LLC for a command: it sees the reserved CPUs in KTSTR_CPUS (cpu-list
+# format), the same ones --print reports.
+cpus=$(ktstr-hostlock --llcs 1 -- sh -c 'echo "$KTSTR_CPUS"')
+[ -n "$cpus" ] && [ "$cpus" = "$(ktstr-hostlock --llcs 1 --print | sed -n 's/^KTSTR_CPUS=//p')" ]
+# Contention: a script holds every LLC shared (--cpu-cap 100%) with --hold;
+# an exclusive request with --no-wait exits 75 at once, naming the holder.
+ktstr-hostlock --hold --cpu-cap 100% >"$work/held" & holder=$!
+for _ in $(seq 400); do [ -s "$work/held" ] && break; sleep 0.05; done
+grep -q '^KTSTR_CPUS=' "$work/held"
+set +e; ktstr-hostlock --no-wait --llcs 1 -- true 2>"$work/busy.err"; rc=$?; set -e
+[ "$rc" = 75 ] || { echo "ktstr-hostlock --no-wait: expected exit 75, got $rc" >&2; exit 1; }
+grep -q "held shared by pid $holder" "$work/busy.err"
+# Shared requests still fit beside it; --status lists the holder.
+ktstr-hostlock --no-wait --llcs 1 --shared -- true
+ktstr-hostlock --status | grep -q "pid $holder ((--hold))"
+kill "$holder"; wait "$holder"
+ktstr-hostlock --no-wait --llcs 1 -- true # free again
+unset KTSTR_LOCK_DIR
+echo "pipelines: ktstr-hostlock ok"
+# --- end ktstr-hostlock -------------------------------------------------
+# --- ktstr-boot ---------------------------------------------------------
+# Anything that is not a bzImage is refused up front with exit 2.
+set +e; ktstr-boot --kernel "$here/sample.ktstr" >"$work/boot.out" 2>"$work/boot.err"; rc=$?; set -e
+[ "$rc" = 2 ] || { echo "ktstr-boot on a non-kernel: expected exit 2, got $rc" >&2; exit 1; }
+grep -q 'not a loadable x86_64 bzImage' "$work/boot.err"
+# With /dev/kvm: time KVM_CREATE_VM and a tiny guest (Linux boots are
+# tested in the nested lab: go test ./pkg/vmm -run TestNestedLab).
+if [ -w /dev/kvm ]; then
+  ktstr-boot --probe >"$work/probe.txt"
+  grep -q '^create_vm_ms\[0\] ' "$work/probe.txt"
+  grep -q '^tiny_guest_ms ' "$work/probe.txt"
+  echo "pipelines: ktstr-boot ok ($(tr '\n' ' ' <"$work/probe.txt"))"
+else
+  echo "pipelines: ktstr-boot SKIPPED --probe: /dev/kvm not writable" >&2
+fi
+# --- end ktstr-boot -----------------------------------------------------
 # --- ktstr-init (guest) --------------------------------------------------
 # mkinitramfs -> a plain QEMU TCG boot (the lab's reference mode, through
 # its developer CLI test/lab/ktstr-lab) -> ktstr-decode: scx_simple runs

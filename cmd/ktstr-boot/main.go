@@ -8,13 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
+	start := time.Now()
 	cmdutil.Main(&cli.App{
 		Name:      "ktstr-boot",
 		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
@@ -30,12 +33,19 @@ func main() {
 			&cli.StringFlag{Name: "control-fifo", Value: "auto", Usage: "control FIFO path (auto: in $TMPDIR; none: no FIFO)"},
 			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (after the defaults)"},
 			&cli.BoolFlag{Name: "no-default-cmdline", Usage: "do not start from the default kernel command line"},
+			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
+			&cli.BoolFlag{Name: "probe", Usage: "time KVM_CREATE_VM and a tiny guest, print the figures and exit"},
 		},
-		Action: run,
+		Action: func(c *cli.Context) error {
+			if c.Bool("probe") {
+				return probe()
+			}
+			return run(c, start)
+		},
 	})
 }
 
-func run(c *cli.Context) error {
+func run(c *cli.Context, start time.Time) error {
 	kpath := c.String("kernel")
 	if kpath == "" {
 		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
@@ -65,11 +75,9 @@ func run(c *cli.Context) error {
 		}
 		initrd = append(initrd, b...)
 	}
-	var cpus []int
-	if s := os.Getenv("KTSTR_CPUS"); s != "" {
-		if cpus, err = vmm.ParseCPUList(s); err != nil {
-			return cmdutil.UsageError("KTSTR_CPUS: %v", err)
-		}
+	cpus, _, err := hostlock.CPUsFromEnv()
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
 	}
 	var parts []string
 	if !c.Bool("no-default-cmdline") {
@@ -94,6 +102,7 @@ func run(c *cli.Context) error {
 		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
 		Cmdline: strings.Join(parts, " "), VCPUs: c.Int("cpus"), Memory: mem,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
+		Start: start,
 	}
 	if p := c.String("com2"); p != "" {
 		f, err := os.Create(p)
@@ -119,8 +128,25 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)
 	}
+	if c.Bool("summary") {
+		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d\n",
+			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"])
+	}
 	if res.ExitCode == 0 {
 		return nil
 	}
 	return cmdutil.Exitf(res.ExitCode, "%s", res.Summary())
+}
+
+// probe prints /dev/kvm timings (see vmm.Probe).
+func probe() error {
+	r, err := vmm.Probe(3, 1000000)
+	if err != nil {
+		return cmdutil.Exit(vmm.ExitVMMError, fmt.Errorf("probe /dev/kvm: %w", err))
+	}
+	for i, d := range r.CreateVM {
+		fmt.Printf("create_vm_ms[%d] %.3f\n", i, float64(d.Microseconds())/1000)
+	}
+	fmt.Printf("tiny_guest_ms %.3f (%d loop iterations, VM set-up included)\n", float64(r.TinyGuest.Microseconds())/1000, r.Iterations)
+	return nil
 }

@@ -12,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func main() {
-	cmdutil.Main(&cli.App{
+func main() { cmdutil.Main(app()) }
+
+func app() *cli.App {
+	return &cli.App{
 		Name:      "ktstr-hostlock",
 		Usage:     "reserve host LLCs or CPUs with flocks while a command runs",
 		ArgsUsage: "[--] command [args...]",
@@ -34,7 +36,7 @@ func main() {
 			&cli.StringFlag{Name: "sysfs-root", Value: hosttopo.DefaultRoot, Usage: "read the topology from sysfs mounted at `DIR` (tests)"},
 		},
 		Action: action,
-	})
+	}
 }
 
 func action(c *cli.Context) error {

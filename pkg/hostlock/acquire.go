@@ -161,8 +161,9 @@ func weightOf(hs []*heldUnit) int {
 
 // Acquire reserves what r asks for. Unless r.NoWait, it waits (see
 // doc.go: a FIFO queue lock, then blocking flocks on every busy
-// candidate) until enough is free or ctx is done; a deadline passing
-// gives *TimeoutError. The reservation's lock files are open O_CLOEXEC;
+// candidate) until enough is free or ctx is done; a deadline passing (or
+// a cancellation whose cause is context.DeadlineExceeded) gives
+// *TimeoutError. The reservation's lock files are open O_CLOEXEC;
 // pass Files to a child to let it keep them.
 func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 	cands, need, err := plan(l.Topo, r)
@@ -192,12 +193,20 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 	}
 	defer q.Close()
 	var prog *progress
+	waiting := false
+	onWait := func() {
+		if !waiting && r.OnWait != nil {
+			r.OnWait()
+		}
+		waiting = true
+	}
 	if err := flockRetry(int(q.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+		onWait()
 		prog = startProgress(r.Progress, want+" (queued behind other requests)", start)
-		qh := &heldUnit{u: &unit{steps: []step{{queueFile, true}}}, files: []*os.File{q}}
+		qh := &heldUnit{u: &unit{steps: []step{{queueFile, true}}, weight: 1}, files: []*os.File{q}}
 		if _, err := l.block(ctx, []*heldUnit{qh}, 1); err != nil {
 			prog.stop(false)
-			return nil, l.waitErr(err, want, start, nil)
+			return nil, l.waitErr(ctx, err, want, start, nil)
 		}
 	} else if err != nil {
 		return nil, lockErr("flock %s: %w", q.Name(), err)
@@ -208,6 +217,7 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 		return nil, err
 	}
 	if weightOf(got) < need {
+		onWait()
 		if prog == nil {
 			prog = startProgress(r.Progress, want, start)
 		}
@@ -231,7 +241,7 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 		if err != nil {
 			releaseAll(got)
 			prog.stop(false)
-			return nil, l.waitErr(err, want, start, busy)
+			return nil, l.waitErr(ctx, err, want, start, busy)
 		}
 		got = append(got, more...)
 	}
@@ -244,8 +254,8 @@ func (l *Locker) Acquire(ctx context.Context, r Request) (*Reservation, error) {
 	return l.finish(sel, r)
 }
 
-func (l *Locker) waitErr(err error, want string, start time.Time, busy []*unit) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+func (l *Locker) waitErr(ctx context.Context, err error, want string, start time.Time, busy []*unit) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 		return &TimeoutError{Want: want, Waited: time.Since(start), Holders: l.holdersOf(busy)}
 	}
 	return err

@@ -126,7 +126,7 @@ func mkdirAll1777(dir string) error {
 // fs.protected_regular does not refuse files other users created.
 func openLockFile(dir, name string) (*os.File, error) {
 	path := dir + "/" + name
-	const flags = unix.O_RDWR | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	const flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Open(path, flags, 0)
 	for try := 0; err == unix.ENOENT && try < 3; try++ {
 		fd, err = unix.Open(path, flags|unix.O_CREAT|unix.O_EXCL, 0o666)

@@ -14,9 +14,10 @@ import (
 )
 
 // Record is what a holder writes into each lock file it holds, one JSON
-// line per holder: an exclusive holder truncates the file first, shared
-// holders append (the files are opened O_APPEND, so lines never
-// interleave). A record is only believed while /proc/locks shows its pid
+// line per holder: an exclusive holder overwrites the first recordSlot
+// bytes in place (its line padded with spaces: no truncation, so no block
+// freeing on every acquisition), shared holders append with O_APPEND (so
+// lines never interleave). A record is only believed while /proc/locks shows its pid
 // holding that file: lines left behind by dead or finished holders are
 // ignored, and a shared holder that finds itself the last one on release
 // truncates the file.
@@ -29,25 +30,41 @@ type Record struct {
 	Command string    `json:"cmd"`
 }
 
-const maxRecordLine = 4096
+const (
+	maxRecordLine = 4096
+	recordSlot    = 1024 // an exclusive holder's line, padded, at offset 0
+)
 
 func (r Record) line() []byte {
-	if len(r.Command) > 200 {
-		r.Command = r.Command[:200] + "..."
-	}
-	b, _ := json.Marshal(r)
-	return append(b, '\n')
-}
-
-// writeRecord writes r into f, replacing the contents when exclusive.
-func writeRecord(f *os.File, r Record, exclusive bool) error {
-	fd := int(f.Fd())
-	if exclusive {
-		if err := unix.Ftruncate(fd, 0); err != nil {
-			return fmt.Errorf("%s: %w", f.Name(), err)
+	for n := 200; ; n /= 2 {
+		if len(r.Command) > n {
+			r.Command = r.Command[:n] + "..."
+		}
+		b, _ := json.Marshal(r)
+		if len(b) < recordSlot || n == 0 {
+			return append(b, '\n')
 		}
 	}
-	if _, err := unix.Write(fd, r.line()); err != nil {
+}
+
+// writeRecord writes r into f: in place at offset 0 when exclusive,
+// appended when shared.
+func writeRecord(f *os.File, r Record, exclusive bool) error {
+	fd := int(f.Fd())
+	line := r.line()
+	if exclusive {
+		slot := bytes.Repeat([]byte{' '}, recordSlot)
+		copy(slot, line[:len(line)-1])
+		slot[recordSlot-1] = '\n'
+		if _, err := unix.Pwrite(fd, slot, 0); err != nil {
+			return fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		return nil
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDWR|unix.O_APPEND); err != nil {
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	if _, err := unix.Write(fd, line); err != nil {
 		return fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	return nil

@@ -40,6 +40,9 @@ type Request struct {
 	// Progress, when not nil, receives a waiting message and a once a
 	// second elapsed-time update while the request waits (a terminal).
 	Progress io.Writer
+	// OnWait, when not nil, is called once when the request starts to
+	// wait (it could not be met at once), before it blocks.
+	OnWait func()
 }
 
 // String renders the request as ktstr-hostlock flags.

@@ -3,13 +3,14 @@ package hostlock
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Exit statuses RunCommand gives for a command that could not be started,
@@ -32,7 +33,11 @@ var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 // sigs, when not nil, is a channel already registered with signal.Notify
 // for ForwardedSignals (so no signal is lost between acquiring and
 // running); otherwise RunCommand registers its own.
-func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+//
+// It uses fork/exec and wait4 directly rather than os/exec: no goroutine
+// per wait, no poller, which keeps ktstr-hostlock's cost per run close to
+// flock(1)'s (bench/hostlock.sh).
+func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, stdin, stdout, stderr *os.File) (int, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -40,8 +45,11 @@ func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, 
 		}
 		return ExitCannotExec, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	cmd := &exec.Cmd{Path: path, Args: argv, Stdin: stdin, Stdout: stdout, Stderr: stderr,
-		Env: withEnv(os.Environ(), res.Env()), ExtraFiles: res.Files()}
+	files := []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()}
+	for _, f := range res.Files() {
+		files = append(files, f.Fd())
+	}
+	attr := &syscall.ProcAttr{Env: withEnv(os.Environ(), res.Env()), Files: files}
 
 	if sigs == nil {
 		sigs = make(chan os.Signal, 4)
@@ -49,44 +57,76 @@ func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, 
 		defer signal.Stop(sigs)
 	}
 
-	// Start from a locked OS thread: the child inherits that thread's
-	// affinity, so with pin it is confined before its first instruction.
-	// The thread is thrown away afterwards (no UnlockOSThread).
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if pin {
+	// With pin, start from a locked OS thread pinned to the CPUs: the
+	// child inherits that thread's affinity, so it is confined before its
+	// first instruction. The thread is thrown away afterwards (no
+	// UnlockOSThread).
+	var pid int
+	if pin {
+		type started struct {
+			pid int
+			err error
+		}
+		ch := make(chan started, 1)
+		go func() {
+			runtime.LockOSThread()
 			if err := PinThread(res.CPUs); err != nil {
-				started <- err
+				ch <- started{0, err}
+				return
+			}
+			pid, err := syscall.ForkExec(path, argv, attr)
+			ch <- started{pid, err}
+		}()
+		st := <-ch
+		pid, err = st.pid, st.err
+	} else {
+		pid, err = syscall.ForkExec(path, argv, attr)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return ExitNotFound, fmt.Errorf("%s: %w", argv[0], err)
+		}
+		return ExitCannotExec, fmt.Errorf("%s: %w", argv[0], err)
+	}
+	// Forward signals through a pidfd: it names this child even after it
+	// has been reaped, so a late signal can never hit a recycled pid.
+	pidfd, perr := unix.PidfdOpen(pid, 0)
+	done := make(chan struct{})
+	fwd := make(chan struct{})
+	go func() {
+		defer close(fwd)
+		for {
+			select {
+			case s := <-sigs:
+				if perr == nil {
+					unix.PidfdSendSignal(pidfd, s.(syscall.Signal), nil, 0)
+				} else {
+					syscall.Kill(pid, s.(syscall.Signal))
+				}
+			case <-done:
 				return
 			}
 		}
-		started <- cmd.Start()
 	}()
-	if err := <-started; err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.ENOENT) {
-			return ExitNotFound, fmt.Errorf("%s: %w", argv[0], err)
-		}
-		return ExitCannotExec, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+	var ws syscall.WaitStatus
 	for {
-		select {
-		case s := <-sigs:
-			cmd.Process.Signal(s)
-		case err := <-waited:
-			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-			if !ok {
-				return 1, fmt.Errorf("wait %s: %v", argv[0], err)
-			}
-			if ws.Signaled() {
-				return 128 + int(ws.Signal()), nil
-			}
-			return ws.ExitStatus(), nil
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
 		}
 	}
+	close(done)
+	<-fwd
+	if perr == nil {
+		unix.Close(pidfd)
+	}
+	if err != nil {
+		return 1, fmt.Errorf("wait for %s: %w", argv[0], err)
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
 }
 
 // withEnv returns env with the assignments in set replacing any of the

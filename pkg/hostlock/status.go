@@ -43,13 +43,13 @@ func (h Holder) String() string {
 
 // LockStatus is the state of one LLC's or CPU's lock file.
 type LockStatus struct {
-	Index   int      `json:"index"`         // LLC index or CPU number
-	Node    int      `json:"node"`          // NUMA node
-	LLC     int      `json:"llc"`           // the LLC (itself for an LLC)
-	CPUs    string   `json:"cpus"`          // the LLC's CPUs (the CPU for a CPU)
-	State   string   `json:"state"`         // "free", "exclusive" or "shared"
-	Holders []Holder `json:"holders"`       // empty when free
-	Waiting int      `json:"waiting"`       // blocked requests on this file
+	Index   int      `json:"index"`          // LLC index or CPU number
+	Node    int      `json:"node"`           // NUMA node
+	LLC     int      `json:"llc"`            // the LLC (itself for an LLC)
+	CPUs    string   `json:"cpus"`           // the LLC's CPUs (the CPU for a CPU)
+	State   string   `json:"state"`          // "free", "exclusive" or "shared"
+	Holders []Holder `json:"holders"`        // empty when free
+	Waiting int      `json:"waiting"`        // blocked requests on this file
 	Note    string   `json:"note,omitempty"` // e.g. holders unknown
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,7 +21,6 @@ const DefaultRoot = "/sys"
 type CPU struct {
 	ID       int   `json:"id"`
 	Core     int   `json:"core"`     // topology/core_id (-1 when unknown)
-	Package  int   `json:"package"`  // topology/physical_package_id (-1 when unknown)
 	Siblings []int `json:"siblings"` // SMT siblings including itself
 	LLC      int   `json:"llc"`      // index into Topology.LLCs
 	Node     int   `json:"node"`     // NUMA node id
@@ -77,8 +77,7 @@ func Read(root string) (*Topology, error) {
 	llcID := map[llcKey]int{}
 	for _, c := range online {
 		base := filepath.Join(cpuDir, "cpu"+strconv.Itoa(c))
-		cpu := CPU{ID: c, Core: readIntOr(filepath.Join(base, "topology/core_id"), -1),
-			Package: readIntOr(filepath.Join(base, "topology/physical_package_id"), -1)}
+		cpu := CPU{ID: c, Core: readIntOr(filepath.Join(base, "topology/core_id"), -1)}
 		cpu.Siblings, _ = readList(filepath.Join(base, "topology/thread_siblings_list"))
 		if len(cpu.Siblings) == 0 {
 			cpu.Siblings = []int{c}
@@ -86,17 +85,24 @@ func Read(root string) (*Topology, error) {
 		if n, ok := nodeOf[c]; ok {
 			cpu.Node = n
 		}
-		level, shared, id, err := lastLevelCache(filepath.Join(base, "cache"))
-		if err != nil {
-			return nil, fmt.Errorf("host topology: cpu%d: %w", c, err)
-		}
-		if len(shared) == 0 { // no cache information: one LLC for all such CPUs
-			shared = nil
-		}
-		k := llcKey{level, cpulist.Format(shared)}
-		llcOf[c] = k
-		if _, ok := llcID[k]; !ok {
-			llcID[k] = id
+		// CPUs listed in an LLC already read share it: skip their cache
+		// directories (one read of index*/ per LLC, not per CPU).
+		k, known := llcOf[c]
+		if !known {
+			level, shared, id, err := lastLevelCache(filepath.Join(base, "cache"))
+			if err != nil {
+				return nil, fmt.Errorf("host topology: cpu%d: %w", c, err)
+			}
+			k = llcKey{level, cpulist.Format(shared)}
+			if _, ok := llcID[k]; !ok {
+				llcID[k] = id
+			}
+			for _, o := range shared {
+				if _, ok := llcOf[o]; !ok && o != c {
+					llcOf[o] = k
+				}
+			}
+			llcOf[c] = k
 		}
 		t.CPUs = append(t.CPUs, cpu)
 	}
@@ -164,26 +170,55 @@ func lastLevelCache(dir string) (level int, shared []int, id int, err error) {
 	if err != nil {
 		return 0, nil, -1, err
 	}
-	id = -1
+	best := ""
 	for _, e := range ents {
 		if !strings.HasPrefix(e.Name(), "index") {
 			continue
 		}
 		d := filepath.Join(dir, e.Name())
-		if typ, _ := os.ReadFile(filepath.Join(d, "type")); strings.TrimSpace(string(typ)) == "Instruction" {
-			continue
-		}
 		lv := readIntOr(filepath.Join(d, "level"), -1)
 		if lv <= level {
 			continue
 		}
-		s, err := readList(filepath.Join(d, "shared_cpu_list"))
-		if err != nil {
-			return 0, nil, -1, err
+		if typ, _ := readFile(filepath.Join(d, "type")); strings.TrimSpace(typ) == "Instruction" {
+			continue
 		}
-		level, shared, id = lv, s, readIntOr(filepath.Join(d, "id"), -1)
+		level, best = lv, d
 	}
-	return level, shared, id, nil
+	if best == "" {
+		return 0, nil, -1, nil
+	}
+	shared, err = readList(filepath.Join(best, "shared_cpu_list"))
+	if err != nil {
+		return 0, nil, -1, err
+	}
+	if !slices.Contains(shared, cpuOf(dir)) {
+		shared = append(shared, cpuOf(dir))
+	}
+	return level, cpulist.Normalize(shared), readIntOr(filepath.Join(best, "id"), -1), nil
+}
+
+// cpuOf returns N from ".../cpuN/cache".
+func cpuOf(cacheDir string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(cacheDir)), "cpu"))
+	return n
+}
+
+// readFile reads a small sysfs attribute with three system calls (open,
+// read, close): ktstr-hostlock reads dozens per run and its start-up time
+// is measured against flock(1).
+func readFile(path string) (string, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var buf [4096]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil {
+		return "", &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return string(buf[:n]), nil
 }
 
 // readNodes maps CPU -> NUMA node from nodeN/cpulist. A missing node
@@ -232,11 +267,11 @@ func majorityNode(cpus []int, nodeOf map[int]int) int {
 }
 
 func readList(path string) ([]int, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
-	l, err := cpulist.Parse(string(b))
+	l, err := cpulist.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -244,11 +279,11 @@ func readList(path string) ([]int, error) {
 }
 
 func readIntOr(path string, def int) int {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
 		return def
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	n, err := strconv.Atoi(strings.TrimSpace(b))
 	if err != nil {
 		return def
 	}

@@ -54,15 +54,16 @@ var (
 
 // Capabilities (KVM_CAP_*) this project checks.
 const (
-	CapIRQChip        = 0
-	CapHLT            = 1
-	CapUserMemory     = 3
-	CapSetTSSAddr     = 4
-	CapExtCPUID       = 7
-	CapPIT2           = 33
-	CapIRQFD          = 32
-	CapIOEventFD      = 36
-	CapSetIdentityMap = 37
-	CapImmediateExit  = 136
-	CapBinaryStatsFD  = 203
+	CapIRQChip          = 0
+	CapHLT              = 1
+	CapUserMemory       = 3
+	CapSetTSSAddr       = 4
+	CapExtCPUID         = 7
+	CapPIT2             = 33
+	CapIRQFD            = 32
+	CapIOEventFD        = 36
+	CapSetIdentityMap   = 37
+	CapTSCDeadlineTimer = 72
+	CapImmediateExit    = 136
+	CapBinaryStatsFD    = 203
 )

@@ -42,6 +42,12 @@ type NestedOptions struct {
 	Kernel string
 	// Agent is the static ktstr-lab-agent binary (see BuildAgent).
 	Agent string
+	// Machine is L1's QEMU machine type: "microvm" (default; virtio-mmio
+	// devices) or "pc"/"q35" (virtio-pci devices, HPET and PM timer).
+	Machine string
+	// NoTSCHint leaves out TCGTimeCmdline's TSC options (experiments only:
+	// without them a loaded host can stall L1's boot, see HostTSCkHz).
+	NoTSCHint bool
 	// CPUs is L1's vCPU count (default 1: a 2-vCPU L1 made L2 slower on
 	// a 2-core host).
 	CPUs int
@@ -203,7 +209,7 @@ func BuildTool(ctx context.Context, dir, pkg string) (string, error) {
 }
 
 // L1Args returns QEMU's arguments for L1.
-func L1Args(opts *NestedOptions, initramfs, sock string) []string {
+func L1Args(opts *NestedOptions, initramfs, sock, hmp string) []string {
 	cpus, mem := opts.CPUs, opts.MemoryMiB
 	if cpus <= 0 {
 		cpus = 1
@@ -211,14 +217,21 @@ func L1Args(opts *NestedOptions, initramfs, sock string) []string {
 	if mem <= 0 {
 		mem = 2048
 	}
+	machine, bus := or(opts.Machine, "microvm"), "device"
+	if machine != "microvm" {
+		bus = "pci"
+	}
 	args := []string{
-		"-M", "microvm", "-accel", "tcg", "-cpu", "max",
+		"-M", machine, "-accel", "tcg", "-cpu", "max",
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-nodefaults", "-no-reboot", "-display", "none",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-device", "virtio-serial-device",
+		"-device", "virtio-serial-" + bus,
 		"-chardev", "socket,id=agent,path=" + sock,
 		"-device", "virtserialport,chardev=agent,name=" + AgentPort,
+	}
+	if hmp != "" {
+		args = append(args, "-chardev", "socket,id=hmp,path="+hmp+",server=on,wait=off", "-mon", "chardev=hmp,mode=readline")
 	}
 	for i, s := range opts.Shares {
 		if s.Pack {
@@ -226,9 +239,12 @@ func L1Args(opts *NestedOptions, initramfs, sock string) []string {
 		}
 		args = append(args,
 			"-fsdev", fmt.Sprintf("local,id=fs%d,path=%s,security_model=none", i, s.HostPath),
-			"-device", fmt.Sprintf("virtio-9p-device,fsdev=fs%d,mount_tag=%s", i, s.Tag))
+			"-device", fmt.Sprintf("virtio-9p-%s,fsdev=fs%d,mount_tag=%s", bus, i, s.Tag))
 	}
-	cmdline := BaseCmdline + " quiet loglevel=4"
+	cmdline := BaseCmdline + " quiet loglevel=4 nokaslr"
+	if t := TCGTimeCmdline(); t != "" && !opts.NoTSCHint {
+		cmdline += " " + t
+	}
 	if opts.Cmdline != "" {
 		cmdline += " " + opts.Cmdline
 	}
@@ -282,7 +298,7 @@ func StartNested(ctx context.Context, opts NestedOptions) (*Nested, error) {
 	if n.sink, err = net.Listen("unix", sock); err != nil {
 		return fail(fmt.Errorf("nested lab: %w", err))
 	}
-	n.proc = &process{qemu: q, args: L1Args(&opts, initramfs, sock), timeout: opts.Lifetime, console: opts.Console}
+	n.proc = &process{qemu: q, args: L1Args(&opts, initramfs, sock, filepath.Join(n.dir, "hmp.sock")), timeout: opts.Lifetime, console: opts.Console}
 	if err := n.proc.startProc(context.WithoutCancel(ctx)); err != nil {
 		return fail(fmt.Errorf("nested lab: %w", err))
 	}
@@ -388,4 +404,65 @@ func ShellQuote(args []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
+}
+
+// FileWithLibs adds host file src at p and, when it is a dynamically
+// linked executable, the shared libraries ldd names at their host paths.
+func (a *Archive) FileWithLibs(p, src string) error {
+	if err := a.File(p, src); err != nil {
+		return err
+	}
+	out, err := exec.Command("ldd", src).CombinedOutput()
+	if err != nil {
+		return nil // static or not an ELF executable: nothing to add
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "/") {
+			if err := a.File(f, f); err != nil {
+				return err
+			}
+		}
+	}
+	if !a.Has("/lib64/ld-linux-x86-64.so.2") && a.Has("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") {
+		a.Symlink("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+	}
+	return nil
+}
+
+// Monitor sends one human-monitor command to L1's QEMU (for example
+// "info registers" to see where a hung L1 is executing) and returns its
+// answer. It works even when L1's agent no longer answers.
+func (n *Nested) Monitor(cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", filepath.Join(n.dir, "hmp.sock"), 5*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("L1 monitor: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	readPrompt := func() (string, error) {
+		var b []byte
+		buf := make([]byte, 4096)
+		for !bytes.HasSuffix(b, []byte("(qemu) ")) {
+			k, err := c.Read(buf)
+			if err != nil {
+				return string(b), fmt.Errorf("L1 monitor: %w", err)
+			}
+			b = append(b, buf[:k]...)
+		}
+		return string(b), nil
+	}
+	if _, err := readPrompt(); err != nil {
+		return "", err
+	}
+	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		return "", fmt.Errorf("L1 monitor: %w", err)
+	}
+	out, err := readPrompt()
+	// Drop the echoed command line (with its terminal escapes) and the
+	// trailing prompt.
+	out = strings.TrimSuffix(out, "(qemu) ")
+	if i := strings.Index(out, "\n"); i >= 0 {
+		out = out[i+1:]
+	}
+	return strings.ReplaceAll(out, "\r", ""), err
 }

@@ -21,8 +21,8 @@ type ReferenceOptions struct {
 	CPUs int
 	// MemoryMiB is guest RAM in MiB (default 512).
 	MemoryMiB int
-	// Cmdline is appended to the base command line
-	// "console=ttyS0 panic=-1 reboot=t".
+	// Cmdline is appended to the base command line BaseCmdline (plus,
+	// under TCG, TCGTimeCmdline's TSC options).
 	Cmdline string
 	// Timeout is the hard limit on the run; QEMU is killed when it passes
 	// (default 120 s).
@@ -123,6 +123,11 @@ func ReferenceArgs(opts *ReferenceOptions, stream string) []string {
 			"-device", "virtserialport,chardev=ktstr,name=ktstr")
 	}
 	cmdline := BaseCmdline
+	if or(opts.Accel, "tcg") == "tcg" {
+		if t := TCGTimeCmdline(); t != "" {
+			cmdline += " " + t
+		}
+	}
 	if opts.Cmdline != "" {
 		cmdline += " " + opts.Cmdline
 	}

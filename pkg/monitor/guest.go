@@ -124,6 +124,21 @@ func newGuest(mem *guestmem.Memory, k *kernelsym.Kernel, delta uint64) (*Guest, 
 	if g.pt, err = guestmem.NewPageTable(mem, g.ImagePA(k.Symbols["init_top_pgt"]), levels); err != nil {
 		return nil, err
 	}
+	// The kernel's own page tables must map linux_banner's runtime
+	// address, through the image mapping and the direct map, to where
+	// the banner was found. This rejects transient copies of the image
+	// (the decompressor's output before it is moved into place) and a
+	// kernel too early in boot to have built its page tables.
+	bannerPA := g.ImagePA(k.Symbols["linux_banner"])
+	for _, va := range []uint64{k.Symbols["linux_banner"] + vdelta, g.pageOffset + bannerPA} {
+		pa, _, err := g.pt.Translate(va)
+		if err != nil {
+			return nil, fmt.Errorf("kernel page tables do not map %#x yet: %w", va, err)
+		}
+		if pa != bannerPA {
+			return nil, fmt.Errorf("kernel page tables map %#x to %#x, not to the banner at %#x", va, pa, bannerPA)
+		}
+	}
 	n, err := mem.U32(g.ImagePA(k.Symbols["nr_cpu_ids"]))
 	if err != nil {
 		return nil, err

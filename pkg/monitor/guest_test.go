@@ -89,6 +89,9 @@ func newSynthetic(t testing.TB, levels int) *synthetic {
 	s.put64(s.pa(synPCPU)+8, s.vbase)
 	s.mapPage(s.vbase+0x2f000, 0x200000)
 	s.mapPage(s.vbase+0x30000, 0x300000)
+	// The banner's page through the image mapping and the direct map.
+	s.mapPage(s.va(synBanner)&^0xfff, s.pa(synBanner)&^0xfff)
+	s.mapPage(s.pageOffset+s.pa(synBanner)&^0xfff, s.pa(synBanner)&^0xfff)
 	return s
 }
 
@@ -212,6 +215,21 @@ func TestLocateRejects(t *testing.T) {
 	if _, err := Locate(s.memory(), s.k); err != nil {
 		t.Fatalf("real image not found beside a stray banner: %v", err)
 	}
+	// A copy of the image elsewhere (the decompressor's output before it
+	// moves the segments into place) has the same bytes, but the kernel's
+	// page tables do not map it.
+	img := s.pa(synBanner) &^ 0x1fffff
+	copy(s.ram[img-0x2000000:img-0x2000000+0x200000], s.ram[img:img+0x200000]) // below: scanned first
+	if g, err := Locate(s.memory(), s.k); err != nil || g.PhysDelta() != s.physDelta {
+		t.Fatalf("located the copy: %v", err)
+	}
+	// Before the kernel has built its page tables nothing is accepted.
+	saved := append([]byte(nil), s.ram[s.root:s.root+4096]...)
+	clear(s.ram[s.root : s.root+4096])
+	if _, err := Locate(s.memory(), s.k); !errors.Is(err, ErrKernelNotFound) {
+		t.Fatalf("kernel without page tables: %v", err)
+	}
+	copy(s.ram[s.root:], saved)
 	// Without the real image only the stray copy remains: rejected.
 	copy(s.ram[s.pa(synBanner):], make([]byte, len(s.k.Banner)))
 	_, err := Locate(s.memory(), s.k)

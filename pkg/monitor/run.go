@@ -236,11 +236,16 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 	return nil
 }
 
+// relocateAfter is how many failed samples in a row send the sampler back
+// to finding the kernel.
+const relocateAfter = 3
+
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
 	t := time.NewTicker(r.o.Interval)
 	defer t.Stop()
 	var sm *Sampler
 	warned, errRun := false, 0
+	lastDelta := ^uint64(0)
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -268,7 +273,10 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			}
 			r.res.KernelFound = true
 			r.mu.Unlock()
-			r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())
+			if g.PhysDelta() != lastDelta {
+				lastDelta = g.PhysDelta()
+				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())
+			}
 			sm = NewSampler(g, vcpus)
 			if pid > 0 {
 				sm.VCPUTime = NewVCPUThreads(pid).Times
@@ -279,7 +287,14 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			r.mu.Lock()
 			r.res.SampleErrors++
 			r.mu.Unlock()
-			if errRun++; errRun == 50 {
+			errRun++
+			if errRun%relocateAfter == 0 {
+				// What looked like the kernel may have been a transient
+				// copy (the decompressor's, before it moved the image
+				// into place), or the guest rebooted: look again.
+				sm = nil
+			}
+			if errRun == 50 {
 				r.o.Logf("sampling keeps failing: %v", err)
 			}
 			continue

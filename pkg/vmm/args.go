@@ -36,39 +36,3 @@ func ParseSize(s string) (uint64, error) {
 	}
 	return v * mult, nil
 }
-
-// ParseCPUList parses a Linux CPU list ("0-3,8,10-11") as KTSTR_CPUS holds.
-// (pkg/hostlock owns the format; this small reader stays until it lands.)
-func ParseCPUList(s string) ([]int, error) {
-	var cpus []int
-	seen := map[int]bool{}
-	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("CPU list %q: bad CPU %q", s, lo)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("CPU list %q: bad range %q", s, part)
-			}
-		}
-		if b >= 8192 {
-			return nil, fmt.Errorf("CPU list %q: CPU %d out of range", s, b)
-		}
-		for c := a; c <= b; c++ {
-			if !seen[c] {
-				seen[c] = true
-				cpus = append(cpus, c)
-			}
-		}
-	}
-	if len(cpus) == 0 {
-		return nil, fmt.Errorf("CPU list %q is empty", s)
-	}
-	return cpus, nil
-}

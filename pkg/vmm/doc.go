@@ -11,7 +11,7 @@
 // against guest RAM before use; a malicious guest can make the run fail,
 // never make the VMM read or write outside guest memory, spin or panic.
 //
-// Imports: pkg/kvm for the ioctls, pkg/wire for host frames and for
+// Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads, pkg/wire for host frames and for
 // finding frame boundaries and the guest-exit frame in the guest stream,
 // golang.org/x/sys/unix and the standard library.
 package vmm

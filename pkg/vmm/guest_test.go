@@ -241,3 +241,14 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 var _ = os.Getpid
+
+func TestProbe(t *testing.T) {
+	needKVM(t)
+	r, err := Probe(2, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.CreateVM) != 2 || r.TinyGuest <= 0 {
+		t.Fatalf("probe %+v", r)
+	}
+}

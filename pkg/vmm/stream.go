@@ -3,6 +3,7 @@ package vmm
 import (
 	"io"
 	"sync"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -25,6 +26,7 @@ type Stream struct {
 	payload   []byte // captured payload of small frames (guest exit)
 	capture   bool
 
+	firstByte   time.Time
 	guestBytes  uint64
 	guestFrames uint64
 	exitCode    *int32
@@ -62,6 +64,9 @@ func (s *Stream) Err() error {
 }
 
 func (s *Stream) track(p []byte) {
+	if s.firstByte.IsZero() && len(p) > 0 {
+		s.firstByte = time.Now()
+	}
 	s.guestBytes += uint64(len(p))
 	for len(p) > 0 {
 		if s.remaining > 0 {
@@ -164,4 +169,12 @@ func (s *Stream) WriteHost(m wire.Message) error {
 		return err
 	}
 	return nil
+}
+
+// FirstByte returns when the guest's first stream byte arrived (zero if
+// none did).
+func (s *Stream) FirstByte() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstByte
 }

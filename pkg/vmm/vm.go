@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -59,9 +60,12 @@ type Config struct {
 	Stream      io.Writer     // stdout
 	Console     io.Writer     // COM1 and hvc0
 	COM2        io.Writer     // nil: Console
-	CPUs        []int         // host CPUs vCPU threads are confined to (nil: any)
+	CPUs        []int         // host CPUs (KTSTR_CPUS); vCPU i is pinned to CPUs[i mod len] (nil: any)
 	ControlFIFO string        // path of the control FIFO to create ("" none)
 	Signals     <-chan os.Signal
+	// Start is when the process started, for the first-frame time
+	// (zero: when Run was called).
+	Start time.Time
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -81,7 +85,10 @@ type Result struct {
 	VCPUs       int
 	GuestBytes  uint64
 	GuestFrames uint64
-	Stats       map[string]uint64
+	// FirstFrame is the time from Config.Start to the guest's first
+	// stream byte (0: none arrived).
+	FirstFrame time.Duration
+	Stats      map[string]uint64
 }
 
 type endEvent struct {
@@ -97,6 +104,8 @@ type machine struct {
 	tids    []atomic.Int32
 	com1    *Serial
 	com2    *Serial
+	kbd     *i8042
+	rtc     *cmos
 	console *Console
 	stream  *Stream
 	watch   *consoleWatch
@@ -115,7 +124,7 @@ type machine struct {
 // user's extra arguments are appended after it.
 func DefaultCmdline() string {
 	return "console=ttyS0 reboot=k panic=-1 pci=off nomodules quiet " +
-		"i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd " +
+		"i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd i8042.nokbd " +
 		"no_timer_check clocksource=kvm-clock random.trust_cpu=on " +
 		fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", VirtioMMIOBase, VirtioIRQ)
 }
@@ -125,6 +134,9 @@ func DefaultCmdline() string {
 // ExitVMMError); how a started guest ended is in Result.
 func Run(cfg Config) (Result, error) {
 	start := time.Now()
+	if cfg.Start.IsZero() {
+		cfg.Start = start
+	}
 	m := &machine{cfg: cfg, ended: make(chan struct{})}
 	defer m.close()
 	if cfg.COM2 == nil {
@@ -183,8 +195,12 @@ waitJoin:
 	m.console.Stop()
 	m.watch.Flush()
 
-	res := m.result(time.Since(start))
-	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs, Detail: res.Detail, KVMStats: res.Stats}
+	res := m.result(time.Since(cfg.Start))
+	if fb := m.stream.FirstByte(); !fb.IsZero() {
+		res.FirstFrame = fb.Sub(cfg.Start)
+	}
+	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
+		Detail: res.Detail, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}
@@ -285,6 +301,8 @@ func (m *machine) build() error {
 	if com2 == nil {
 		com2 = m.watch
 	}
+	m.kbd = newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
+	m.rtc = newCMOS()
 	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
 	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
@@ -304,7 +322,12 @@ func (m *machine) build() error {
 		}
 		m.vcpus = append(m.vcpus, c)
 		m.closers = append(m.closers, func() { c.Close() })
-		if err := setupVCPU(c, CPUIDFor(supported, i, cfg.VCPUs), boot); err != nil {
+		cpuid := CPUIDFor(supported, i, cfg.VCPUs)
+		// The TSC-deadline timer is deliberately not advertised (KVM leaves
+		// it to userspace): in the nested lab an L2 with it stops getting
+		// timer interrupts early in boot, reproducibly, while the LAPIC
+		// timer (with the PIT as fallback) boots every time.
+		if err := setupVCPU(c, cpuid, boot); err != nil {
 			return err
 		}
 	}
@@ -428,12 +451,8 @@ func (m *machine) runVCPU(i int) {
 	m.tids[i].Store(int32(unix.Gettid()))
 	defer m.tids[i].Store(0)
 	if len(m.cfg.CPUs) > 0 {
-		var set unix.CPUSet
-		for _, c := range m.cfg.CPUs {
-			set.Set(c)
-		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			m.finish(ReasonError, fmt.Sprintf("confine vCPU %d to KTSTR_CPUS: %v", i, err))
+		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+			m.finish(ReasonError, fmt.Sprintf("pin vCPU %d to its KTSTR_CPUS CPU: %v", i, err))
 			return
 		}
 	}
@@ -524,10 +543,10 @@ func (m *machine) pioOut(port uint16, d []byte) {
 		return
 	}
 	switch port {
-	case i8042Command:
-		if d[0] == i8042Reset {
-			m.finish(ReasonReboot, "guest reset through the i8042 controller")
-		}
+	case i8042Data, i8042Command:
+		m.kbd.write(port, d[0])
+	case 0x70, 0x71:
+		m.rtc.write(port, d[0])
 	case resetControl:
 		if d[0]&0x04 != 0 {
 			m.finish(ReasonReboot, "guest reset through port 0xCF9")
@@ -546,6 +565,11 @@ func (m *machine) pioIn(port uint16, d []byte) {
 	switch port {
 	case i8042Data, i8042Command:
 		clear(d)
+		d[0] = m.kbd.read(port)
+		return
+	case 0x70, 0x71:
+		clear(d)
+		d[0] = m.rtc.read(port)
 		return
 	}
 	for i := range d {

@@ -216,6 +216,9 @@ type VMExit struct {
 	VCPUs    int               `json:"vcpus"`
 	Detail   string            `json:"detail,omitempty"`
 	KVMStats map[string]uint64 `json:"kvm_stats,omitempty"`
+	// FirstGuestFrameNS is the time from the VMM's start to the first
+	// byte of the guest's stream (0: the guest sent nothing).
+	FirstGuestFrameNS uint64 `json:"first_guest_frame_ns,omitempty"`
 }
 
 // Violation is a monitor finding.

@@ -24,7 +24,7 @@ func sampleMessages() []Message {
 		KernelSymbols{Symbols: map[string]uint64{"_text": 0xffffffff81000000}},
 		VMStart{VMM: "ktstr-boot", PID: 7, VCPUs: 2, MemorySize: 1 << 30, Regions: []MemRegion{{GPA: 0, Size: 1 << 30}}},
 		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
-		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2},
+		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2, FirstGuestFrameNS: 5e8},
 		Violation{Kind: "cpu_stall", CPU: 1, Message: "rq clock stuck"},
 	}
 }

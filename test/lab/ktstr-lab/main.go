@@ -16,6 +16,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
@@ -27,7 +29,7 @@ func main() {
 	cmdutil.Main(&cli.App{
 		Name:     "ktstr-lab",
 		Usage:    "boot kernels in the ktstr test lab (developer tool)",
-		Commands: []*cli.Command{referenceCmd(), kvmProbeCmd()},
+		Commands: []*cli.Command{referenceCmd(), kvmProbeCmd(), nestedCmd(), initramfsCmd()},
 	})
 }
 
@@ -91,6 +93,122 @@ func kvmProbeCmd() *cli.Command {
 				return cmdutil.Exit(10, fmt.Errorf("no hardware KVM"))
 			}
 			return nil
+		},
+	}
+}
+
+func nestedCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "nested",
+		Usage: "boot L1 under QEMU TCG (nested SVM), run each --run command inside it in turn, print their output",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", EnvVars: []string{"KTSTR_KERNEL"}, Usage: "L1 kernel (KVM_AMD, virtio-mmio, 9p built in)"},
+			&cli.StringSliceFlag{Name: "share", Usage: "TAG=HOSTDIR[:GUESTDIR] shared over 9p (default guest dir /mnt/TAG; repeatable)"},
+			&cli.StringSliceFlag{Name: "pack", Usage: "TAG=HOSTDIR[:GUESTDIR] copied into the L1 initramfs instead"},
+			&cli.StringSliceFlag{Name: "run", Usage: "shell command to run in L1 (repeatable, in order)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "hard limit per command"},
+			&cli.IntFlag{Name: "cpus", Value: 1},
+			&cli.IntFlag{Name: "memory", Value: 2048},
+			&cli.StringFlag{Name: "cmdline", Usage: "appended to L1's command line"},
+			&cli.BoolFlag{Name: "console", Usage: "copy L1's console to stderr"},
+			&cli.StringFlag{Name: "machine", Value: "microvm", Usage: "L1 machine type: microvm, pc or q35"},
+			&cli.StringSliceFlag{Name: "monitor", Usage: "L1 QEMU monitor command to run after the --run commands (repeatable)"},
+			&cli.BoolFlag{Name: "no-tsc-hint", Usage: "let L1 calibrate its TSC itself (experiments)"},
+		},
+		Action: func(c *cli.Context) error {
+			dir, err := os.MkdirTemp("", "ktstr-lab-cli-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			agent, err := lab.BuildAgent(c.Context, dir)
+			if err != nil {
+				return err
+			}
+			o := lab.NestedOptions{Kernel: c.String("kernel"), Agent: agent, CPUs: c.Int("cpus"),
+				MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"), WorkDir: dir,
+				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint")}
+			for _, pack := range []bool{false, true} {
+				name := map[bool]string{false: "share", true: "pack"}[pack]
+				for _, s := range c.StringSlice(name) {
+					tag, rest, ok := strings.Cut(s, "=")
+					if !ok {
+						return cmdutil.UsageError("--%s %q: want TAG=HOSTDIR[:GUESTDIR]", name, s)
+					}
+					host, guest, _ := strings.Cut(rest, ":")
+					if host, err = filepath.Abs(host); err != nil {
+						return err
+					}
+					o.Shares = append(o.Shares, lab.Share{Tag: tag, HostPath: host, GuestPath: guest, Pack: pack})
+				}
+			}
+			if c.Bool("console") {
+				o.Console = os.Stderr
+			}
+			n, err := lab.StartNested(c.Context, o)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			fmt.Fprintf(os.Stderr, "ktstr-lab: L1 up in %.2fs (guest uptime %.2fs)\n", n.BootTime.Seconds(), n.GuestUptime.Seconds())
+			failed := 0
+			for _, cmd := range c.StringSlice("run") {
+				fmt.Fprintf(os.Stderr, "ktstr-lab: L1$ %s\n", cmd)
+				r, err := n.RunLive(c.Context, cmd, c.Duration("timeout"), os.Stdout)
+				if err != nil {
+					// L1 hung: show where its vCPU is, three samples.
+					for i := 0; i < 3; i++ {
+						regs, merr := n.Monitor("info registers")
+						fmt.Fprintf(os.Stderr, "ktstr-lab: L1 registers (sample %d): %v\n%s\n", i+1, merr, regs)
+						time.Sleep(time.Second)
+					}
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "ktstr-lab: exit %d after %.2fs%s\n", r.ExitCode, r.Wall.Seconds(), map[bool]string{true: " (TIMED OUT)"}[r.TimedOut])
+				if r.ExitCode != 0 {
+					failed++
+				}
+			}
+			for _, m := range c.StringSlice("monitor") {
+				out, err := n.Monitor(m)
+				fmt.Fprintf(os.Stderr, "ktstr-lab: (qemu) %s: %v\n%s", m, err, out)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d command(s) in L1 failed", failed)
+			}
+			return nil
+		},
+	}
+}
+
+func initramfsCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "busybox-initramfs",
+		Usage: "write a busybox initramfs with --init as /init and extra files (dynamic ELF files get their libraries)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "init", Required: true, Usage: "shell script for /init"},
+			&cli.StringFlag{Name: "out", Required: true},
+			&cli.StringSliceFlag{Name: "file", Usage: "HOSTFILE=GUESTPATH (repeatable)"},
+		},
+		Action: func(c *cli.Context) error {
+			init, err := os.ReadFile(c.String("init"))
+			if err != nil {
+				return err
+			}
+			a, err := lab.BusyboxArchive(string(init))
+			if err != nil {
+				return err
+			}
+			for _, f := range c.StringSlice("file") {
+				src, dst, ok := strings.Cut(f, "=")
+				if !ok {
+					return cmdutil.UsageError("--file %q: want HOSTFILE=GUESTPATH", f)
+				}
+				if err := a.FileWithLibs(dst, src); err != nil {
+					return err
+				}
+			}
+			return a.WriteFile(c.String("out"))
 		},
 	}
 }

@@ -1,0 +1,287 @@
+package main_test
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var tool string // the built ktstr-mkinitramfs
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mkinitramfs-test")
+	if err != nil {
+		panic(err)
+	}
+	tool = filepath.Join(dir, "ktstr-mkinitramfs")
+	cmd := exec.Command("go", "build", "-o", tool, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func staticInit(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("SKIP LOUDLY: busybox-static (/bin/busybox) not installed: this test did not run")
+	}
+	return "/bin/busybox"
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func runTool(t *testing.T, cache string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Env = append(os.Environ(), "KTSTR_CACHE_DIR="+cache, "KTSTR_INIT=")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+// bigFile writes n pseudo-random (barely compressible) bytes.
+func bigFile(t *testing.T, n int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "big.bin")
+	b := make([]byte, n)
+	rand.New(rand.NewSource(1)).Read(b)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func onePath(t *testing.T, r result) string {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if strings.Count(r.stdout, "\n") != 1 || !strings.HasSuffix(r.stdout, "\n") {
+		t.Fatalf("stdout is not exactly one line: %q", r.stdout)
+	}
+	p := strings.TrimSuffix(r.stdout, "\n")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("printed path: %v", err)
+	}
+	return p
+}
+
+func TestConcurrentBuildersBuildOnce(t *testing.T) {
+	init := staticInit(t)
+	big := bigFile(t, 8<<20)
+	cache := t.TempDir()
+	const n = 8
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			results[i] = runTool(t, cache, "--verbose", "--init", init, "--include", big, "--scheduler", init, "--", "-x")
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	var builds, hashes int
+	var first []byte
+	for i, r := range results {
+		p := onePath(t, r)
+		builds += strings.Count(r.stderr, "built base ")
+		hashes += strings.Count(r.stderr, "indexed base ")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Fatalf("process %d got different bytes", i)
+		}
+	}
+	if builds != 1 || hashes != 1 {
+		t.Fatalf("%d processes: %d base builds and %d hash passes, want 1 and 1", n, builds, hashes)
+	}
+}
+
+func TestKilledBuilderLeavesCacheUsable(t *testing.T) {
+	init := staticInit(t)
+	big := bigFile(t, 48<<20)
+	cache := t.TempDir()
+	cmd := exec.Command(tool, "--init", init, "--include", big, "--compress", "gzip")
+	cmd.Env = append(os.Environ(), "KTSTR_CACHE_DIR="+cache)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it is writing a blob (a non-empty file in tmp/).
+	deadline := time.Now().Add(20 * time.Second)
+	killed := false
+	for time.Now().Before(deadline) && !killed {
+		ents, _ := os.ReadDir(filepath.Join(cache, "tmp"))
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && info.Size() > 0 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err := cmd.Wait()
+	if !killed {
+		t.Fatalf("never saw the builder writing (it exited: %v)", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cache, "blobs")); len(ents) != 0 {
+		t.Logf("after the kill blobs/ holds %d files (must not be used without a sidecar)", len(ents))
+	}
+	r := runTool(t, cache, "--verbose", "--init", init, "--include", big, "--compress", "gzip")
+	p := onePath(t, r)
+	if !strings.Contains(r.stderr, "built base") {
+		t.Fatalf("the rerun did not build the base part: %s", r.stderr)
+	}
+	fresh := onePath(t, runTool(t, t.TempDir(), "--init", init, "--include", big, "--compress", "gzip"))
+	a, _ := os.ReadFile(p)
+	b, _ := os.ReadFile(fresh)
+	if !bytes.Equal(a, b) {
+		t.Fatal("blob built after the kill differs from a fresh build")
+	}
+}
+
+func TestCorruptBlobIsRebuilt(t *testing.T) {
+	init := staticInit(t)
+	cache := t.TempDir()
+	args := []string{"--verbose", "--init", init, "--compress", "none"}
+	p := onePath(t, runTool(t, cache, args...))
+	good, _ := os.ReadFile(p)
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/2] ^= 0xff
+	if err := os.WriteFile(p, bad, 0o644); err != nil { // same size, new mtime
+		t.Fatal(err)
+	}
+	r := runTool(t, cache, args...)
+	if p2 := onePath(t, r); p2 != p || !strings.Contains(r.stderr, "built full") {
+		t.Fatalf("corrupt blob not rebuilt: %s", r.stderr)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, good) {
+		t.Fatal("rebuilt blob differs from the original")
+	}
+	// A blob without its sidecar is not a hit either.
+	os.Remove(p + ".meta")
+	if r := runTool(t, cache, args...); !strings.Contains(r.stderr, "built full") {
+		t.Fatalf("blob without sidecar was used: %s", r.stderr)
+	}
+	// --verify with an intact blob: a hit.
+	if r := runTool(t, cache, append(args, "--verify")...); !strings.Contains(r.stderr, "hit full") {
+		t.Fatalf("--verify on an intact blob: %s", r.stderr)
+	}
+}
+
+func TestFlagsAndExitCodes(t *testing.T) {
+	init := staticInit(t)
+	cache := t.TempDir()
+	dir := t.TempDir()
+	scen := filepath.Join(dir, "s.json")
+	os.WriteFile(scen, []byte("{}\n"), 0o644)
+
+	p := onePath(t, runTool(t, cache, "--init", init, "--scenario", scen))
+	key := runTool(t, cache, "--print-key", "--init", init, "--scenario", scen)
+	if key.code != 0 || !strings.HasPrefix(filepath.Base(p), strings.TrimSpace(key.stdout)+".") {
+		t.Fatalf("--print-key %q does not name %s", key.stdout, p)
+	}
+	out := filepath.Join(dir, "out.cpio.zst")
+	if got := onePath(t, runTool(t, cache, "--init", init, "--scenario", scen, "-o", out)); got != out {
+		t.Fatalf("--output printed %s", got)
+	}
+	a, _ := os.ReadFile(p)
+	b, _ := os.ReadFile(out)
+	nc := onePath(t, runTool(t, filepath.Join(dir, "unused-cache"), "--no-cache", "--init", init, "--scenario", scen))
+	defer os.Remove(nc)
+	c, _ := os.ReadFile(nc)
+	if !bytes.Equal(a, b) || !bytes.Equal(a, c) {
+		t.Fatal("--output or --no-cache bytes differ from the cached blob")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "unused-cache")); err == nil {
+		t.Fatal("--no-cache created the cache directory")
+	}
+	parts := runTool(t, cache, "--parts", "--init", init, "--scenario", scen)
+	lines := strings.Split(strings.TrimSpace(parts.stdout), "\n")
+	if parts.code != 0 || len(lines) != 2 {
+		t.Fatalf("--parts: %q %s", parts.stdout, parts.stderr)
+	}
+	pa, _ := os.ReadFile(lines[0])
+	pb, _ := os.ReadFile(lines[1])
+	if !bytes.Equal(append(pa, pb...), a) {
+		t.Fatal("the parts do not concatenate to the blob")
+	}
+	list := runTool(t, cache, "--list")
+	if list.code != 0 || !strings.Contains(list.stdout, p) || !strings.Contains(list.stdout, "base") {
+		t.Fatalf("--list: %q", list.stdout)
+	}
+	gc := runTool(t, cache, "--gc", "--keep", "1")
+	if gc.code != 0 || !strings.Contains(gc.stderr, "removed 2 blobs") {
+		t.Fatalf("--gc: %d %q", gc.code, gc.stderr)
+	}
+	if list := runTool(t, cache, "--list"); strings.Count(list.stdout, "\n") != 2 {
+		t.Fatalf("after --gc --keep 1: %q", list.stdout)
+	}
+	if gc := runTool(t, cache, "--gc", "--max-size", "0"); gc.code != 0 || !strings.Contains(gc.stderr, "kept 0") {
+		t.Fatalf("--gc --max-size 0: %q", gc.stderr)
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--init", filepath.Join(dir, "nope")}, 3, "no such file"},
+		{[]string{}, 3, "pass --init"},
+		{[]string{"--init", init, "--scenario", "no-such-scenario"}, 3, "--scenario no-such-scenario"},
+		{[]string{"--init", init, "--compress", "bz9"}, 2, "unknown compression"},
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--init", init, "--", "-v"}, 2, "without --scheduler"},
+		{[]string{"--gc"}, 2, "--keep"},
+		{[]string{"--init", init, "--keep", "3"}, 2, "only go with --gc"},
+		{[]string{"--init", init, "--include", "x:relative"}, 2, "must be absolute"},
+	} {
+		r := runTool(t, cache, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.msg) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || r.stdout != "" {
+			t.Errorf("%v: exit %d stderr %q stdout %q; want exit %d and one line with %q", c.args, r.code, r.stderr, r.stdout, c.code, c.msg)
+		}
+	}
+}
+
+func TestInitNextToExecutable(t *testing.T) {
+	init := staticInit(t)
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "ktstr-mkinitramfs")
+	b, _ := os.ReadFile(tool)
+	os.WriteFile(exe, b, 0o755)
+	os.Symlink(init, filepath.Join(dir, "ktstr-init"))
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "KTSTR_CACHE_DIR="+t.TempDir(), "KTSTR_INIT=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ktstr-init next to the executable not used: %v %s", err, out)
+	}
+}

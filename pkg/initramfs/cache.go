@@ -1,0 +1,487 @@
+package initramfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cache is the on-disk blob cache. Layout under Dir:
+//
+//	blobs/KEY.cpio.zst       a blob (part or concatenation), immutable
+//	blobs/KEY.cpio.zst.meta  its sidecar (JSON): size, sha256, the blob's
+//	                         inode revision, kind, parts; written last, so a
+//	                         blob without a sidecar is not in the cache
+//	index/STATKEY            the content key of the base part whose host
+//	                         files had these revisions
+//	locks/KEY.lock           per-key flock
+//	tmp/                     files being written (renamed into place)
+type Cache struct {
+	Dir string
+}
+
+// DefaultCacheDir is $KTSTR_CACHE_DIR, else $XDG_CACHE_HOME/ktstr/initramfs,
+// else ~/.cache/ktstr/initramfs.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("KTSTR_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "ktstr", "initramfs"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: set KTSTR_CACHE_DIR or HOME: %w", err)
+	}
+	return filepath.Join(home, ".cache", "ktstr", "initramfs"), nil
+}
+
+// OpenCache creates the cache directories if needed.
+func OpenCache(dir string) (*Cache, error) {
+	for _, sub := range []string{"blobs", "index", "locks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("create cache directory: %w", err)
+		}
+	}
+	return &Cache{Dir: dir}, nil
+}
+
+// meta is a blob's sidecar.
+type meta struct {
+	Key         string      `json:"key"`
+	Kind        string      `json:"kind"` // base, run or full
+	Compression Compression `json:"compression"`
+	Size        int64       `json:"size"`
+	SHA256      string      `json:"sha256"`
+	Dev         uint64      `json:"dev"`
+	Ino         uint64      `json:"ino"`
+	MtimeNS     int64       `json:"mtime_ns"`
+	Created     int64       `json:"created"`
+	Parts       []string    `json:"parts,omitempty"`
+	// Segments, for a concatenation, are its parts' sizes and hashes in
+	// order (SHA256 is then empty): verifying hashes each segment.
+	Segments []segment `json:"segments,omitempty"`
+}
+
+type segment struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+func (c *Cache) blobPath(key string, comp Compression) string {
+	return filepath.Join(c.Dir, "blobs", key+comp.Ext())
+}
+
+// lock takes an exclusive flock on the key's lock file, blocking. The lock
+// file may be removed by --gc (which holds the lock while it does), so
+// after locking it checks that the path still names the locked file.
+func (c *Cache) lock(key string) (unlock func(), err error) {
+	p := filepath.Join(c.Dir, "locks", key+".lock")
+	for {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("open cache lock: %w", err)
+		}
+		if err := flock(f, syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		if sameFile(f, p) {
+			return func() { f.Close() }, nil
+		}
+		f.Close()
+	}
+}
+
+// tryLock is lock without blocking; ok is false if someone holds it.
+func (c *Cache) tryLock(key string) (unlock func(), ok bool) {
+	p := filepath.Join(c.Dir, "locks", key+".lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, false
+	}
+	if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil || !sameFile(f, p) {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func sameFile(f *os.File, p string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(p)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// lookup returns the path of a valid cached blob. Validity: the sidecar
+// exists and the blob has the inode revision and size it records; if the
+// revision differs (or verify is set) the blob's sha256 is checked, and a
+// blob that fails is removed. A hit refreshes the sidecar's mtime, which
+// --gc reads as "last used".
+func (c *Cache) lookup(key string, comp Compression, verify bool) (string, *meta, bool) {
+	bp := c.blobPath(key, comp)
+	m, err := readMeta(bp + ".meta")
+	if err != nil || m.Key != key {
+		return "", nil, false
+	}
+	st, err := statPath(bp)
+	if err != nil {
+		return "", nil, false
+	}
+	if verify || st.Dev != m.Dev || st.Ino != m.Ino || st.Size != m.Size || st.MtimeNS != m.MtimeNS {
+		if st.Size != m.Size || !verifyBlob(bp, m) {
+			os.Remove(bp + ".meta")
+			os.Remove(bp)
+			return "", nil, false
+		}
+		m.Dev, m.Ino, m.MtimeNS = st.Dev, st.Ino, st.MtimeNS
+		_ = writeFileAtomic(c, bp+".meta", mustJSON(m))
+	}
+	now := time.Now()
+	_ = os.Chtimes(bp+".meta", now, now)
+	return bp, m, true
+}
+
+func readMeta(p string) (*meta, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain structs are marshalled
+	}
+	return b
+}
+
+// verifyBlob hashes the blob (or each of its segments) against m.
+func verifyBlob(p string, m *meta) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	segs := m.Segments
+	if len(segs) == 0 {
+		segs = []segment{{Size: m.Size, SHA256: m.SHA256}}
+	}
+	var total int64
+	for _, s := range segs {
+		h := sha256.New()
+		if n, err := io.Copy(h, io.LimitReader(f, s.Size)); err != nil || n != s.Size || hex.EncodeToString(h.Sum(nil)) != s.SHA256 {
+			return false
+		}
+		total += s.Size
+	}
+	return total == m.Size
+}
+
+// tempFile creates a file under tmp/ (same file system as blobs/).
+func (c *Cache) tempFile(key string) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), fmt.Sprintf("%.16s.%d.*", key, os.Getpid()))
+	if err == nil {
+		if err = f.Chmod(0o644); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create cache file: %w", err)
+	}
+	return f, nil
+}
+
+func writeFileAtomic(c *Cache, dst string, data []byte) error {
+	f, err := c.tempFile(filepath.Base(dst))
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return nil
+}
+
+// store writes a blob through write into a temporary file, renames it into
+// place and then writes its sidecar. The caller holds the key's lock. A
+// process killed at any point leaves either nothing, a temporary file
+// (removed by --gc) or a blob without a sidecar (not a hit; overwritten by
+// the next build).
+func (c *Cache) store(key, kind string, comp Compression, parts []string, write func(io.Writer) error) (string, *meta, error) {
+	f, err := c.tempFile(key)
+	if err != nil {
+		return "", nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	if err := write(io.MultiWriter(f, h)); err != nil {
+		return "", nil, err
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, fmt.Errorf("write cache file: %w", err)
+	}
+	bp := c.blobPath(key, comp)
+	os.Remove(bp + ".meta") // a stale sidecar must never describe the new blob
+	if err := os.Rename(f.Name(), bp); err != nil {
+		return "", nil, fmt.Errorf("store blob: %w", err)
+	}
+	ok = true
+	st, err := statPath(bp)
+	if err != nil {
+		return "", nil, err
+	}
+	m := &meta{Key: key, Kind: kind, Compression: comp, Size: st.Size, SHA256: hex.EncodeToString(h.Sum(nil)),
+		Dev: st.Dev, Ino: st.Ino, MtimeNS: st.MtimeNS, Created: time.Now().Unix(), Parts: parts}
+	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
+		return "", nil, err
+	}
+	return bp, m, nil
+}
+
+// storeConcat stores the concatenation of cached blobs (their paths and
+// sidecars) under key. The bytes are copied with io.Copy between files,
+// which uses copy_file_range (in-kernel copy, or a reflink where the file
+// system shares extents), and are not hashed again: the sidecar lists the
+// parts' hashes as segments.
+func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas []*meta) (string, *meta, error) {
+	f, err := c.tempFile(key)
+	if err != nil {
+		return "", nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	m := &meta{Key: key, Kind: "full", Compression: comp}
+	for i, p := range paths {
+		src, err := os.Open(p)
+		if err != nil {
+			return "", nil, err
+		}
+		n, err := io.Copy(f, src)
+		src.Close()
+		if err != nil {
+			return "", nil, fmt.Errorf("concatenate parts: %w", err)
+		}
+		if n != metas[i].Size {
+			return "", nil, fmt.Errorf("cached part %s changed size while being copied: run again", p)
+		}
+		m.Parts = append(m.Parts, metas[i].Key)
+		m.Segments = append(m.Segments, segment{Size: n, SHA256: metas[i].SHA256})
+		m.Size += n
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, fmt.Errorf("write cache file: %w", err)
+	}
+	bp := c.blobPath(key, comp)
+	os.Remove(bp + ".meta")
+	if err := os.Rename(f.Name(), bp); err != nil {
+		return "", nil, fmt.Errorf("store blob: %w", err)
+	}
+	ok = true
+	st, err := statPath(bp)
+	if err != nil {
+		return "", nil, err
+	}
+	m.Dev, m.Ino, m.MtimeNS, m.Created = st.Dev, st.Ino, st.MtimeNS, time.Now().Unix()
+	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
+		return "", nil, err
+	}
+	return bp, m, nil
+}
+
+func (c *Cache) readIndex(statKey string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "index", statKey))
+	if err != nil {
+		return "", false
+	}
+	k := strings.TrimSpace(string(b))
+	if len(k) != 64 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(k); err != nil {
+		return "", false
+	}
+	return k, true
+}
+
+func (c *Cache) writeIndex(statKey, key string) error {
+	return writeFileAtomic(c, filepath.Join(c.Dir, "index", statKey), []byte(key+"\n"))
+}
+
+// BlobInfo describes one cached blob for --list.
+type BlobInfo struct {
+	Path     string
+	Key      string
+	Kind     string
+	Size     int64
+	Created  time.Time
+	LastUsed time.Time
+}
+
+// List returns the cached blobs, most recently used first.
+func (c *Cache) List() ([]BlobInfo, error) {
+	ents, err := os.ReadDir(filepath.Join(c.Dir, "blobs"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	var out []BlobInfo
+	for _, de := range ents {
+		name := de.Name()
+		if !strings.HasSuffix(name, ".meta") {
+			continue
+		}
+		mp := filepath.Join(c.Dir, "blobs", name)
+		m, err := readMeta(mp)
+		if err != nil {
+			continue
+		}
+		mst, err := os.Stat(mp)
+		if err != nil {
+			continue
+		}
+		bp := strings.TrimSuffix(mp, ".meta")
+		if _, err := os.Stat(bp); err != nil {
+			continue
+		}
+		out = append(out, BlobInfo{Path: bp, Key: m.Key, Kind: m.Kind, Size: m.Size,
+			Created: time.Unix(m.Created, 0), LastUsed: mst.ModTime()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastUsed.Equal(out[j].LastUsed) {
+			return out[i].LastUsed.After(out[j].LastUsed)
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out, nil
+}
+
+// GCResult reports what --gc removed.
+type GCResult struct {
+	Removed      int
+	FreedBytes   int64
+	Kept         int
+	KeptBytes    int64
+	SkippedInUse int
+}
+
+// GC removes least recently used blobs until at most keep blobs (keep < 0:
+// no limit) totalling at most maxSize bytes (maxSize < 0: no limit)
+// remain, plus temporary files older than an hour (left by killed
+// builders), blobs without a sidecar, and index entries whose blob is
+// gone. A blob whose key is locked (being built or used by a build) is
+// skipped.
+func (c *Cache) GC(keep int, maxSize int64) (GCResult, error) {
+	var r GCResult
+	blobs, err := c.List()
+	if err != nil {
+		return r, err
+	}
+	var total int64
+	for i, b := range blobs {
+		over := (keep >= 0 && r.Kept >= keep) || (maxSize >= 0 && total+b.Size > maxSize)
+		if !over {
+			r.Kept++
+			r.KeptBytes += b.Size
+			total += b.Size
+			continue
+		}
+		unlock, ok := c.tryLock(b.Key)
+		if !ok {
+			r.SkippedInUse++
+			continue
+		}
+		os.Remove(b.Path + ".meta")
+		os.Remove(b.Path)
+		os.Remove(filepath.Join(c.Dir, "locks", b.Key+".lock"))
+		unlock()
+		r.Removed++
+		r.FreedBytes += blobs[i].Size
+	}
+	c.sweep()
+	return r, nil
+}
+
+// sweep removes debris: old temporary files, sidecar-less blobs, dangling
+// index entries.
+func (c *Cache) sweep() {
+	cutoff := time.Now().Add(-time.Hour)
+	if ents, err := os.ReadDir(filepath.Join(c.Dir, "tmp")); err == nil {
+		for _, de := range ents {
+			if info, err := de.Info(); err == nil && info.ModTime().Before(cutoff) {
+				os.Remove(filepath.Join(c.Dir, "tmp", de.Name()))
+			}
+		}
+	}
+	live := map[string]bool{}
+	if ents, err := os.ReadDir(filepath.Join(c.Dir, "blobs")); err == nil {
+		for _, de := range ents {
+			n := de.Name()
+			p := filepath.Join(c.Dir, "blobs", n)
+			if strings.HasSuffix(n, ".meta") {
+				continue
+			}
+			if _, err := os.Stat(p + ".meta"); err != nil {
+				if info, err := de.Info(); err == nil && info.ModTime().Before(cutoff) {
+					os.Remove(p)
+				}
+				continue
+			}
+			live[n[:min(64, len(n))]] = true
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(c.Dir, "index")); err == nil {
+		for _, de := range ents {
+			if k, ok := c.readIndex(de.Name()); !ok || !live[k] {
+				os.Remove(filepath.Join(c.Dir, "index", de.Name()))
+			}
+		}
+	}
+}

@@ -1,0 +1,19 @@
+// Package initramfs builds reproducible, compressed newc cpio archives for
+// the Linux kernel's initramfs unpacker, and keeps them in a
+// content-addressed on-disk cache shared safely by concurrent processes.
+//
+// It owns: the archive layout (what goes where: /init, the scheduler and
+// its run configuration at the pkg/runconfig paths, libraries, busybox,
+// includes, the /dev /proc /sys /tmp /run skeleton and the /dev/console
+// node); writing the archive with github.com/cavaliergopher/cpio (plus one
+// hand-written newc header for device nodes, which that package cannot
+// write); compression (zstd, gzip, lz4 legacy, none); the split into a base
+// part (rarely changes) and a run part (changes every run), each cached
+// separately, and their concatenation; and the cache (keys, per-key flock,
+// stat-keyed index, atomic rename, verification, listing and garbage
+// collection).
+//
+// It imports pkg/elfdeps (library resolution), pkg/runconfig (the guest
+// contract), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the
+// standard library. It holds no global mutable state.
+package initramfs

@@ -1,0 +1,246 @@
+package vmm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+)
+
+func TestLayout(t *testing.T) {
+	tests := []struct {
+		size uint64
+		want []Region
+	}{
+		{512 << 20, []Region{{0, 512 << 20, 0}}},
+		{3 << 30, []Region{{0, 3 << 30, 0}}},
+		{6 << 30, []Region{{0, 3 << 30, 0}, {4 << 30, 3 << 30, 3 << 30}}},
+		{(3 << 30) + 4096, []Region{{0, 3 << 30, 0}, {4 << 30, 4096, 3 << 30}}},
+	}
+	for _, tc := range tests {
+		got := Layout(tc.size)
+		if len(got) != len(tc.want) {
+			t.Fatalf("Layout(%d) = %+v, want %+v", tc.size, got, tc.want)
+		}
+		var total uint64
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("Layout(%d)[%d] = %+v, want %+v", tc.size, i, got[i], tc.want[i])
+			}
+			if got[i].GPA < 1<<32 && got[i].GPA+got[i].Size > MMIOHoleStart {
+				t.Errorf("Layout(%d): region %+v overlaps the MMIO hole", tc.size, got[i])
+			}
+			total += got[i].Size
+		}
+		if total != tc.size {
+			t.Errorf("Layout(%d) covers %d bytes", tc.size, total)
+		}
+	}
+}
+
+func TestE820SixGiB(t *testing.T) {
+	es := E820Map(Layout(6 << 30))
+	want := []E820Entry{
+		{0, mptableAddr, E820RAM},
+		{mptableAddr, ebdaEnd - mptableAddr, E820Reserved},
+		{kernelAddr, (3 << 30) - kernelAddr, E820RAM},
+		{4 << 30, 3 << 30, E820RAM},
+	}
+	if len(es) != len(want) {
+		t.Fatalf("e820 %+v, want %+v", es, want)
+	}
+	for i := range es {
+		if es[i] != want[i] {
+			t.Errorf("e820[%d] = %+v, want %+v", i, es[i], want[i])
+		}
+		for _, dev := range []uint64{VirtioMMIOBase, IOAPICAddr, LAPICAddr} {
+			if es[i].Type == E820RAM && dev >= es[i].Addr && dev < es[i].Addr+es[i].Size {
+				t.Errorf("e820 RAM %+v covers device at %#x", es[i], dev)
+			}
+		}
+	}
+}
+
+func TestMemorySixGiB(t *testing.T) {
+	m, err := NewMemory(6 << 30)
+	if err != nil {
+		t.Fatalf("NewMemory(6G): %v", err)
+	}
+	defer m.Close()
+	if err := m.Write(5<<30, []byte("high")); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := m.Slice(5<<30, 4); string(s) != "high" {
+		t.Fatal("high memory did not hold its bytes")
+	}
+	for _, gpa := range []uint64{MMIOHoleStart, VirtioMMIOBase, (4 << 30) - 1, 7 << 30, ^uint64(0)} {
+		if _, err := m.Slice(gpa, 1); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("Slice(%#x) = %v, want out of range", gpa, err)
+		}
+	}
+	if _, err := m.Slice((3<<30)-2, 4); err == nil {
+		t.Error("a range across the hole was accepted")
+	}
+	if _, err := m.Slice(0, ^uint64(0)); err == nil {
+		t.Error("an overflowing length was accepted")
+	}
+}
+
+// fakeBzImage builds the smallest file ParseBzImage accepts.
+func fakeBzImage(version uint16, xlf uint16) []byte {
+	b := make([]byte, 8192)
+	b[hdrSetupSects] = 4
+	binary.LittleEndian.PutUint16(b[hdrBootFlag:], 0xAA55)
+	b[hdrJump] = 0xEB
+	b[hdrJump+1] = 0x6A // header ends at 0x26C
+	copy(b[hdrMagic:], "HdrS")
+	binary.LittleEndian.PutUint16(b[hdrVersion:], version)
+	b[hdrLoadFlags] = loadedHigh
+	binary.LittleEndian.PutUint16(b[hdrXLoadFlags:], xlf)
+	binary.LittleEndian.PutUint32(b[hdrInitrdAddrMax:], 0x7FFFFFFF)
+	binary.LittleEndian.PutUint32(b[hdrCmdlineSize:], 2047)
+	binary.LittleEndian.PutUint32(b[hdrInitSize:], 0x10000)
+	return b
+}
+
+func TestParseBzImage(t *testing.T) {
+	good := fakeBzImage(0x020F, xlfKernel64)
+	k, err := ParseBzImage(good)
+	if err != nil {
+		t.Fatalf("good image: %v", err)
+	}
+	if len(k.Image) != 8192-5*512 || k.CmdlineSize != 2047 {
+		t.Fatalf("kernel %+v", k)
+	}
+	bad := map[string][]byte{
+		"empty":         nil,
+		"text":          []byte("#!/bin/sh\necho not a kernel\n"),
+		"elf":           append([]byte("\x7fELF"), make([]byte, 9000)...),
+		"old protocol":  fakeBzImage(0x020B, xlfKernel64),
+		"no 64-bit":     fakeBzImage(0x020F, 0),
+		"no HdrS":       func() []byte { b := fakeBzImage(0x020F, 1); b[hdrMagic] = 'X'; return b }(),
+		"zImage":        func() []byte { b := fakeBzImage(0x020F, 1); b[hdrLoadFlags] = 0; return b }(),
+		"setup too big": func() []byte { b := fakeBzImage(0x020F, 1); b[hdrSetupSects] = 200; return b }(),
+		"truncated":     fakeBzImage(0x020F, 1)[:0x250],
+	}
+	for name, b := range bad {
+		var nb *NotBzImageError
+		if _, err := ParseBzImage(b); !errors.As(err, &nb) {
+			t.Errorf("%s: err = %v, want NotBzImageError", name, err)
+		}
+	}
+}
+
+func TestParseFixtureKernel(t *testing.T) {
+	p := os.Getenv("KTSTR_KERNEL")
+	if p == "" {
+		t.Skip("SKIP: KTSTR_KERNEL not set: the fixture bzImage is not checked")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParseBzImage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Protocol < minProtocol || k.InitSize == 0 || k.CmdlineSize < 255 {
+		t.Fatalf("fixture kernel: %+v", k)
+	}
+}
+
+func FuzzParseBzImage(f *testing.F) {
+	f.Add(fakeBzImage(0x020F, 1))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := ParseBzImage(b)
+		if err == nil && (len(k.Image) == 0 || len(k.Header) == 0) {
+			t.Fatal("accepted image without kernel or header")
+		}
+	})
+}
+
+func TestLoadBoot(t *testing.T) {
+	m := newMemoryFromBytes(make([]byte, 64<<20))
+	k, err := ParseBzImage(fakeBzImage(0x020F, xlfKernel64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := bytes.Repeat([]byte("initrd"), 1000)
+	info, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: initrd, Cmdline: "console=ttyS0 foo", VCPUs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Entry != kernelAddr+0x200 {
+		t.Errorf("entry %#x", info.Entry)
+	}
+	zp, _ := m.Slice(zeroPageAddr, zeroPageSize)
+	u32 := func(o int) uint32 { return binary.LittleEndian.Uint32(zp[o:]) }
+	if string(zp[hdrMagic:hdrMagic+4]) != "HdrS" || zp[hdrTypeOfLoader] != 0xFF {
+		t.Error("setup header not copied or loader type unset")
+	}
+	if u32(hdrCmdLinePtr) != cmdlineAddr {
+		t.Errorf("cmd_line_ptr %#x", u32(hdrCmdLinePtr))
+	}
+	cl, _ := m.Slice(cmdlineAddr, 18)
+	if string(cl) != "console=ttyS0 foo\x00" {
+		t.Errorf("command line %q", cl)
+	}
+	ra, rs := u32(hdrRamdiskImage), u32(hdrRamdiskSize)
+	if rs != uint32(len(initrd)) || ra%4096 != 0 || uint64(ra)+uint64(rs) > 64<<20 {
+		t.Errorf("initrd at %#x size %d", ra, rs)
+	}
+	if got, _ := m.Slice(uint64(ra), uint64(rs)); !bytes.Equal(got, initrd) {
+		t.Error("initrd bytes differ")
+	}
+	if n := int(zp[bpE820Entries]); n != 3 {
+		t.Errorf("%d e820 entries", n)
+	}
+	// page tables: 0xd0000000 identity-mapped by a 2 MiB page
+	pd, _ := m.U64(pdAddr + 8*(0xD0000000>>21))
+	if pd&^0xFFF != 0xD0000000 || pd&0x81 != 0x81 {
+		t.Errorf("PD entry for 0xd0000000 = %#x", pd)
+	}
+	// MP table: floating pointer and config table checksums
+	fp, _ := m.Slice(mptableAddr, 16)
+	if string(fp[:4]) != "_MP_" || checksum(fp) != 0 {
+		t.Error("MP floating pointer bad")
+	}
+	hl, _ := m.U16(mptableAddr + 16 + 4)
+	ct, _ := m.Slice(mptableAddr+16, uint64(hl))
+	if string(ct[:4]) != "PCMP" || checksum(ct) != 0 {
+		t.Error("MP config table bad")
+	}
+	if ct[44] != 0 || ct[44+3] != 3 || ct[64] != 0 || ct[64+1] != 1 || ct[64+3] != 1 {
+		t.Errorf("processor entries wrong: % x", ct[44:84])
+	}
+}
+
+func TestLoadBootLimits(t *testing.T) {
+	m := newMemoryFromBytes(make([]byte, 64<<20))
+	k, _ := ParseBzImage(fakeBzImage(0x020F, xlfKernel64))
+	if _, err := LoadBoot(m, BootConfig{Kernel: k, Cmdline: string(bytes.Repeat([]byte("x"), 3000)), VCPUs: 1}); err == nil {
+		t.Error("over-long command line accepted")
+	}
+	if _, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: make([]byte, 70<<20), VCPUs: 1}); err == nil {
+		t.Error("initrd larger than RAM accepted")
+	}
+	if _, err := LoadBoot(m, BootConfig{Kernel: k, VCPUs: 0}); err == nil {
+		t.Error("0 vCPUs accepted")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	ok := map[string]uint64{"1G": 1 << 30, "512M": 512 << 20, "6g": 6 << 30, "2GiB": 2 << 30, "4096": 4096, "64K": 64 << 10}
+	for s, want := range ok {
+		if got, err := ParseSize(s); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0", "-1G", "G", "1X", "99999999T"} {
+		if _, err := ParseSize(s); err == nil {
+			t.Errorf("ParseSize(%q) accepted", s)
+		}
+	}
+}
