@@ -104,7 +104,7 @@ guest_skip=""
 [ -n "$guest_skip" ] || ! ktstr-mkinitramfs --help 2>&1 | grep -q 'not implemented' || guest_skip="ktstr-mkinitramfs has not landed"
 if [ -z "$guest_skip" ]; then
   (cd "$repo" && go build -o "$work/ktstr-lab" ./test/lab/ktstr-lab)
-  blob=$(KTSTR_CACHE_DIR="$work/cache" ktstr-mkinitramfs --scheduler "$KTSTR_SCHEDULERS/scx_simple" --scenario "$repo/pkg/scenario/scenarios/steady.json")
+  blob=$(KTSTR_CACHE_DIR="$work/cache" ktstr-mkinitramfs --scheduler "$KTSTR_SCHEDULERS/scx_simple" --scenario steady)
   timeout 150 "$work/ktstr-lab" reference --initramfs "$blob" --quiet-console --timeout 120s \
       --cmdline "tsc_early_khz=2000000 loglevel=4 ktstr.hold=1500" 2>"$work/lab.err" \
     | ktstr-decode --summary >"$work/guest.txt"

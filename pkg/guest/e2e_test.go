@@ -286,7 +286,7 @@ func TestE2ESchedulers(t *testing.T) {
 	e := needE2E(t)
 	for _, name := range []string{"scx_simple", "scx_qmap", "scx_central", "scx_flatcg"} {
 		t.Run(name, func(t *testing.T) {
-			blob := e.initramfs(t, "--scheduler", e.scheduler(t, name), "--scenario", "../scenario/scenarios/steady.json")
+			blob := e.initramfs(t, "--scheduler", e.scheduler(t, name), "--scenario", "steady")
 			cmdline := "ktstr.hold=1500"
 			if name == "scx_central" {
 				// Linux 6.12 runs ops.init on an unbound helper kthread and
