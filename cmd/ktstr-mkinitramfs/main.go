@@ -31,7 +31,7 @@ func main() {
 			&cli.StringFlag{Name: "scheduler", Usage: "scheduler binary `PATH`; its arguments follow --"},
 			&cli.StringSliceFlag{Name: "include", Usage: "pack a host file or directory: `HOST[:ARCHIVE_PATH]` (repeatable)"},
 			&cli.StringFlag{Name: "busybox", Usage: "pack busybox `PATH` as /bin/busybox with its applet links"},
-			&cli.StringFlag{Name: "scenario", Usage: "scenario `FILE` to pack"},
+			&cli.StringFlag{Name: "scenario", Usage: "scenario to pack: a catalog `NAME` (ktstr-init --list-scenarios) or a FILE"},
 			&cli.StringSliceFlag{Name: "env", Usage: "`KEY=VALUE` for the scheduler's and payloads' environment (repeatable)"},
 			&cli.DurationFlag{Name: "attach-timeout", Usage: "how long the guest waits for the scheduler to attach, as a `DURATION` like 20s (0: the guest's default)"},
 			&cli.StringFlag{Name: "compress", Value: string(initramfs.DefaultCompression), Usage: "compression `ALGO`: none, lz4 (legacy format), zstd or gzip"},

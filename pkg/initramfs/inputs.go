@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ktstr-go/ktstr/pkg/scenario"
 )
 
 // InitBinaryName is the guest init's file name next to the tools.
@@ -36,14 +38,23 @@ func FindInit(flagValue string) (string, error) {
 	return "", inputErr("no guest init found (no --init, no $KTSTR_INIT, no %s next to this program): pass --init PATH (a static binary, normally bin/ktstr-init from `make`)", InitBinaryName)
 }
 
-// LoadScenario reads --scenario's argument. Today it must name a scenario
-// file; a catalog of named scenarios can be put in front of this (a name
-// that is not an existing file) without changing callers.
+// LoadScenario reads --scenario's argument: a scenario file, or, when no
+// such file exists and the argument has no '/' and no ".json" suffix, a
+// named scenario of the catalog in pkg/scenario (its name is returned for
+// the run configuration). Either way the scenario is validated here, so a
+// bad one fails on the host rather than in the guest.
 func LoadScenario(arg string) (data []byte, name string, err error) {
 	st, err := os.Stat(arg)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", inputErr("--scenario %s: no such file (give the path of a scenario JSON file)", arg)
+			if !strings.ContainsRune(arg, '/') && !strings.HasSuffix(arg, ".json") {
+				b, cerr := scenario.CatalogBytes(arg)
+				if cerr != nil {
+					return nil, "", inputErr("--scenario %s: no such file, and %v", arg, cerr)
+				}
+				return b, arg, nil
+			}
+			return nil, "", inputErr("--scenario %s: no such file (give a scenario JSON file or a catalog name: %s)", arg, strings.Join(scenario.Names(), ", "))
 		}
 		return nil, "", inputErr("--scenario %s: %v", arg, unwrapPathErr(err))
 	}
@@ -53,6 +64,9 @@ func LoadScenario(arg string) (data []byte, name string, err error) {
 	data, err = os.ReadFile(arg)
 	if err != nil {
 		return nil, "", inputErr("--scenario %s: %v", arg, unwrapPathErr(err))
+	}
+	if _, err := scenario.Parse(data); err != nil {
+		return nil, "", inputErr("--scenario %s: %v (see man ktstr-scenario)", arg, err)
 	}
 	return data, "", nil
 }
