@@ -7,4 +7,13 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH"
 echo "e2e: examples/pipelines.sh"
 bash examples/pipelines.sh
+# --- ktstr-monitor (owner: monitor) ---------------------------------------
+# Boots two 2-vCPU guests in plain QEMU TCG with RAM in a shared file: a spin
+# run (runqueue clocks advance, nr_running rises, no violation) and a
+# scx_qmap stall-injection run that ktstr-monitor must flag. ~40 s; the Go
+# test skips loudly, naming what is missing, without the fixtures or QEMU.
+echo "e2e: ktstr-monitor in QEMU"
+KTSTR_E2E=1 go test -count=1 -v -run TestMonitorQEMU ./test/monitor-e2e/ 2>&1 \
+  | grep -E '^(=== RUN|--- |\s+e2e_test.go:[0-9]+: (SKIP|spin:|qmap:|cpu[0-9]))|^(ok|FAIL|PASS)' ; test "${PIPESTATUS[0]}" = 0
+# --- end ktstr-monitor ------------------------------------------------------
 echo "e2e: ok"

@@ -254,6 +254,11 @@ func TestFlagsAndExitCodes(t *testing.T) {
 	if gc := runTool(t, cache, "--gc", "--max-size", "0"); gc.code != 0 || !strings.Contains(gc.stderr, "kept 0") {
 		t.Fatalf("--gc --max-size 0: %q", gc.stderr)
 	}
+	for _, sub := range []string{"blobs", "index", "locks"} {
+		if ents, _ := os.ReadDir(filepath.Join(cache, sub)); len(ents) != 0 {
+			t.Errorf("after --gc --max-size 0, %s/ still holds %d files", sub, len(ents))
+		}
+	}
 
 	for _, c := range []struct {
 		args []string

@@ -24,9 +24,11 @@ const (
 	exitBad        = 2
 )
 
-func main() {
+func main() { cmdutil.Main(newApp()) }
+
+func newApp() *cli.App {
 	d := monitor.DefaultThresholds
-	cmdutil.Main(&cli.App{
+	return &cli.App{
 		Name:      "ktstr-monitor",
 		Usage:     "watch a ktstr stream and sample guest scheduler state from guest memory",
 		ArgsUsage: "[STREAM]",
@@ -53,7 +55,7 @@ func main() {
 			&cli.BoolFlag{Name: "no-failed-checks", Usage: "a failed guest check is not a violation"},
 		},
 		Action: run,
-	})
+	}
 }
 
 func parseLayout(s string) ([]guestmem.Region, error) {

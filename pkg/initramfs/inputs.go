@@ -3,8 +3,10 @@ package initramfs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/scenario"
@@ -72,17 +74,19 @@ func LoadScenario(arg string) (data []byte, name string, err error) {
 // ParseSize parses a byte count with an optional K, M, G or T suffix
 // (powers of 1024), for --max-size.
 func ParseSize(s string) (int64, error) {
-	var n float64
-	var unit string
-	if _, err := fmt.Sscanf(s, "%g%s", &n, &unit); err != nil {
-		if _, err := fmt.Sscanf(s, "%g", &n); err != nil {
-			return 0, fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
-		}
+	bad := fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(s)
 	}
-	mult := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MiB": 1 << 20,
-		"G": 1 << 30, "GB": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TiB": 1 << 40}[unit]
-	if mult == 0 || n < 0 {
-		return 0, fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
+	n, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil || i == 0 {
+		return 0, bad
+	}
+	mult, ok := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MiB": 1 << 20,
+		"G": 1 << 30, "GB": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TiB": 1 << 40}[s[i:]]
+	if !ok || n*mult >= math.MaxInt64 {
+		return 0, bad
 	}
 	return int64(n * mult), nil
 }

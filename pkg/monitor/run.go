@@ -236,15 +236,29 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 	return nil
 }
 
+// fullScanAfter: while the kernel is not found at any aligned place, all
+// of guest RAM is scanned once this long after the first attempt and then
+// at this interval. A full scan reads (and page-faults in) every byte of
+// RAM, tens of milliseconds for 512 MiB, and is only needed for a kernel
+// placed without regard to its physical alignment, which no Linux boot
+// path does; a kernel still booting is found by the aligned search.
+const fullScanAfter = 30 * time.Second
+
 // relocateAfter is how many failed samples in a row send the sampler back
 // to finding the kernel.
 const relocateAfter = 3
 
+// watchInterval is how often the sched_ext state alone is read between
+// samples (see Sampler.Watch).
+const watchInterval = 10 * time.Millisecond
+
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
-	t := time.NewTicker(r.o.Interval)
+	t := time.NewTicker(min(watchInterval, r.o.Interval))
 	defer t.Stop()
+	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
 	warned, errRun := false, 0
+	var firstTry, lastFull time.Time
 	lastDelta := ^uint64(0)
 	for {
 		select {
@@ -252,8 +266,27 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			return
 		case <-t.C:
 		}
+		if now := time.Now(); now.Before(next) {
+			if sm != nil {
+				sm.Watch()
+			}
+			continue
+		} else {
+			next = next.Add(r.o.Interval)
+			if next.Before(now) { // fell behind (host overload): do not burst
+				next = now.Add(r.o.Interval)
+			}
+		}
 		if sm == nil {
-			g, err := Locate(mem, r.o.Kernel)
+			locate := Locate
+			if firstTry.IsZero() {
+				firstTry, lastFull = time.Now(), time.Now()
+			}
+			if time.Since(lastFull) >= fullScanAfter {
+				lastFull = time.Now()
+				locate = LocateAnywhere
+			}
+			g, err := locate(mem, r.o.Kernel)
 			if err != nil {
 				if !warned && time.Since(r.start) > 60*time.Second {
 					warned = true
