@@ -165,6 +165,24 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 }
 
 func (r *runner) spawnPair(a, b *rtCgroup) error {
+	if a.work.Mode == "futex" {
+		// One shared page: a futex word saying whose turn it is and the
+		// sender's timestamp, mapped by both workers.
+		fd, err := unix.MemfdCreate("ktstr-pingpong", unix.MFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("memfd for a futex pair: %w", err)
+		}
+		f := os.NewFile(uintptr(fd), "ktstr-pingpong")
+		defer f.Close()
+		if err := f.Truncate(4096); err != nil {
+			return fmt.Errorf("size the futex page: %w", err)
+		}
+		if _, err := r.spawnWorker(a, WorkerSpec{Work: a.work, Initiator: true}, f, f); err != nil {
+			return err
+		}
+		_, err = r.spawnWorker(b, WorkerSpec{Work: b.work}, f, f)
+		return err
+	}
 	abR, abW, err := os.Pipe()
 	if err != nil {
 		return err

@@ -33,6 +33,9 @@ func TestParseErrors(t *testing.T) {
 		{"pair removed", `{"steps":[{"cgroups":[{"name":"a","workers":1,"work":{"type":"pingpong","pair_with":"b"}},{"name":"b","workers":1,"work":{"type":"pingpong","pair_with":"a"}}]},{"ops":[{"op":"remove_cgroup","cgroup":"b"}]}]}`, "does not exist"},
 		{"disable unknown", `{"checks":{"disable":["speed"]},"steps":[{}]}`, "unknown check"},
 		{"signal", `{"steps":[{"ops":[{"op":"kill_scheduler","signal":"HUP"}]}]}`, "signal"},
+		{"bad mode", `{"steps":[{"cgroups":[{"name":"a","workers":2,"work":{"type":"pingpong","mode":"smoke"}}]}]}`, "pipe or futex"},
+		{"mode on spin", `{"steps":[{"cgroups":[{"name":"a","workers":2,"work":{"type":"spin","mode":"futex"}}]}]}`, "mode only"},
+		{"pair modes differ", `{"steps":[{"cgroups":[{"name":"a","workers":1,"work":{"type":"pingpong","pair_with":"b","mode":"futex"}},{"name":"b","workers":1,"work":{"type":"pingpong","pair_with":"a"}}]}]}`, "different modes"},
 		{"argv on spin", `{"steps":[{"cgroups":[{"name":"a","workers":1,"work":{"type":"spin","argv":["x"]}}]}]}`, "argv only"},
 	}
 	for _, c := range cases {
