@@ -306,6 +306,13 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			}
 			r.res.KernelFound = true
 			r.mu.Unlock()
+			if pid == 0 && r.o.GuestMem != "" {
+				// QEMU and other VMMs given a RAM file: the process that
+				// maps it is the VMM (it has started by now).
+				if pid = FindMapper(r.o.GuestMem); pid > 0 && sm == nil && lastDelta == ^uint64(0) {
+					r.o.Logf("vCPU thread times from pid %d (it maps %s)", pid, r.o.GuestMem)
+				}
+			}
 			if g.PhysDelta() != lastDelta {
 				lastDelta = g.PhysDelta()
 				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())
