@@ -58,5 +58,12 @@ install: all
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 
+# --- lab ---
+# The README's main job: installs what it needs, builds, boots a kernel with
+# a real scheduler and prints the decoded result (test/lab/demo.sh).
+demo:
+	bash test/lab/demo.sh
+# --- end lab ---
+
 clean:
 	rm -rf bin

@@ -484,4 +484,18 @@ func (c *Cache) sweep() {
 			}
 		}
 	}
+	// Lock files nobody holds; lock() re-checks the inode after locking,
+	// so removing one under a waiter is safe.
+	if ents, err := os.ReadDir(filepath.Join(c.Dir, "locks")); err == nil {
+		for _, de := range ents {
+			key, ok := strings.CutSuffix(de.Name(), ".lock")
+			if !ok {
+				continue
+			}
+			if unlock, ok := c.tryLock(key); ok {
+				os.Remove(filepath.Join(c.Dir, "locks", de.Name()))
+				unlock()
+			}
+		}
+	}
 }

@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Session puts fd in raw mode, runs body, and restores the terminal on
-// every way out: body returning, body panicking (restored, then the panic
+// Session puts fd in raw mode, starts the guard child (guard.go) that
+// restores it if this process dies uncatchably (a panic in another
+// goroutine, SIGKILL), runs body, and restores the terminal on every way
+// out: body returning, body panicking (restored, then the panic
 // goes on), or SIGTERM, SIGINT or SIGHUP arriving (restored, then the
 // signal is re-raised with its default action, so the exit status still
 // says which signal ended the process, unless body returns first after
@@ -21,6 +23,10 @@ func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
 		return err
 	}
 	defer r.Restore()
+	if err := r.Guard(); err != nil {
+		r.Restore()
+		return err
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			r.Restore()
