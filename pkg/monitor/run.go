@@ -253,7 +253,8 @@ const relocateAfter = 3
 const watchInterval = 10 * time.Millisecond
 
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
-	t := time.NewTicker(min(watchInterval, r.o.Interval))
+	tick := r.o.Interval
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
@@ -266,8 +267,20 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			return
 		case <-t.C:
 		}
-		if now := time.Now(); now.Before(next) {
-			if sm != nil {
+		// The ticker runs at the sample interval, and faster (watchInterval)
+		// only while a sched_ext scheduler is enabled, so that its exit is
+		// seen; a tick within half a watch interval of the next sample
+		// takes the sample.
+		want := r.o.Interval
+		if sm != nil && sm.Watching() {
+			want = min(watchInterval, r.o.Interval)
+		}
+		if want != tick {
+			tick = want
+			t.Reset(tick)
+		}
+		if now := time.Now(); now.Add(watchInterval / 2).Before(next) {
+			if sm != nil && sm.Watching() {
 				sm.Watch()
 			}
 			continue
