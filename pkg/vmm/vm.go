@@ -279,6 +279,8 @@ func (m *machine) build() error {
 			return err
 		}
 		m.logf("perf mode: %s", note)
+	} else if noHaltPollWhenOversubscribed(vm, sys, len(topo.CPUs)) {
+		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(topo.CPUs))
 	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
