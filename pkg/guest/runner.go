@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
 	}
-	if err := writeFile(dir+"/cpuset.cpus", scenario.FormatCPUList(cpus)); err != nil {
+	if err := writeFile(dir+"/cpuset.cpus", cpulist.Format(cpus)); err != nil {
 		return err
 	}
 	if err := writeFile(dir+"/cpu.weight", strconv.Itoa(c.EffectiveWeight())); err != nil {
@@ -347,8 +348,8 @@ func (r *runner) applyOp(o scenario.Op) (wire.StimulusOp, error) {
 		if err != nil {
 			return so, err
 		}
-		so.Detail = o.Cpuset + " = " + scenario.FormatCPUList(cpus)
-		if err := writeFile(cg.dir+"/cpuset.cpus", scenario.FormatCPUList(cpus)); err != nil {
+		so.Detail = o.Cpuset + " = " + cpulist.Format(cpus)
+		if err := writeFile(cg.dir+"/cpuset.cpus", cpulist.Format(cpus)); err != nil {
 			return so, err
 		}
 		cg.cpus = cpus
