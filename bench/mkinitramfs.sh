@@ -118,8 +118,8 @@ for i in $(seq "$BREPS"); do
     b=$(grep -m1 'Freeing initrd memory' <<<"$out" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
     u=$(grep -m1 'Run /init as init process' <<<"$out" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
     [ -n "$a" ] && [ -n "$b" ] && [ -n "$u" ] && grep -q KTSTR-BOOT-OK <<<"$out" || { echo "bench boot: $c boot $i failed; console tail:" >&2; tail -5 <<<"$out" >&2; continue; }
-    unpack[$c]+="$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%d", (b-a)*1000}') "
-    up[$c]+="$(awk -v u="$u" 'BEGIN{printf "%d", u*1000}') "
+    unpack[$c]+="$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.1f", (b-a)*1000}') "
+    up[$c]+="$(awk -v u="$u" 'BEGIN{printf "%.1f", u*1000}') "
     wall[$c]+="$(ms $t0 $t1) "
   done
 done

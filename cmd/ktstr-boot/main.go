@@ -12,11 +12,13 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
+	term.MaybeGuard() // in --shell's terminal guard child: restore and exit
 	start := time.Now()
 	cmdutil.Main(&cli.App{
 		Name:      "ktstr-boot",
@@ -25,7 +27,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", EnvVars: []string{"KTSTR_KERNEL"}},
 			&cli.StringSliceFlag{Name: "initramfs", Usage: "initramfs blob; repeat to concatenate several"},
-			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs"},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs (shorthand for --topology 1n1l<N>c1t)"},
 			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
 			&cli.DurationFlag{Name: "timeout", Value: vmm.DefaultTimeout, Usage: "stop the guest after this long (0: never)"},
 			&cli.StringFlag{Name: "console", Usage: "write the guest console (COM1, hvc0) to FILE instead of stderr"},
@@ -33,6 +35,11 @@ func main() {
 			&cli.StringFlag{Name: "control-fifo", Value: "auto", Usage: "control FIFO path (auto: in $TMPDIR; none: no FIFO)"},
 			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (after the defaults)"},
 			&cli.BoolFlag{Name: "no-default-cmdline", Usage: "do not start from the default kernel command line"},
+			// Topology and performance mode (topology.go).
+			&cli.StringFlag{Name: "topology", Usage: "guest shape NnNlNcNt: NUMA nodes, LLCs, cores per LLC, threads per core (e.g. 2n4l2c1t)"},
+			&cli.BoolFlag{Name: "shell", Usage: "interactive shell on the guest's hvc0 (terminal raw; Ctrl-A X quits)"},
+			&cli.StringFlag{Name: "exec", Usage: "run CMD in the guest through hvc0 and exit with its status"},
+			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
 			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
 			&cli.BoolFlag{Name: "probe", Usage: "time KVM_CREATE_VM and a tiny guest, print the figures and exit"},
 		},
@@ -52,6 +59,10 @@ func run(c *cli.Context, start time.Time) error {
 	}
 	if c.Int("cpus") < 1 {
 		return cmdutil.UsageError("--cpus must be at least 1")
+	}
+	topo, err := topologyFlag(c)
+	if err != nil {
+		return err
 	}
 	mem, err := vmm.ParseSize(c.String("memory"))
 	if err != nil {
@@ -79,9 +90,21 @@ func run(c *cli.Context, start time.Time) error {
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
+	perf, err := perfFlag(c, len(topo.CPUs), mem, cpus)
+	if err != nil {
+		return err
+	}
+	if perf != nil {
+		cpus = nil // each vCPU gets its own CPU from the plan
+	}
 	var parts []string
 	if !c.Bool("no-default-cmdline") {
 		parts = append(parts, vmm.DefaultCmdline())
+	}
+	if s, err := interactiveCmdline(c); err != nil {
+		return err
+	} else if s != "" {
+		parts = append(parts, s)
 	}
 	if s := c.String("append"); s != "" {
 		parts = append(parts, s)
@@ -100,7 +123,8 @@ func run(c *cli.Context, start time.Time) error {
 	}
 	cfg := vmm.Config{
 		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
-		Cmdline: strings.Join(parts, " "), VCPUs: c.Int("cpus"), Memory: mem,
+		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
+		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
 		Start: start,
 	}
@@ -124,6 +148,9 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
 
+	if handled, err := runInteractive(c, cfg); handled {
+		return err
+	}
 	res, err := vmm.Run(cfg)
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)

@@ -21,10 +21,26 @@ const (
 	// IOAPICPins is the in-kernel IOAPIC's pin count (GSIs 0..23).
 	IOAPICPins = 24
 
-	SleepControlPort = 0x600
-	SleepStatusPort  = 0x601
-	ResetPort        = 0x602
-	ResetValue       = 0x1
+	// PM1a event block (status word at PM1aEvtPort, enable word at
+	// PM1aEvtPort+2) and PM1a control block (a word): the only ACPI
+	// fixed hardware the guest gets. Reads may return 0, writes other
+	// than a sleep request are ignored.
+	PM1aEvtPort = 0x600
+	PM1aEvtLen  = 4
+	PM1aCntPort = 0x604
+	PM1aCntLen  = 2
+	// PMPortsEnd is one past the last PM port.
+	PMPortsEnd = PM1aCntPort + PM1aCntLen
+
+	// SCIIRQ is the (never raised) ACPI SCI; the MADT routes it to GSI 9
+	// active-high, level, as PC firmware does, so an idle line is not
+	// seen as asserted.
+	SCIIRQ = 9
+
+	// The reset register is the PC's reset control port: 0x06 there
+	// (bit 2, "reset CPU") is a reboot.
+	ResetPort  = 0xCF9
+	ResetValue = 0x06
 
 	// S5SleepType is the SLP_TYP the DSDT's \_S5 package announces.
 	S5SleepType = 5
@@ -38,10 +54,10 @@ const (
 	creatorRev  = 1
 )
 
-// IsPowerOff reports whether a byte written to SleepControlPort asks for
-// S5 (soft off): SLP_EN (bit 5) set and SLP_TYP (bits 4:2) equal to 5.
-func IsPowerOff(value uint8) bool {
-	return value&(1<<5) != 0 && (value>>2)&7 == S5SleepType
+// IsPowerOff reports whether a word written to PM1aCntPort asks for S5
+// (soft off): SLP_EN (bit 13) set and SLP_TYP (bits 12:10) equal to 5.
+func IsPowerOff(pm1Control uint16) bool {
+	return pm1Control&(1<<13) != 0 && (pm1Control>>10)&7 == S5SleepType
 }
 
 // IRQOverride is a MADT interrupt source override: ISA IRQ Source arrives
@@ -67,10 +83,11 @@ type Config struct {
 	// Distances is the SLIT matrix (Nodes x Nodes): 10 on the diagonal,
 	// more than 10 elsewhere. Nil means 10 local, 20 remote.
 	Distances [][]uint8
-	// Overrides are MADT interrupt source overrides. KVM's default GSI
-	// routing (no KVM_SET_GSI_ROUTING) sends IRQ n to IOAPIC pin n, which
-	// is what a guest assumes without overrides; a VMM that routes the
-	// PIT's IRQ 0 to pin 2, as PC firmware does, lists {0, 2, 0} here.
+	// Overrides are MADT interrupt source overrides besides the SCI's,
+	// which is always there. KVM's default GSI routing (no
+	// KVM_SET_GSI_ROUTING) sends IRQ n to IOAPIC pin n, which is what a
+	// guest assumes without overrides; a VMM that routes the PIT's IRQ 0
+	// to pin 2, as PC firmware does, lists {0, 2, 0} here.
 	Overrides []IRQOverride
 }
 
@@ -119,14 +136,20 @@ func le16(b []byte, v uint16) []byte { return binary.LittleEndian.AppendUint16(b
 func le32(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
 func le64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }
 
-// gas is a Generic Address Structure for a byte-wide I/O port.
-func gasIO(port uint16) []byte {
-	b := []byte{1 /* SystemIO */, 8 /* bit width */, 0, 1 /* byte access */}
+// gasIO is a Generic Address Structure for an I/O port block of bits
+// bits; the access size is left undefined (legacy), as ACPICA expects for
+// the PM1 blocks, except for the byte-wide reset register.
+func gasIO(port uint16, bits uint8) []byte {
+	access := uint8(0)
+	if bits == 8 {
+		access = 1
+	}
+	b := []byte{1 /* SystemIO */, bits, 0, access}
 	return le64(b, uint64(port))
 }
 
 // dsdt holds only Name (\_S5, Package (0x02) {0x05, 0x05}): what Linux
-// needs to offer poweroff through the sleep control register.
+// needs to offer poweroff (S5 through the PM1a control register).
 func dsdt() []byte {
 	b := header("DSDT", 0, 2, "KTSRDSDT")
 	b = append(b,
@@ -138,33 +161,58 @@ func dsdt() []byte {
 
 // FADT flags.
 const (
-	fadtWBINVD        = 1 << 0
-	fadtPwrButton     = 1 << 4 // no fixed power button
-	fadtSlpButton     = 1 << 5 // no fixed sleep button
-	fadtResetRegSup   = 1 << 10
-	fadtHWReducedACPI = 1 << 20
+	fadtWBINVD      = 1 << 0
+	fadtPwrButton   = 1 << 4 // no fixed power button
+	fadtSlpButton   = 1 << 5 // no fixed sleep button
+	fadtResetRegSup = 1 << 10
 
 	bootArchVGANotPresent = 1 << 2
 	bootArchNoCMOSRTC     = 1 << 5
 )
 
-// fadt is a revision 6.5, 276-byte hardware-reduced FADT.
-func fadt(dsdtAddr uint64) []byte {
+// fadt is a revision 6.5, 276-byte FADT for a PC without PM hardware
+// beyond the PM1a blocks. It is deliberately not hardware-reduced: Linux
+// then keeps the legacy PIC, PIT and the ISA IRQs the serial ports and the
+// command-line virtio-mmio device use (a hardware-reduced FADT drops them,
+// and those devices lose their interrupts). No SMI command port: the guest
+// is in ACPI mode from the start.
+func fadt(dsdtAddr, facsAddr uint64) []byte {
 	b := header("FACP", 276, 6, "KTSRFACP")
 	b = b[:276]
-	binary.LittleEndian.PutUint32(b[40:], uint32(dsdtAddr))
+	le := binary.LittleEndian
+	le.PutUint32(b[36:], uint32(facsAddr))
+	le.PutUint32(b[40:], uint32(dsdtAddr))
+	le.PutUint16(b[46:], SCIIRQ)
+	le.PutUint32(b[56:], PM1aEvtPort)
+	le.PutUint32(b[64:], PM1aCntPort)
+	b[88] = PM1aEvtLen
+	b[89] = PM1aCntLen
+	// C2/C3 not supported.
+	le.PutUint16(b[96:], 101)
+	le.PutUint16(b[98:], 1001)
 	// IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no 8042 (reboot=k still
 	// writes port 0x64 directly), no legacy devices.
-	binary.LittleEndian.PutUint16(b[109:], bootArchVGANotPresent|bootArchNoCMOSRTC)
-	binary.LittleEndian.PutUint32(b[112:], fadtWBINVD|fadtPwrButton|fadtSlpButton|fadtResetRegSup|fadtHWReducedACPI)
-	copy(b[116:128], gasIO(ResetPort))
+	le.PutUint16(b[109:], bootArchVGANotPresent|bootArchNoCMOSRTC)
+	le.PutUint32(b[112:], fadtWBINVD|fadtPwrButton|fadtSlpButton|fadtResetRegSup)
+	copy(b[116:128], gasIO(ResetPort, 8))
 	b[128] = ResetValue
 	b[131] = 5 // minor version: ACPI 6.5
-	binary.LittleEndian.PutUint64(b[140:], dsdtAddr)
-	copy(b[244:256], gasIO(SleepControlPort))
-	copy(b[256:268], gasIO(SleepStatusPort))
+	le.PutUint64(b[132:], facsAddr)
+	le.PutUint64(b[140:], dsdtAddr)
+	copy(b[148:160], gasIO(PM1aEvtPort, 8*PM1aEvtLen))
+	copy(b[172:184], gasIO(PM1aCntPort, 8*PM1aCntLen))
 	copy(b[268:276], "KTSTRGO ")
 	return finish(b)
+}
+
+// facs is the 64-byte Firmware ACPI Control Structure a non-reduced FADT
+// points at (no checksum; nothing in it is used for S5).
+func facs() []byte {
+	b := make([]byte, 64)
+	copy(b, "FACS")
+	binary.LittleEndian.PutUint32(b[4:], 64)
+	b[32] = 2 // version
+	return b
 }
 
 // MADT entry types.
@@ -200,6 +248,8 @@ func madt(t *topology.Topology, overrides []IRQOverride) ([]byte, error) {
 	b = append(b, madtIOAPIC, 12, IOAPICID, 0)
 	b = le32(b, IOAPICAddr)
 	b = le32(b, 0) // GSI base
+	// The SCI: level-triggered, active high (flags: polarity 01, trigger 11).
+	overrides = append([]IRQOverride{{Source: SCIIRQ, GSI: SCIIRQ, Flags: 0x000D}}, overrides...)
 	for _, o := range overrides {
 		if o.Source > 15 || o.GSI >= IOAPICPins {
 			return nil, fmt.Errorf("interrupt override IRQ %d -> GSI %d: want an ISA IRQ (0-15) and a GSI below %d", o.Source, o.GSI, IOAPICPins)
@@ -328,9 +378,13 @@ func Build(cfg Config) (*Tables, error) {
 		blob = append(blob, table...)
 		return addr
 	}
+	for (base+uint64(len(blob)))%64 != 0 {
+		blob = append(blob, 0) // the FACS is 64-byte aligned
+	}
+	facsAddr := place(facs())
 	dsdtAddr := place(dsdt())
 	var listed []uint64
-	listed = append(listed, place(fadt(dsdtAddr)))
+	listed = append(listed, place(fadt(dsdtAddr, facsAddr)))
 	m, err := madt(t, cfg.Overrides)
 	if err != nil {
 		return nil, err

@@ -116,6 +116,25 @@ func Parse(blob []byte, base, rsdp uint64) (*Parsed, error) {
 			}
 			p.Tables["DSDT"], p.Addr["DSDT"] = t, addr
 		}
+		// The FACS has a header of its own: signature and length, no
+		// checksum, 64-byte alignment.
+		addr = 0
+		if len(f) >= 140 {
+			addr = binary.LittleEndian.Uint64(f[132:])
+		}
+		if addr == 0 && len(f) >= 40 {
+			addr = uint64(binary.LittleEndian.Uint32(f[36:]))
+		}
+		if addr != 0 {
+			h, err := at(addr, 64)
+			if err != nil {
+				return nil, fmt.Errorf("FACS: %w", err)
+			}
+			if string(h[:4]) != "FACS" || binary.LittleEndian.Uint32(h[4:]) < 64 || addr%64 != 0 {
+				return nil, fmt.Errorf("FACS at %#x: bad signature, length or alignment", addr)
+			}
+			p.Tables["FACS"], p.Addr["FACS"] = h, addr
+		}
 	}
 	return p, nil
 }
@@ -306,13 +325,22 @@ func ParseSLIT(t []byte) ([][]uint8, error) {
 type FADTInfo struct {
 	Flags              uint32
 	BootArch           uint16
-	SleepControlPort   uint64
-	SleepStatusPort    uint64
+	SCI                uint16
+	PM1aEvt, PM1aCnt   uint64 // X_PM1a_EVT_BLK / X_PM1a_CNT_BLK addresses
+	PM1aEvt32          uint32 // the legacy 32-bit fields
+	PM1aCnt32          uint32
+	PM1EvtLen          uint8
+	PM1CntLen          uint8
+	SMICommand         uint32
 	ResetPort          uint64
 	ResetValue         uint8
+	FACS               uint64
 	HardwareReduced    bool
 	MajorRev, MinorRev uint8
 }
+
+// fadtHWReducedACPI is the FADT flag this package does not set.
+const fadtHWReducedACPI = 1 << 20
 
 // ParseFADT decodes the fields of FADTInfo from a revision 5+ FADT.
 func ParseFADT(t []byte) (*FADTInfo, error) {
@@ -321,14 +349,21 @@ func ParseFADT(t []byte) (*FADTInfo, error) {
 	}
 	le := binary.LittleEndian
 	f := &FADTInfo{
-		Flags:            le.Uint32(t[112:]),
-		BootArch:         le.Uint16(t[109:]),
-		ResetPort:        le.Uint64(t[120:]),
-		ResetValue:       t[128],
-		SleepControlPort: le.Uint64(t[248:]),
-		SleepStatusPort:  le.Uint64(t[260:]),
-		MajorRev:         t[8],
-		MinorRev:         t[131],
+		Flags:      le.Uint32(t[112:]),
+		BootArch:   le.Uint16(t[109:]),
+		SCI:        le.Uint16(t[46:]),
+		SMICommand: le.Uint32(t[48:]),
+		PM1aEvt32:  le.Uint32(t[56:]),
+		PM1aCnt32:  le.Uint32(t[64:]),
+		PM1EvtLen:  t[88],
+		PM1CntLen:  t[89],
+		ResetPort:  le.Uint64(t[120:]),
+		ResetValue: t[128],
+		FACS:       le.Uint64(t[132:]),
+		PM1aEvt:    le.Uint64(t[152:]),
+		PM1aCnt:    le.Uint64(t[176:]),
+		MajorRev:   t[8],
+		MinorRev:   t[131],
 	}
 	f.HardwareReduced = f.Flags&fadtHWReducedACPI != 0
 	return f, nil

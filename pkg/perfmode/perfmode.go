@@ -59,7 +59,7 @@ type Plan struct {
 
 // Check plans perf mode for vcpus vCPUs and mem bytes of guest memory.
 func Check(h Host, vcpus int, mem uint64) (*Plan, error) {
-	pool, from := h.Allowed, "the CPUs this process may use"
+	pool, from := h.Allowed, "this process's CPU affinity"
 	if h.Reserved != nil {
 		pool, from = intersect(h.Reserved, h.Allowed), "KTSTR_CPUS"
 		if len(pool) < len(h.Reserved) {
@@ -67,7 +67,7 @@ func Check(h Host, vcpus int, mem uint64) (*Plan, error) {
 		}
 	}
 	if vcpus > len(pool) {
-		return nil, fmt.Errorf("--perf-mode: %d vCPUs need %d dedicated host CPUs, but %s has only %d (%s); use fewer vCPUs, reserve more CPUs (ktstr-hostlock --cpus), or drop --perf-mode",
+		return nil, fmt.Errorf("--perf-mode: %d vCPUs need %d dedicated host CPUs, but %s offers only %d (%s); use fewer vCPUs, reserve more CPUs (ktstr-hostlock --cpus), or drop --perf-mode",
 			vcpus, vcpus, from, len(pool), FormatList(pool))
 	}
 	if mem%HugePageSize != 0 {

@@ -8,19 +8,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Session puts fd in raw mode, runs body, and restores the terminal on
-// every way out: body returning, body panicking (restored, then the panic
+// Session puts fd in raw mode, starts the guard child (guard.go) that
+// restores it if this process dies uncatchably (a panic in another
+// goroutine, SIGKILL), runs body, and restores the terminal on every way
+// out: body returning, body panicking (restored, then the panic
 // goes on), or SIGTERM, SIGINT or SIGHUP arriving (restored, then the
 // signal is re-raised with its default action, so the exit status still
 // says which signal ended the process, unless body returns first after
 // stop closes). body learns of the signal through stop and has a moment to
 // clean up; the terminal is already sane by then.
 func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
+	// Catch the signals before the terminal goes raw: one arriving in
+	// between would otherwise end the process with the terminal left raw.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	defer signal.Stop(sigs)
 	r, err := MakeRaw(fd)
 	if err != nil {
 		return err
 	}
 	defer r.Restore()
+	if err := r.Guard(); err != nil {
+		r.Restore()
+		return err
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			r.Restore()
@@ -28,9 +39,6 @@ func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
 		}
 	}()
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	defer signal.Stop(sigs)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	defer close(done)

@@ -2,6 +2,8 @@ package term
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +21,9 @@ type Raw struct {
 	saved unix.Termios
 	once  sync.Once
 	err   error
+	// guard is the pipe to the guard child (guard.go), if any.
+	guard    *os.File
+	guardCmd *exec.Cmd
 }
 
 // MakeRaw switches fd to raw mode (no echo, no line editing, no signal
@@ -48,6 +53,10 @@ func MakeRaw(fd int) (*Raw, error) {
 func (r *Raw) Restore() error {
 	r.once.Do(func() {
 		r.err = unix.IoctlSetTermios(r.fd, unix.TCSETS, &r.saved)
+		if r.guard != nil {
+			r.guard.Close() // the guard restores the same settings and exits
+			r.guardCmd.Wait()
+		}
 	})
 	return r.err
 }

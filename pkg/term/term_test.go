@@ -128,7 +128,7 @@ func TestRestoreOnExitPaths(t *testing.T) {
 	if os.Getenv("KTSTR_TERM_CHILD") != "" {
 		return
 	}
-	for _, how := range []string{"sigterm", "sigint", "sighup", "panic", "return"} {
+	for _, how := range []string{"sigterm", "sigint", "sighup", "panic", "return", "goroutine-panic", "sigkill"} {
 		t.Run(how, func(t *testing.T) {
 			_, s := openPTY(t)
 			before, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
@@ -159,8 +159,17 @@ func TestRestoreOnExitPaths(t *testing.T) {
 				cmd.Process.Signal(unix.SIGINT)
 			case "sighup":
 				cmd.Process.Signal(unix.SIGHUP)
+			case "sigkill":
+				cmd.Process.Kill()
 			}
 			cmd.Wait()
+			// After an uncatchable end the guard restores; give it a moment.
+			for i := 0; i < 200; i++ {
+				if cur, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS); *cur == *before {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			after, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
 			if *after != *before {
 				t.Errorf("%s: terminal left raw (lflag %#x, was %#x); child said: %s", how, after.Lflag, before.Lflag, out.String())
@@ -180,6 +189,10 @@ func TestHelperChild(t *testing.T) {
 		case "panic":
 			time.Sleep(100 * time.Millisecond)
 			panic("test panic")
+		case "goroutine-panic":
+			// Panic only after the parent has seen the terminal go raw.
+			go func() { time.Sleep(100 * time.Millisecond); panic("test panic in another goroutine") }()
+			time.Sleep(5 * time.Second)
 		case "return":
 			time.Sleep(100 * time.Millisecond)
 			return nil
@@ -194,4 +207,9 @@ func TestHelperChild(t *testing.T) {
 		fmt.Println(err)
 	}
 	os.Exit(0)
+}
+
+func TestMain(m *testing.M) {
+	MaybeGuard()
+	os.Exit(m.Run())
 }

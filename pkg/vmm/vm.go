@@ -15,8 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/acpi"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
+	"github.com/ktstr-go/ktstr/pkg/perfmode"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -63,6 +65,19 @@ type Config struct {
 	CPUs        []int         // host CPUs (KTSTR_CPUS); vCPU i is pinned to CPUs[i mod len] (nil: any)
 	ControlFIFO string        // path of the control FIFO to create ("" none)
 	Signals     <-chan os.Signal
+	// Topology is the guest's CPU and NUMA shape (nil: VCPUs cores in
+	// one LLC of one node); see topology.go.
+	Topology *topology.Topology
+	// Perf, when set, runs in performance mode (perf.go).
+	Perf *perfmode.Plan
+	// Log receives one-line notes about the set-up (nil: none).
+	Log io.Writer
+	// HVC, when set, receives hvc0's output instead of Console (--shell,
+	// --exec); ConsoleInput is typed into hvc0; closing Stop ends the run
+	// with reason "stopped" (Ctrl-A X). See console_input.go.
+	HVC          io.Writer
+	ConsoleInput io.Reader
+	Stop         <-chan struct{}
 	// Start is when the process started, for the first-frame time
 	// (zero: when Run was called).
 	Start time.Time
@@ -102,6 +117,7 @@ type machine struct {
 	mem     *Memory
 	vcpus   []*kvm.VCPU
 	tids    []atomic.Int32
+	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
 	com1    *Serial
 	com2    *Serial
 	kbd     *i8042
@@ -111,6 +127,7 @@ type machine struct {
 	watch   *consoleWatch
 	closers []func()
 
+	pm       acpiPM // ACPI PM1a registers (topology.go)
 	panicked atomic.Bool
 	signal   atomic.Int32
 
@@ -168,6 +185,9 @@ func Run(cfg Config) (Result, error) {
 	}
 
 	m.console.Start()
+	if cfg.ConsoleInput != nil {
+		go m.pumpInput(cfg.ConsoleInput)
+	}
 	var wg sync.WaitGroup
 	for i := range m.vcpus {
 		wg.Add(1)
@@ -192,6 +212,12 @@ waitJoin:
 		}
 	}
 	t.Stop()
+	select {
+	case <-joined:
+	default:
+		m.stuck.Store(true)
+		m.end.detail = strings.TrimPrefix(m.end.detail+"; a vCPU thread did not stop within 5 s", "; ")
+	}
 	m.console.Stop()
 	m.watch.Flush()
 
@@ -215,9 +241,14 @@ func (m *machine) close() {
 
 func (m *machine) build() error {
 	cfg := m.cfg
-	if cfg.VCPUs < 1 {
+	if cfg.VCPUs < 1 && cfg.Topology == nil {
 		return fmt.Errorf("need at least one vCPU, got %d", cfg.VCPUs)
 	}
+	topo, err := topologyOf(cfg)
+	if err != nil {
+		return err
+	}
+	m.cfg.VCPUs, cfg.VCPUs = len(topo.CPUs), len(topo.CPUs)
 	var kern *Kernel
 	if cfg.GuestCode == nil {
 		k, err := ParseBzImage(cfg.Kernel)
@@ -240,12 +271,24 @@ func (m *machine) build() error {
 			return fmt.Errorf("/dev/kvm lacks %s", c.name)
 		}
 	}
+	if err := checkVCPULimits(sys, topo); err != nil {
+		return err
+	}
 	vm, err := sys.CreateVM()
 	if err != nil {
 		return err
 	}
 	m.vm = vm
 	m.closers = append(m.closers, func() { vm.Close() })
+	if cfg.Perf != nil {
+		note, err := disableExits(vm, sys)
+		if err != nil {
+			return err
+		}
+		m.logf("perf mode: %s", note)
+	} else if noHaltPollWhenOversubscribed(vm, sys, len(topo.CPUs)) {
+		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(topo.CPUs))
+	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
 	}
@@ -260,12 +303,20 @@ func (m *machine) build() error {
 	if err := vm.CreatePIT2(); err != nil {
 		return err
 	}
-	mem, err := NewMemory(cfg.Memory)
+	newMem := NewMemory
+	if cfg.Perf != nil {
+		newMem = newHugeMemory
+	}
+	mem, err := newMem(cfg.Memory)
 	if err != nil {
 		return err
 	}
 	m.mem = mem
-	m.closers = append(m.closers, func() { mem.Close() })
+	m.closers = append(m.closers, func() {
+		if !m.stuck.Load() {
+			mem.Close()
+		}
+	})
 	for i, r := range mem.Regions {
 		host := mem.Host(r)
 		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
@@ -281,6 +332,9 @@ func (m *machine) build() error {
 	if kern != nil {
 		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs})
 		if err != nil {
+			return err
+		}
+		if err := installACPI(mem, topo, boot.E820); err != nil {
 			return err
 		}
 	} else {
@@ -306,7 +360,11 @@ func (m *machine) build() error {
 	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
 	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
-	m.console = NewConsole(mem, m.watch, m.stream, m.irq(VirtioIRQ))
+	var hvc io.Writer = m.watch
+	if cfg.HVC != nil {
+		hvc = cfg.HVC
+	}
+	m.console = NewConsole(mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
 
@@ -316,13 +374,20 @@ func (m *machine) build() error {
 	}
 	m.tids = make([]atomic.Int32, cfg.VCPUs)
 	for i := 0; i < cfg.VCPUs; i++ {
-		c, err := vm.CreateVCPU(i)
+		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
-		m.closers = append(m.closers, func() { c.Close() })
-		cpuid := CPUIDFor(supported, i, cfg.VCPUs)
+		m.closers = append(m.closers, func() {
+			if !m.stuck.Load() {
+				c.Close()
+			}
+		})
+		cpuid, err := vcpuCPUID(supported, topo, i, cfg.Perf != nil)
+		if err != nil {
+			return err
+		}
 		// The TSC-deadline timer is deliberately not advertised (KVM leaves
 		// it to userspace): in the nested lab an L2 with it stops getting
 		// timer interrupts early in boot, reproducibly, while the LAPIC
@@ -415,6 +480,8 @@ func (m *machine) wait() {
 		select {
 		case <-m.ended:
 			return
+		case <-m.cfg.Stop:
+			m.finish(ReasonStopped, "stopped from the terminal")
 		case <-timeout:
 			m.finish(ReasonTimeout, fmt.Sprintf("guest still running after %s", m.cfg.Timeout))
 		case s := <-m.cfg.Signals:
@@ -450,11 +517,9 @@ func (m *machine) runVCPU(i int) {
 	defer runtime.UnlockOSThread()
 	m.tids[i].Store(int32(unix.Gettid()))
 	defer m.tids[i].Store(0)
-	if len(m.cfg.CPUs) > 0 {
-		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
-			m.finish(ReasonError, fmt.Sprintf("pin vCPU %d to its KTSTR_CPUS CPU: %v", i, err))
-			return
-		}
+	if err := m.placeVCPU(i); err != nil {
+		m.finish(ReasonError, err.Error())
+		return
 	}
 	c := m.vcpus[i]
 	for !m.stopped.Load() {
@@ -542,6 +607,10 @@ func (m *machine) pioOut(port uint16, d []byte) {
 		u.Write(off, d[0])
 		return
 	}
+	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
+		m.acpiPMWrite(port, d)
+		return
+	}
 	switch port {
 	case i8042Data, i8042Command:
 		m.kbd.write(port, d[0])
@@ -570,6 +639,10 @@ func (m *machine) pioIn(port uint16, d []byte) {
 	case 0x70, 0x71:
 		clear(d)
 		d[0] = m.rtc.read(port)
+		return
+	}
+	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
+		m.acpiPMRead(port, d)
 		return
 	}
 	for i := range d {
@@ -687,4 +760,10 @@ func (r Result) Summary() string {
 		s += ": " + r.Detail
 	}
 	return s
+}
+
+func (m *machine) logf(format string, a ...any) {
+	if m.cfg.Log != nil {
+		fmt.Fprintf(m.cfg.Log, "ktstr-boot: "+format+"\n", a...)
+	}
 }
