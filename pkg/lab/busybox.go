@@ -17,7 +17,7 @@ func FindBusybox() (string, error) {
 }
 
 func lookEnvOrPath(env, name string) string {
-	if v := getenv(env); v != "" {
+	if v := os.Getenv(env); v != "" {
 		return v
 	}
 	p, err := exec.LookPath(name)

@@ -20,6 +20,7 @@
 // Every QEMU run has a hard timeout after which the process is killed; a
 // timed-out run is reported as such, never as a pass.
 //
-// Imports: the standard library, golang.org/x/sys/unix and pkg/runconfig
-// only. It is test infrastructure: product binaries never import it.
+// Imports: the standard library only. It is test infrastructure: product
+// binaries never import it (the developer CLI test/lab/ktstr-lab and the
+// L1 agent test/lab/ktstr-lab-agent do).
 package lab

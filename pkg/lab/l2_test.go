@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,4 +47,16 @@ func TestNestedL2Busybox(t *testing.T) {
 		t.Fatalf("L2 boot failed: %v\n%s\n%s", r.Err(), r.Stdout, r.Stderr)
 	}
 	fmt.Fprintf(os.Stderr, "pkg/lab: L2 busybox boot under nested KVM: %v\n", r.Wall)
+}
+
+// consoleLines returns the lines of b containing s.
+func consoleLines(b []byte, s string) []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), s) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -101,21 +100,6 @@ type Nested struct {
 var L1QEMUFirmware = []string{"bios-microvm.bin", "qboot.rom", "bios-256k.bin", "bios.bin",
 	"linuxboot_dma.bin", "linuxboot.bin", "pvh.bin", "kvmvapic.bin", "multiboot_dma.bin"}
 
-// sharedLibs lists the shared libraries bin links against, via ldd.
-func sharedLibs(bin string) ([]string, error) {
-	out, err := exec.Command("ldd", bin).Output()
-	if err != nil {
-		return nil, fmt.Errorf("ldd %s: %w", bin, err)
-	}
-	var libs []string
-	for _, f := range strings.Fields(string(out)) {
-		if strings.HasPrefix(f, "/") {
-			libs = append(libs, f)
-		}
-	}
-	return libs, nil
-}
-
 // l1Init is L1's /init: mount the basics and the shares, start the agent,
 // power off when it ends.
 const l1Init = `#!/bin/busybox sh
@@ -150,22 +134,8 @@ func BuildL1Initramfs(path string, opts *NestedOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := a.File("/usr/bin/qemu-system-x86_64", q); err != nil {
+	if err := a.FileWithLibs("/usr/bin/qemu-system-x86_64", q); err != nil {
 		return err
-	}
-	libs, err := sharedLibs(q)
-	if err != nil {
-		return err
-	}
-	for _, l := range libs {
-		if err := a.File(l, l); err != nil {
-			return err
-		}
-	}
-	// The loader lives at /lib64 and /lib/x86_64-linux-gnu on Debian;
-	// ldd names one of them, make sure the ELF interpreter path exists.
-	if !a.Has("/lib64/ld-linux-x86-64.so.2") {
-		a.Symlink("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
 	}
 	found := 0
 	for _, f := range L1QEMUFirmware {
@@ -387,18 +357,6 @@ func (n *Nested) Close() error {
 		os.RemoveAll(n.dir)
 	}
 	return nil
-}
-
-// consoleLines is a helper for tests: the console's lines containing s.
-func consoleLines(b []byte, s string) []string {
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), s) {
-			out = append(out, sc.Text())
-		}
-	}
-	return out
 }
 
 // ShellQuote quotes args for /bin/sh.

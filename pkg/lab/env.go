@@ -1,5 +1,0 @@
-package lab
-
-import "os"
-
-func getenv(k string) string { return os.Getenv(k) }
