@@ -95,6 +95,9 @@ func bootLinux(t *testing.T, args string, timeout time.Duration, cpus int) linux
 	if os.Getenv("KTSTR_CONSOLE_TEE") == "1" {
 		console = io.MultiWriter(&con, os.Stderr)
 	}
+	if a := os.Getenv("KTSTR_LAB_L2_ARGS"); a != "" {
+		args += " " + a
+	}
 	if l := os.Getenv("KTSTR_LAB_LOGLEVEL"); l != "" {
 		args += " loglevel=" + l
 	}
