@@ -171,6 +171,9 @@ func TestLinuxSMP(t *testing.T) {
 	if r.res.Reason != ReasonGuestExit || r.res.ExitCode != 0 {
 		t.Fatalf("result %+v, want guest_exit 0", r.res)
 	}
+	if !strings.Contains(r.console, "cpus online 0-1") {
+		t.Fatalf("the guest did not bring up both vCPUs; console tail:\n%s", tail(r.console, 1500))
+	}
 }
 
 // lockedBuffer is a bytes.Buffer safe for one writer and a polling reader.
