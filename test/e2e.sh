@@ -15,5 +15,18 @@ bash examples/pipelines.sh
 echo "e2e: ktstr-monitor in QEMU"
 KTSTR_E2E=1 go test -count=1 -v -run TestMonitorQEMU ./test/monitor-e2e/ 2>&1 \
   | grep -E '^(=== RUN|--- |\s+e2e_test.go:[0-9]+: (SKIP|spin:|qmap:|cpu[0-9]))|^(ok|FAIL|PASS)' ; test "${PIPESTATUS[0]}" = 0
+if [ "${KTSTR_E2E_NESTED:-}" = 1 ]; then
+  echo "e2e: ktstr-boot | ktstr-monitor in the nested lab"
+  KTSTR_E2E=1 go test -count=1 -v -timeout 12m -run TestMonitorNestedBoot ./test/monitor-e2e/ 2>&1 \
+    | grep -E '^(=== RUN|--- |\s+nested_test.go:[0-9]+: (SKIP|L1 up)|\s+\{"event")|^(ok|FAIL|PASS)' ; test "${PIPESTATUS[0]}" = 0
+else
+  echo "e2e: SKIP ktstr-boot | ktstr-monitor in the nested lab (80 s or more; set KTSTR_E2E_NESTED=1)" >&2
+fi
 # --- end ktstr-monitor ------------------------------------------------------
+# --- lab ---
+# Reference boots (QEMU TCG), the KVM probe, ktstr-boot on real or nested KVM
+# and the QEMU -enable-kvm baseline: test/lab/e2e-lab.sh.
+echo "e2e: lab"
+bash test/lab/e2e-lab.sh
+# --- end lab ---
 echo "e2e: ok"

@@ -7,12 +7,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin
 log=bin/unit.log
-go test -count=1 -v "$@" ./... >"$log" 2>&1
+go test -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
 rc=$?
 # Package result lines and failures as go test prints them.
 grep -E '^(ok|FAIL|panic:|---|\?)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS' | grep -v -- '--- SKIP'
 # Each skip with the reason line that follows it.
-awk '/--- SKIP:/ {sub(/^[ \t]+/, ""); printf "SKIP %s", $0; getline; sub(/^[ \t]+/, ""); print " -- " $0}' "$log"
+# go test -v prints a skip's reason (a "file_test.go:N: ..." line) before
+# its "--- SKIP" line.
+awk '/^[ \t]+[^ \t]+_test\.go:[0-9]+: / {why=$0; sub(/^[ \t]+/, "", why)}
+     /^=== RUN/ {why=""}
+     /--- SKIP:/ {line=$0; sub(/^[ \t]+/, "", line); print "SKIP " line " -- " why}' "$log"
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")

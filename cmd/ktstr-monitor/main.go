@@ -42,7 +42,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "system-map", Usage: "take symbols from this System.map `FILE` instead of the vmlinux symbol table"},
 			&cli.DurationFlag{Name: "sample-interval", Value: 100e6, Usage: "time between samples"},
 			&cli.IntFlag{Name: "vcpus", Usage: "CPUs to sample (default: VMStart's vcpus, else the guest's nr_cpu_ids)"},
-			&cli.IntFlag{Name: "vmm-pid", Usage: "VMM process whose vCPU thread times exempt preempted vCPUs (default: VMStart's pid)"},
+			&cli.IntFlag{Name: "vmm-pid", Usage: "VMM process whose vCPU thread times exempt preempted vCPUs (default: VMStart's pid, else the process mapping --guest-mem)"},
 			&cli.StringFlag{Name: "control-fifo", Usage: "VMM control `FIFO` for dump requests (default: VMStart's control_fifo)"},
 			&cli.StringFlag{Name: "dump-keys", Value: strings.Join(monitor.DefaultDumpKeys, ","), Usage: "SysRq `KEYS` requested on the first sustained violation; empty: never"},
 			&cli.StringFlag{Name: "config", Usage: "JSON threshold `FILE`; flags given explicitly override it"},

@@ -250,7 +250,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
@@ -327,6 +327,12 @@ func makePlan(ov *Overrides) (*plan, error) {
 	}
 	if p.scName == "" {
 		p.scName = p.sc.Name
+	}
+	if ov.SpreadPct > 0 {
+		p.sc.Checks.SpreadPct = ov.SpreadPct
+	}
+	if ov.StarvationMS > 0 {
+		p.sc.Checks.StarvationMS = ov.StarvationMS
 	}
 	return p, nil
 }

@@ -30,9 +30,10 @@ func TestWorkersOnHost(t *testing.T) {
 		{Type: scenario.WorkYield},
 		{Type: scenario.WorkBursty, RunMS: 5, SleepMS: 5},
 		{Type: scenario.WorkPingPong},
+		{Type: scenario.WorkPingPong, Mode: "futex"},
 	}
 	for _, w := range works {
-		cg := &rtCgroup{name: w.Type, work: w}
+		cg := &rtCgroup{name: w.Type + w.Mode, work: w}
 		r.cgs[cg.name] = cg
 		r.order = append(r.order, cg.name)
 		if w.Type == scenario.WorkPingPong {

@@ -299,6 +299,9 @@ func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas 
 	m := &meta{Key: key, Kind: "full", Compression: comp}
 	for i, p := range paths {
 		src, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("cached part %s was removed while in use (by --gc?): run again", p)
+		}
 		if err != nil {
 			return "", nil, err
 		}

@@ -65,7 +65,7 @@ func (c Compression) compressor(w io.Writer) (io.WriteCloser, error) {
 		// kernel's unzstd accepts), checksum on. The streaming encoder's
 		// output does not depend on concurrency or write sizes (tested).
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithWindowSize(8<<20), zstd.WithEncoderCRC(true))
+			zstd.WithWindowSize(8<<20), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
 	case Gzip:
 		// Level 6; header with no name and mtime 0.
 		return gzip.NewWriterLevel(w, 6)

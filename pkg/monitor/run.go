@@ -253,7 +253,8 @@ const relocateAfter = 3
 const watchInterval = 10 * time.Millisecond
 
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
-	t := time.NewTicker(min(watchInterval, r.o.Interval))
+	tick := r.o.Interval
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
@@ -266,8 +267,20 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			return
 		case <-t.C:
 		}
-		if now := time.Now(); now.Before(next) {
-			if sm != nil {
+		// The ticker runs at the sample interval, and faster (watchInterval)
+		// only while a sched_ext scheduler is enabled, so that its exit is
+		// seen; a tick within half a watch interval of the next sample
+		// takes the sample.
+		want := r.o.Interval
+		if sm != nil && sm.Watching() {
+			want = min(watchInterval, r.o.Interval)
+		}
+		if want != tick {
+			tick = want
+			t.Reset(tick)
+		}
+		if now := time.Now(); now.Add(watchInterval / 2).Before(next) {
+			if sm != nil && sm.Watching() {
 				sm.Watch()
 			}
 			continue
@@ -306,6 +319,13 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			}
 			r.res.KernelFound = true
 			r.mu.Unlock()
+			if pid == 0 && r.o.GuestMem != "" {
+				// QEMU and other VMMs given a RAM file: the process that
+				// maps it is the VMM (it has started by now).
+				if pid = FindMapper(r.o.GuestMem); pid > 0 && sm == nil && lastDelta == ^uint64(0) {
+					r.o.Logf("vCPU thread times from pid %d (it maps %s)", pid, r.o.GuestMem)
+				}
+			}
 			if g.PhysDelta() != lastDelta {
 				lastDelta = g.PhysDelta()
 				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())

@@ -29,7 +29,12 @@ type Sampler struct {
 	// while the scheduler was leaving; kept until it is enabled again,
 	// because the kernel forgets it once the disable completes.
 	exitKind int64
+	watching bool
 }
+
+// Watching reports whether Watch has anything to look for: a sched_ext
+// scheduler was enabled (or leaving) at the last read.
+func (s *Sampler) Watching() bool { return s.watching }
 
 // Watch reads only the sched_ext state and exit kind: cheap enough to call
 // far more often than Sample, so that an exit whose "disabling" window is
@@ -42,7 +47,9 @@ func (s *Sampler) Watch() {
 	if err != nil {
 		return
 	}
-	if s.l.EnableStates[int64(int32(st))] == "SCX_OPS_ENABLED" {
+	name := s.l.EnableStates[int64(int32(st))]
+	s.watching = name != "SCX_OPS_DISABLED"
+	if name == "SCX_OPS_ENABLED" {
 		s.exitKind = 0
 		return
 	}
@@ -173,6 +180,7 @@ func (s *Sampler) scx(ms *wire.MonitorSample) {
 		return
 	}
 	ms.ScxState = enumName(l.EnableStates, int64(int32(st)), "SCX_OPS_")
+	s.watching = ms.ScxState != "disabled"
 	if a, ok := sy["scx_watchdog_timeout"]; ok {
 		if j, err := g.mem.U64(g.ImagePA(a)); err == nil && j < 1<<40 {
 			ms.WatchdogTimeout = j * (1e9 / uint64(s.k.HZ))

@@ -74,3 +74,21 @@ func (m *machine) placeVCPU(i int) error {
 	}
 	return nil
 }
+
+// capHaltPoll is KVM_CAP_HALT_POLL: the VM's halt-polling window in ns.
+const capHaltPoll = 182
+
+// noHaltPollWhenOversubscribed turns KVM's halt polling off when there are
+// more vCPUs than host CPUs this process may use: a halted vCPU that
+// busy-polls then only steals the CPU another vCPU needs. It reports
+// whether it did.
+func noHaltPollWhenOversubscribed(vm *kvm.VM, sys *kvm.System, vcpus int) bool {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil || vcpus <= set.Count() {
+		return false
+	}
+	if sys.CheckExtension(capHaltPoll) == 0 {
+		return false
+	}
+	return vm.EnableCap(capHaltPoll, 0) == nil
+}

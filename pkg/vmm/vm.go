@@ -127,6 +127,7 @@ type machine struct {
 	watch   *consoleWatch
 	closers []func()
 
+	pm       acpiPM // ACPI PM1a registers (topology.go)
 	panicked atomic.Bool
 	signal   atomic.Int32
 
@@ -285,6 +286,8 @@ func (m *machine) build() error {
 			return err
 		}
 		m.logf("perf mode: %s", note)
+	} else if noHaltPollWhenOversubscribed(vm, sys, len(topo.CPUs)) {
+		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(topo.CPUs))
 	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
@@ -604,13 +607,15 @@ func (m *machine) pioOut(port uint16, d []byte) {
 		u.Write(off, d[0])
 		return
 	}
+	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
+		m.acpiPMWrite(port, d)
+		return
+	}
 	switch port {
 	case i8042Data, i8042Command:
 		m.kbd.write(port, d[0])
 	case 0x70, 0x71:
 		m.rtc.write(port, d[0])
-	case acpi.PM1aCntPort:
-		m.acpiPM1Control(d)
 	case resetControl:
 		if d[0]&0x04 != 0 {
 			m.finish(ReasonReboot, "guest reset through port 0xCF9")
@@ -637,7 +642,7 @@ func (m *machine) pioIn(port uint16, d []byte) {
 		return
 	}
 	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
-		clear(d) // ACPI PM1 status, enable and control read as 0
+		m.acpiPMRead(port, d)
 		return
 	}
 	for i := range d {

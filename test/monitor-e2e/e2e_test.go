@@ -129,8 +129,7 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 	reportPath := filepath.Join(dir, "report")
 	rep, _ := os.Create(reportPath)
 	var out bytes.Buffer
-	m := exec.Command(e.monitor, "--guest-mem", ram, "--vmlinux", e.vmlinux, "--tee", "--emit", "--json",
-		"--warmup-samples", "10")
+	m := exec.Command(e.monitor, "--guest-mem", ram, "--vmlinux", e.vmlinux, "--tee", "--emit", "--json")
 	m.Stdin, m.Stdout, m.Stderr = pr, &out, rep
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
@@ -262,7 +261,7 @@ func TestMonitorQEMU(t *testing.T) {
 		}
 	})
 	t.Run("qmap_stall", func(t *testing.T) {
-		r := boot(t, e, "qmap", 12, `"event":"violation"`, 150*time.Second)
+		r := boot(t, e, "qmap", 12, `"kind":"sched_exit"`, 150*time.Second)
 		if r.monitorRC != 1 {
 			t.Errorf("ktstr-monitor exit %d, want 1 (violations)\nreport:\n%s\nconsole:\n%s", r.monitorRC, r.report, tail(r.console, 30))
 		}
