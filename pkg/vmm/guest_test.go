@@ -296,3 +296,23 @@ func TestGuestSignalAndControlFIFO(t *testing.T) {
 		t.Errorf("FIFO left behind: %v", err)
 	}
 }
+
+// TestGuestSixGiB runs a guest with 6 GiB: RAM above 4 GiB is a second
+// memslot, and the virtio window inside the hole still answers.
+func TestGuestSixGiB(t *testing.T) {
+	needKVM(t)
+	var a asm
+	// read the virtio magic (mov eax, [rdi]) and print it if it matches
+	a.movEDI(VirtioMMIOBase).emit(0x8B, 0x07). // mov eax, [rdi]
+							emit(0x3D).le32(mmioMagicValue). // cmp eax, magic
+							emit(0x75, 13)                   // jne over the print
+	a.serial("magic\n").reset()
+	var con bytes.Buffer
+	res, err := Run(Config{GuestCode: a.b, VCPUs: 1, Memory: 6 << 30, Timeout: 20 * time.Second, Stream: io.Discard, Console: &con})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != ReasonReboot || con.String() != "magic\n" {
+		t.Fatalf("result %+v, console %q", res, con.String())
+	}
+}
