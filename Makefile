@@ -42,7 +42,7 @@ check:
 	$(GO) vet ./...
 
 unit: all
-	$(GO) test -count=1 ./...
+	bash test/unit.sh
 
 e2e: all
 	bash test/e2e.sh
@@ -57,6 +57,13 @@ install: all
 	install -m 0755 $(BINS:%=bin/%) $(DESTDIR)$(BINDIR)/
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+
+# --- lab ---
+# The README's main job: installs what it needs, builds, boots a kernel with
+# a real scheduler and prints the decoded result (test/lab/demo.sh).
+demo:
+	bash test/lab/demo.sh
+# --- end lab ---
 
 clean:
 	rm -rf bin

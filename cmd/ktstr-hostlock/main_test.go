@@ -227,7 +227,9 @@ func TestNoWaitNamesHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { holder.Process.Kill(); holder.Wait() }()
-	e.waitUntil("the holder", func(s hostlock.Status) bool { return s.LLCs[0].State == "exclusive" })
+	e.waitUntil("the holder's record", func(s hostlock.Status) bool {
+		return s.LLCs[0].State == "exclusive" && s.LLCs[0].Holders[0].Command == "sleep 30"
+	})
 	rc, _, stderr := e.run("--no-wait", "--", "true")
 	want := fmt.Sprintf("LLC 0 held exclusive by pid %d (sleep 30)", holder.Process.Pid)
 	if rc != 75 || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -338,18 +340,34 @@ func TestSignals(t *testing.T) {
 
 func TestEnvironmentAndDescriptors(t *testing.T) {
 	e := newEnv(t, numa2)
-	show := `echo "$KTSTR_CPUS $KTSTR_LLCS $KTSTR_NUMA_NODES"; readlink /proc/self/fd/3 /proc/self/fd/4 | xargs -n1 basename`
+	// The lock files are open in the command; fd 3, given by the caller,
+	// is left alone.
+	show := `echo "$KTSTR_CPUS $KTSTR_LLCS $KTSTR_NUMA_NODES"; cat <&3; for f in /proc/self/fd/*; do readlink "$f"; done | grep -o '[a-z]*-[0-9]*[.]lock$' | sort -r`
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--llcs", "2"}, "0-3,8-11 0-1 0\nllc-0.lock\nllc-1.lock\n"},
+		{[]string{"--llcs", "2"}, "0-3,8-11 0-1 0\nllc-1.lock\nllc-0.lock\n"},
 		{[]string{"--llcs", "1", "--numa-node", "1"}, "4-5,12-13 2 1\nllc-2.lock\n"},
-		{[]string{"--cpus", "2"}, "0,8 0 0\nllc-0.lock\ncpu-0.lock\n"},
+		{[]string{"--cpus", "2"}, "0,8 0 0\nllc-0.lock\nllc-0.lock\ncpu-8.lock\ncpu-0.lock\n"},
 	} {
-		rc, out, stderr := e.run(append(tc.args, "--", "sh", "-c", show)...)
+		given := filepath.Join(t.TempDir(), "given")
+		os.WriteFile(given, []byte("fd 3 from the caller\n"), 0o644)
+		f3, err := os.Open(given)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.cmd(append(tc.args, "--", "sh", "-c", show)...)
+		c.ExtraFiles = []*os.File{f3}
+		outb, err := c.CombinedOutput()
+		f3.Close()
+		rc, out := 0, string(outb)
+		if err != nil {
+			rc = -1
+		}
+		tc.want = strings.Replace(tc.want, "\n", "\nfd 3 from the caller\n", 1)
 		if rc != 0 || out != tc.want {
-			t.Errorf("%v: exit %d %q %s; want %q", tc.args, rc, out, stderr, tc.want)
+			t.Errorf("%v: exit %d %q; want %q", tc.args, rc, out, tc.want)
 		}
 	}
 	rc, out, _ := e.run("--print", "--llcs", "3")

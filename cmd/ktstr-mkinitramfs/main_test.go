@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/runconfig"
+	"github.com/ktstr-go/ktstr/pkg/scenario"
 )
 
 var tool string // the built ktstr-mkinitramfs
@@ -203,7 +206,9 @@ func TestFlagsAndExitCodes(t *testing.T) {
 	cache := t.TempDir()
 	dir := t.TempDir()
 	scen := filepath.Join(dir, "s.json")
-	os.WriteFile(scen, []byte("{}\n"), 0o644)
+	os.WriteFile(scen, []byte(`{"steps":[{}]}`+"\n"), 0o644)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"steps":[]}`), 0o644)
 
 	p := onePath(t, runTool(t, cache, "--init", init, "--scenario", scen))
 	key := runTool(t, cache, "--print-key", "--init", init, "--scenario", scen)
@@ -249,6 +254,11 @@ func TestFlagsAndExitCodes(t *testing.T) {
 	if gc := runTool(t, cache, "--gc", "--max-size", "0"); gc.code != 0 || !strings.Contains(gc.stderr, "kept 0") {
 		t.Fatalf("--gc --max-size 0: %q", gc.stderr)
 	}
+	for _, sub := range []string{"blobs", "index", "locks"} {
+		if ents, _ := os.ReadDir(filepath.Join(cache, sub)); len(ents) != 0 {
+			t.Errorf("after --gc --max-size 0, %s/ still holds %d files", sub, len(ents))
+		}
+	}
 
 	for _, c := range []struct {
 		args []string
@@ -257,7 +267,9 @@ func TestFlagsAndExitCodes(t *testing.T) {
 	}{
 		{[]string{"--init", filepath.Join(dir, "nope")}, 3, "no such file"},
 		{[]string{}, 3, "pass --init"},
-		{[]string{"--init", init, "--scenario", "no-such-scenario"}, 3, "--scenario no-such-scenario"},
+		{[]string{"--init", init, "--scenario", "no-such-scenario"}, 3, "not in the catalog (have: cpuset-shrink"},
+		{[]string{"--init", init, "--scenario", filepath.Join(dir, "no-such.json")}, 3, "no such file"},
+		{[]string{"--init", init, "--scenario", bad}, 3, "scenario has no steps"},
 		{[]string{"--init", init, "--compress", "bz9"}, 2, "unknown compression"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--init", init, "--", "-v"}, 2, "without --scheduler"},
@@ -283,5 +295,50 @@ func TestInitNextToExecutable(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KTSTR_CACHE_DIR="+t.TempDir(), "KTSTR_INIT=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ktstr-init next to the executable not used: %v %s", err, out)
+	}
+}
+
+// TestScenarioCatalog: --scenario NAME packs the catalog's scenario and
+// records its name in the run configuration (read back with cpio(1)).
+func TestScenarioCatalog(t *testing.T) {
+	init := staticInit(t)
+	if _, err := exec.LookPath("cpio"); err != nil {
+		t.Skip("SKIP LOUDLY: cpio (apt-get install cpio) is missing: this test did not run")
+	}
+	cache := t.TempDir()
+	// The run part (second line of --parts) holds run.json and the scenario.
+	r := runTool(t, cache, "--parts", "--compress", "none", "--init", init, "--scenario", "two-cgroups-disjoint")
+	parts := strings.Fields(r.stdout)
+	if r.code != 0 || len(parts) != 2 {
+		t.Fatalf("--parts: exit %d, %q %s", r.code, r.stdout, r.stderr)
+	}
+	blob := parts[1]
+	extract := func(name string) []byte {
+		f, err := os.Open(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd := exec.Command("cpio", "-i", "--quiet", "--to-stdout", name)
+		cmd.Stdin = f
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("cpio -i %s: %v", name, err)
+		}
+		return out
+	}
+	want, err := scenario.CatalogBytes("two-cgroups-disjoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := extract("etc/ktstr/scenario.json"); !bytes.Equal(got, want) {
+		t.Fatalf("packed scenario differs from the catalog's:\n%s", got)
+	}
+	cfg, err := runconfig.Unmarshal(extract("etc/ktstr/run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Scenario != runconfig.ScenarioPath || cfg.ScenarioName != "two-cgroups-disjoint" {
+		t.Fatalf("run configuration %+v", cfg)
 	}
 }

@@ -24,9 +24,11 @@ const (
 	exitBad        = 2
 )
 
-func main() {
+func main() { cmdutil.Main(newApp()) }
+
+func newApp() *cli.App {
 	d := monitor.DefaultThresholds
-	cmdutil.Main(&cli.App{
+	return &cli.App{
 		Name:      "ktstr-monitor",
 		Usage:     "watch a ktstr stream and sample guest scheduler state from guest memory",
 		ArgsUsage: "[STREAM]",
@@ -40,7 +42,7 @@ func main() {
 			&cli.StringFlag{Name: "system-map", Usage: "take symbols from this System.map `FILE` instead of the vmlinux symbol table"},
 			&cli.DurationFlag{Name: "sample-interval", Value: 100e6, Usage: "time between samples"},
 			&cli.IntFlag{Name: "vcpus", Usage: "CPUs to sample (default: VMStart's vcpus, else the guest's nr_cpu_ids)"},
-			&cli.IntFlag{Name: "vmm-pid", Usage: "VMM process whose vCPU thread times exempt preempted vCPUs (default: VMStart's pid)"},
+			&cli.IntFlag{Name: "vmm-pid", Usage: "VMM process whose vCPU thread times exempt preempted vCPUs (default: VMStart's pid, else the process mapping --guest-mem)"},
 			&cli.StringFlag{Name: "control-fifo", Usage: "VMM control `FIFO` for dump requests (default: VMStart's control_fifo)"},
 			&cli.StringFlag{Name: "dump-keys", Value: strings.Join(monitor.DefaultDumpKeys, ","), Usage: "SysRq `KEYS` requested on the first sustained violation; empty: never"},
 			&cli.StringFlag{Name: "config", Usage: "JSON threshold `FILE`; flags given explicitly override it"},
@@ -53,7 +55,7 @@ func main() {
 			&cli.BoolFlag{Name: "no-failed-checks", Usage: "a failed guest check is not a violation"},
 		},
 		Action: run,
-	})
+	}
 }
 
 func parseLayout(s string) ([]guestmem.Region, error) {

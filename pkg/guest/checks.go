@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"math"
 	"slices"
 	"time"
@@ -177,7 +178,7 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		r.Observed = float64(len(off))
 		r.Pass = len(off) == 0
 		if !r.Pass {
-			r.Detail = fmt.Sprintf("workers ran on CPUs %s outside cpuset %s", scenario.FormatCPUList(off), scenario.FormatCPUList(cg.Cpuset))
+			r.Detail = fmt.Sprintf("workers ran on CPUs %s outside cpuset %s", cpulist.Format(off), cpulist.Format(cg.Cpuset))
 		}
 		res = append(res, r)
 	}

@@ -17,6 +17,8 @@ import (
 //	ktstr.scheduler=none       ignore the packed scheduler: an EEVDF baseline run
 //	ktstr.port=NAME            the virtio port to write frames to (default "ktstr")
 //	ktstr.kthreadd_cpu=N       pin kthreadd to CPU N while the scheduler attaches (see KthreaddCPU)
+//	ktstr.spread_pct=P         replace the scenario's fairness spread limit (percent)
+//	ktstr.starvation_ms=N      replace the scenario's starvation gap limit (milliseconds)
 type Overrides struct {
 	Scenario      string
 	AttachTimeout time.Duration
@@ -30,8 +32,10 @@ type Overrides struct {
 	// there. Linux 6.12 runs a scheduler's ops.init on an unbound helper
 	// kthread; scx_central insists that it runs on its central CPU (0 by
 	// default) and fails with "init from non-central CPU" otherwise.
-	KthreaddCPU int
-	Unknown     []string
+	KthreaddCPU  int
+	SpreadPct    float64
+	StarvationMS int
+	Unknown      []string
 }
 
 // SplitCmdline splits a kernel command line into words, honouring double
@@ -111,6 +115,16 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 			o.KthreaddCPU, err = strconv.Atoi(v)
 			if err == nil && (o.KthreaddCPU < 0 || o.KthreaddCPU > 4095) {
 				err = fmt.Errorf("CPU %d out of range", o.KthreaddCPU)
+			}
+		case "ktstr.spread_pct":
+			o.SpreadPct, err = strconv.ParseFloat(v, 64)
+			if err == nil && !(o.SpreadPct > 0 && o.SpreadPct <= 1000) {
+				err = fmt.Errorf("want a percentage in (0, 1000]")
+			}
+		case "ktstr.starvation_ms":
+			o.StarvationMS, err = strconv.Atoi(v)
+			if err == nil && o.StarvationMS <= 0 {
+				err = fmt.Errorf("want a positive number of milliseconds")
 			}
 		case "ktstr.port":
 			if v == "" || strings.ContainsAny(v, "/") {

@@ -13,5 +13,5 @@
 // are plain functions tested on the host.
 //
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
-// pkg/runconfig, pkg/scenario.
+// pkg/runconfig, pkg/scenario, pkg/cpulist.
 package guest

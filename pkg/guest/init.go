@@ -190,6 +190,13 @@ func unameRelease() string {
 func RunInit(version string) {
 	ensureConsole()
 	e := &env{console: os.Stderr}
+	defer func() {
+		// A panic in PID 1 would panic the kernel with no guest_exit frame.
+		if r := recover(); r != nil {
+			e.logf("internal error: %v", r)
+			finish(e, ExitInternal)
+		}
+	}()
 	code := runInit(e, version)
 	finish(e, code)
 }
@@ -243,7 +250,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
@@ -321,6 +328,12 @@ func makePlan(ov *Overrides) (*plan, error) {
 	if p.scName == "" {
 		p.scName = p.sc.Name
 	}
+	if ov.SpreadPct > 0 {
+		p.sc.Checks.SpreadPct = ov.SpreadPct
+	}
+	if ov.StarvationMS > 0 {
+		p.sc.Checks.StarvationMS = ov.StarvationMS
+	}
 	return p, nil
 }
 
@@ -376,8 +389,10 @@ func finish(e *env, code int) {
 	fmt.Fprintf(e.console, "ktstr-init: exit %d\n", code)
 	e.send(wire.GuestExit{Code: int32(code)})
 	unix.Sync()
-	// Give the host a moment to drain the port's virtqueue.
-	time.Sleep(100 * time.Millisecond)
+	// Writes to a virtio port return before the host has taken the data
+	// out of the virtqueue, and no interface says when it has: give the
+	// host a moment before the machine goes away.
+	time.Sleep(250 * time.Millisecond)
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	fmt.Fprintf(e.console, "ktstr-init: power off failed: %v; rebooting\n", err)
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
 	}
-	if err := writeFile(dir+"/cpuset.cpus", scenario.FormatCPUList(cpus)); err != nil {
+	if err := writeFile(dir+"/cpuset.cpus", cpulist.Format(cpus)); err != nil {
 		return err
 	}
 	if err := writeFile(dir+"/cpu.weight", strconv.Itoa(c.EffectiveWeight())); err != nil {
@@ -165,6 +166,24 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 }
 
 func (r *runner) spawnPair(a, b *rtCgroup) error {
+	if a.work.Mode == "futex" {
+		// One shared page: a futex word saying whose turn it is and the
+		// sender's timestamp, mapped by both workers.
+		fd, err := unix.MemfdCreate("ktstr-pingpong", unix.MFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("memfd for a futex pair: %w", err)
+		}
+		f := os.NewFile(uintptr(fd), "ktstr-pingpong")
+		defer f.Close()
+		if err := f.Truncate(4096); err != nil {
+			return fmt.Errorf("size the futex page: %w", err)
+		}
+		if _, err := r.spawnWorker(a, WorkerSpec{Work: a.work, Initiator: true}, f, f); err != nil {
+			return err
+		}
+		_, err = r.spawnWorker(b, WorkerSpec{Work: b.work}, f, f)
+		return err
+	}
 	abR, abW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -200,11 +219,13 @@ func (r *runner) spawnWorker(cg *rtCgroup, spec WorkerSpec, peerRd, peerWr *os.F
 	if err != nil {
 		return nil, err
 	}
-	cgfd, err := openCgroupFD(cg.dir)
-	if err != nil {
-		return nil, err
+	cgfd := -1
+	if cg.dir != "" { // tests on the host run workers without a cgroup
+		if cgfd, err = openCgroupFD(cg.dir); err != nil {
+			return nil, err
+		}
+		defer unix.Close(cgfd)
 	}
-	defer unix.Close(cgfd)
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -222,7 +243,9 @@ func (r *runner) spawnWorker(cg *rtCgroup, spec WorkerSpec, peerRd, peerWr *os.F
 		cmd.ExtraFiles = []*os.File{peerRd, peerWr}
 	}
 	cmd.Env = []string{"GOMAXPROCS=2"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	if cgfd >= 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	}
 	err = cmd.Start()
 	ctlR.Close()
 	repW.Close()
@@ -325,8 +348,8 @@ func (r *runner) applyOp(o scenario.Op) (wire.StimulusOp, error) {
 		if err != nil {
 			return so, err
 		}
-		so.Detail = o.Cpuset + " = " + scenario.FormatCPUList(cpus)
-		if err := writeFile(cg.dir+"/cpuset.cpus", scenario.FormatCPUList(cpus)); err != nil {
+		so.Detail = o.Cpuset + " = " + cpulist.Format(cpus)
+		if err := writeFile(cg.dir+"/cpuset.cpus", cpulist.Format(cpus)); err != nil {
 			return so, err
 		}
 		cg.cpus = cpus

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +27,7 @@ func ReadTopology(sys string) (*scenario.Topology, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read online CPUs: %w", err)
 	}
-	online, err := scenario.ParseCPUList(s)
+	online, err := cpulist.Parse(s)
 	if err != nil || len(online) == 0 {
 		return nil, fmt.Errorf("parse online CPUs %q: %v", s, err)
 	}
@@ -73,7 +74,7 @@ func ReadTopology(sys string) (*scenario.Topology, error) {
 		if err != nil {
 			continue
 		}
-		if l, err := scenario.ParseCPUList(s); err == nil && len(l) > 0 {
+		if l, err := cpulist.Parse(s); err == nil && len(l) > 0 {
 			t.Nodes = append(t.Nodes, l)
 		}
 	}

@@ -139,6 +139,9 @@ func RunWorker(args []string) int {
 	}
 	switch spec.Work.Type {
 	case scenario.WorkPingPong:
+		if spec.Work.Mode == "futex" {
+			return futexPingPong(spec.Initiator, rec, serve)
+		}
 		_ = unix.SetNonblock(workerPeerRd, false)
 		_ = unix.SetNonblock(workerPeerWr, false)
 		if spec.Initiator {
@@ -183,5 +186,44 @@ func RunWorker(args []string) int {
 			rec.Mark(nanotime(), getcpu())
 			serve()
 		}
+	}
+}
+
+// futex(2) operations (shared, not FUTEX_PRIVATE: the page is shared
+// between processes).
+const (
+	futexWait = 0
+	futexWake = 1
+)
+
+// futexPingPong alternates with its partner through a futex word in a
+// shared page (fd 3): word 0 means the initiator's turn, 1 the other's;
+// the 8 bytes at offset 8 hold the sender's CLOCK_MONOTONIC timestamp.
+func futexPingPong(initiator bool, rec *Recorder, serve func()) int {
+	mem, err := unix.Mmap(workerPeerRd, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ktstr worker: map the futex page: %v\n", err)
+		return 4
+	}
+	word := (*atomic.Uint32)(unsafe.Pointer(&mem[0]))
+	stamp := (*atomic.Int64)(unsafe.Pointer(&mem[8]))
+	me, other := uint32(1), uint32(0)
+	if initiator {
+		me, other = 0, 1
+	}
+	for {
+		for word.Load() != me {
+			// Sleeps only while the word still says it is the other's turn.
+			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&mem[0])), futexWait, uintptr(other), 0, 0, 0)
+		}
+		if ts := stamp.Load(); ts != 0 {
+			rec.Wake(nanotime() - ts)
+		}
+		spin(256)
+		rec.Mark(nanotime(), getcpu())
+		serve()
+		stamp.Store(nanotime())
+		word.Store(other)
+		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&mem[0])), futexWake, 1, 0, 0, 0)
 	}
 }

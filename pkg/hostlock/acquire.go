@@ -29,17 +29,20 @@ type BusyError struct {
 }
 
 func (e *BusyError) Error() string {
-	s := fmt.Sprintf("busy: want %s, only %d free now", e.Want, e.Free)
-	if len(e.Holders) > 0 {
-		h := e.Holders
-		more := ""
-		if len(h) > 4 {
-			more = fmt.Sprintf("; and %d more (see ktstr-hostlock --status)", len(h)-4)
-			h = h[:4]
-		}
-		s += "; " + strings.Join(h, "; ") + more
+	return fmt.Sprintf("busy: want %s, only %d free now", e.Want, e.Free) + listHolders("; ", e.Holders)
+}
+
+// listHolders joins at most four holders after sep.
+func listHolders(sep string, h []string) string {
+	if len(h) == 0 {
+		return ""
 	}
-	return s
+	more := ""
+	if len(h) > 4 {
+		more = fmt.Sprintf("; and %d more (see ktstr-hostlock --status)", len(h)-4)
+		h = h[:4]
+	}
+	return sep + strings.Join(h, "; ") + more
 }
 
 // TimeoutError is returned when the context's deadline passes while
@@ -52,10 +55,7 @@ type TimeoutError struct {
 
 func (e *TimeoutError) Error() string {
 	s := fmt.Sprintf("timed out after %s waiting for %s", e.Waited.Round(time.Millisecond), e.Want)
-	if len(e.Holders) > 0 {
-		s += "; held: " + strings.Join(e.Holders, "; ")
-	}
-	return s + " (raise --timeout, or see ktstr-hostlock --status)"
+	return s + listHolders("; held: ", e.Holders) + " (raise --timeout, or see ktstr-hostlock --status)"
 }
 
 // heldUnit is a unit whose flocks this process holds, one open file

@@ -117,12 +117,19 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	var caught os.Signal
 	var timer *time.Timer
 	acquired := make(chan struct{})
+	watched := make(chan struct{}) // closed when the watcher is gone
 	r := o.Request
+	watching := false
 	r.OnWait = func() {
+		watching = true
+		if os.Getenv(EnvCPUs) != "" {
+			fmt.Fprintf(stderr, "ktstr-hostlock: warning: waiting inside a reservation (%s is set); a nested request can wait for its own parent until --timeout\n", EnvCPUs)
+		}
 		if o.Timeout > 0 {
 			timer = time.AfterFunc(time.Until(start.Add(o.Timeout)), func() { cancel(context.DeadlineExceeded) })
 		}
 		go func() {
+			defer close(watched)
 			select {
 			case caught = <-sigs:
 				cancel(context.Canceled)
@@ -143,6 +150,14 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	close(acquired)
 	if timer != nil {
 		timer.Stop()
+	}
+	if watching {
+		<-watched // the watcher is gone, so caught is settled
+	}
+	if err == nil && caught != nil {
+		// Interrupted just as the reservation came through: honour it.
+		res.Release()
+		return 128 + int(caught.(syscall.Signal)), nil
 	}
 	if err != nil {
 		var busy *BusyError

@@ -52,8 +52,8 @@ func ResolveDir(getenv func(string) string) (string, error) {
 }
 
 // ensureDir checks that dir is a writable directory on a local file
-// system, creating it and missing parents with mode 1777 (set explicitly,
-// whatever the umask). follow says whether dir itself may be a symlink (it
+// system, creating it with mode 1777 (set explicitly, whatever the umask)
+// and missing parents with 0755. follow says whether dir itself may be a symlink (it
 // may when the user named it).
 func ensureDir(dir string, follow bool) error {
 	st := os.Lstat
@@ -62,7 +62,7 @@ func ensureDir(dir string, follow bool) error {
 	}
 	fi, err := st(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		if err := mkdirAll1777(dir); err != nil {
+		if err := mkdir1777(dir); err != nil {
 			return lockErr("lock directory %s: %w", dir, err)
 		}
 		fi, err = os.Lstat(dir)
@@ -97,15 +97,12 @@ var remoteFS = map[int64]string{
 	0x65735546: "FUSE",
 }
 
-func mkdirAll1777(dir string) error {
+// mkdir1777 creates dir with mode 1777, and its missing parents with
+// 0755 (less the umask): only the lock directory itself is shared.
+func mkdir1777(dir string) error {
 	dir = filepath.Clean(dir)
-	if _, err := os.Lstat(dir); err == nil {
-		return nil
-	}
-	if parent := filepath.Dir(dir); parent != dir {
-		if err := mkdirAll1777(parent); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
 	}
 	if err := os.Mkdir(dir, 0o777); err != nil {
 		if errors.Is(err, os.ErrExist) {

@@ -9,9 +9,9 @@
 // # Lock files
 //
 // The directory is $KTSTR_LOCK_DIR, else /run/ktstr/locks when writable
-// (or creatable), else $XDG_RUNTIME_DIR/ktstr; directories are created
-// mode 1777 and lock files 0666, both set with chmod after creation
-// because the umask would strip them. Files are opened with
+// (or creatable), else $XDG_RUNTIME_DIR/ktstr; it is created mode 1777
+// (missing parents 0755) and lock files 0666, both set with chmod after
+// creation because the umask would strip them. Files are opened with
 // O_NOFOLLOW|O_CLOEXEC, existing ones without O_CREAT (fs.protected_regular
 // refuses O_CREAT on other users' files in sticky directories), and a
 // symlink, non-regular file or multiply-linked file is refused with an
@@ -56,9 +56,11 @@
 //     is one non-blocking flock. Contended, it blocks in the kernel: since
 //     Linux 5.1 blocked flock requests form a tree in which each new
 //     conflicting waiter queues behind the previous one, so a release wakes
-//     exactly the next requester. The queue is FIFO and herd-free; a big
-//     request at the head is not starved by small ones behind it (they wait
-//     their turn: head-of-line blocking is the price of fairness).
+//     only the next requester (which, on taking the lock, moves the one
+//     after it to wait on itself): O(1) wake-ups per release, however many
+//     wait. The queue is FIFO and herd-free; a big request at the head is
+//     not starved by small ones behind it (they wait their turn:
+//     head-of-line blocking is the price of fairness).
 //  2. The queue's head runs the non-blocking pass. Enough free: it takes
 //     what it chose, writes its records and closes queue.lock, letting the
 //     next requester in. The uncontended cost is two extra flocks.
@@ -86,7 +88,8 @@
 //
 // # Running a command
 //
-// The command inherits the lock files as descriptors 3 and up, so its
+// The command inherits the lock files (at the descriptor numbers they
+// have here; descriptors it was given on purpose are left alone), so its
 // flocks survive the exec and outlive ktstr-hostlock if it is killed; a
 // reservation ends when the last process holding those descriptors closes
 // them, as with flock(1). It gets KTSTR_CPUS, KTSTR_LLCS and

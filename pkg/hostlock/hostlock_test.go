@@ -1,13 +1,17 @@
 package hostlock
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,16 +167,19 @@ func TestWaitForAnyOfM(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan *Reservation, 2)
-	waiter := func() {
-		r, err := l.Acquire(context.Background(), Request{Kind: LLCs, Count: 1, Node: -1})
+	var prog strings.Builder
+	var waited atomic.Int32
+	waiter := func(progress io.Writer) {
+		r, err := l.Acquire(context.Background(), Request{Kind: LLCs, Count: 1, Node: -1, Progress: progress,
+			OnWait: func() { waited.Add(1) }})
 		if err != nil {
 			t.Error(err)
 		}
 		got <- r
 	}
-	go waiter()
+	go waiter(&prog)
 	waitFor(t, func() bool { _, _, w, _ := newLockView(l.Dir).state(llcFile(0)); return w == 1 })
-	go waiter()
+	go waiter(nil)
 	waitFor(t, func() bool { _, _, w, _ := newLockView(l.Dir).state(queueFile); return w == 1 })
 	b.Release() // LLC 1
 	r1 := <-got
@@ -186,6 +193,10 @@ func TestWaitForAnyOfM(t *testing.T) {
 	}
 	r1.Release()
 	r2.Release()
+	if waited.Load() != 2 || !strings.HasPrefix(prog.String(), "ktstr-hostlock: waiting for 1 exclusive LLC(s)") ||
+		!strings.HasSuffix(prog.String(), " - acquired\n") {
+		t.Errorf("OnWait called %d times (want 2); progress %q", waited.Load(), prog.String())
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -251,11 +262,11 @@ func TestLockFileSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		fi, _ := os.Stat(d)
-		if fi.Mode()&(os.ModeSticky|os.ModePerm) != os.ModeSticky|0o777 {
-			t.Fatalf("%s mode %v, want 1777", d, fi.Mode())
-		}
+	if fi, _ := os.Stat(dir); fi.Mode()&(os.ModeSticky|os.ModePerm) != os.ModeSticky|0o777 {
+		t.Fatalf("%s mode %v, want 1777", dir, fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Dir(dir)); fi.Mode()&0o002 != 0 {
+		t.Fatalf("parent %s mode %v: only the lock directory should be world-writable", filepath.Dir(dir), fi.Mode())
 	}
 	old = syscall.Umask(0o077)
 	f, err := openLockFile(dir, "ok.lock")
@@ -363,4 +374,31 @@ func TestEnvAPI(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzRecordLine: the hand-written encoder and encoding/json agree.
+func FuzzRecordLine(f *testing.F) {
+	f.Add(12, "sh -c 'echo \"$KTSTR_CPUS\"'\t\\", "0-3,8")
+	f.Add(1, "\xff\x00\u2028 caf\u00e9", "")
+	f.Add(7, strings.Repeat("x", 3000), "0")
+	f.Fuzz(func(t *testing.T, pid int, cmd, cpus string) {
+		if pid <= 0 {
+			pid = 1
+		}
+		since := time.Date(2026, 11, 27, 1, 2, 3, 456e6, time.UTC)
+		in := Record{PID: pid, Mode: "shared", Request: "--cpus 1", CPUs: cpus, Since: since, Command: cmd}
+		line := in.line()
+		if line[len(line)-1] != '\n' || bytes.Count(line, []byte("\n")) != 1 || len(line) > 4096 && len(cpus) < 500 {
+			t.Fatalf("line %q: not one line, or too long", line)
+		}
+		var out Record
+		if err := json.Unmarshal(line, &out); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		valid := func(s string) string { return string([]rune(s)) } // U+FFFD per invalid byte
+		cmdOK := out.Command == valid(cmd) && len(cmd) <= 200 || len(cmd) > 200 && out.Command == valid(cmd[:200])+"..."
+		if out.PID != pid || out.CPUs != valid(cpus) || !out.Since.Equal(since) || !cmdOK {
+			t.Fatalf("round trip of %+v: %+v", in, out)
+		}
+	})
 }

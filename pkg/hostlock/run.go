@@ -24,8 +24,8 @@ const (
 var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
 // RunCommand runs argv holding res: the command inherits the lock files
-// (as descriptors 3 and up, so its flocks survive even if this process
-// dies), gets res.Env() in its environment and, with pin, an affinity mask
+// (at the descriptor numbers this process has them, so its flocks survive
+// even if this process dies), gets res.Env() in its environment and, with pin, an affinity mask
 // of res.CPUs. SIGINT, SIGTERM and SIGHUP are forwarded to it. It returns
 // the command's exit status, 128+n when a signal n killed it, or
 // ExitNotFound/ExitCannotExec with an error when it could not start.
@@ -45,11 +45,17 @@ func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, 
 		}
 		return ExitCannotExec, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	files := []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()}
+	// The lock files are inherited at their own descriptor numbers (their
+	// close-on-exec flag cleared just for this), not moved to 3 and up:
+	// descriptors the command was given on purpose (3>file, <(...)) stay
+	// where they are.
 	for _, f := range res.Files() {
-		files = append(files, f.Fd())
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
+			return 1, fmt.Errorf("pass %s to %s: %w", f.Name(), argv[0], err)
+		}
 	}
-	attr := &syscall.ProcAttr{Env: withEnv(os.Environ(), res.Env()), Files: files}
+	attr := &syscall.ProcAttr{Env: withEnv(os.Environ(), res.Env()),
+		Files: []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()}}
 
 	if sigs == nil {
 		sigs = make(chan os.Signal, 4)

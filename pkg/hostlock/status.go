@@ -96,6 +96,7 @@ func (v *lockView) state(name string) (state string, holders []Holder, waiting i
 		return v.probe(path, recs)
 	}
 	maj, min := unix.Major(st.Dev), unix.Minor(st.Dev)
+	seen := map[Holder]bool{}
 	for _, pl := range v.locks {
 		if pl.Ino != st.Ino || !(pl.Major == maj && pl.Minor == min || pl.Major == v.mdev.Major && pl.Minor == v.mdev.Minor) {
 			continue
@@ -108,6 +109,10 @@ func (v *lockView) state(name string) (state string, holders []Holder, waiting i
 		if pl.Write {
 			h.Mode = "exclusive"
 		}
+		if seen[h] {
+			continue // a --cpus holder takes an LLC once per CPU
+		}
+		seen[h] = true
 		for i := len(recs) - 1; i >= 0; i-- {
 			if recs[i].PID == pl.PID {
 				r := recs[i]
@@ -176,32 +181,49 @@ func readRecords(path string) []Record {
 }
 
 // holdersOf names the holders of the busy units' lock files, for error
-// messages.
+// messages: one entry per holder and kind, e.g. "LLC 0-3 held exclusive by
+// pid 7 (make) since 10:00:00".
 func (l *Locker) holdersOf(busy []*unit) []string {
 	v := newLockView(l.Dir)
+	type key struct {
+		kind string
+		pid  int
+		mode string
+	}
 	seen := map[string]bool{}
-	var out []string
+	idx := map[key][]int{}
+	who := map[key]Holder{}
+	var order []key
 	for _, u := range busy {
 		for _, s := range u.steps {
 			if seen[s.name] {
 				continue
 			}
 			seen[s.name] = true
+			kind, n := splitFile(s.name)
 			_, hs, _, _ := v.state(s.name)
 			for _, h := range hs {
-				out = append(out, fmt.Sprintf("%s held %s by %s", describeFile(s.name), h.Mode, h))
+				k := key{kind, h.PID, h.Mode}
+				if _, ok := idx[k]; !ok {
+					order = append(order, k)
+					who[k] = h
+				}
+				idx[k] = append(idx[k], n)
 			}
 		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, fmt.Sprintf("%s %s held %s by %s", k.kind, cpulist.Format(idx[k]), k.mode, who[k]))
 	}
 	return out
 }
 
-func describeFile(name string) string {
-	base := strings.TrimSuffix(name, ".lock")
-	if kind, n, ok := strings.Cut(base, "-"); ok {
-		return strings.ToUpper(kind) + " " + n
-	}
-	return base
+// splitFile turns "llc-3.lock" into ("LLC", 3).
+func splitFile(name string) (string, int) {
+	kind, n, _ := strings.Cut(strings.TrimSuffix(name, ".lock"), "-")
+	i, _ := strconv.Atoi(n)
+	return strings.ToUpper(kind), i
 }
 
 // Status reports every LLC and CPU of the topology with its holders. It
@@ -264,12 +286,14 @@ func (s *Status) WriteText(w io.Writer) error {
 	for _, ls := range cpus {
 		line(fmt.Sprintf("cpu %d", ls.Index), ls, fmt.Sprintf("node %d llc %d", ls.Node, ls.LLC))
 	}
-	if s.Deciding != nil || s.Queued > 0 {
-		fmt.Fprintf(&b, "queue: %d waiting", s.Queued)
-		if s.Deciding != nil {
-			fmt.Fprintf(&b, " behind pid %d (%s)", s.Deciding.PID, s.Deciding.Command)
+	if s.Deciding != nil {
+		fmt.Fprintf(&b, "queue: pid %d (%s) is waiting for LLCs or CPUs", s.Deciding.PID, s.Deciding.Command)
+		if s.Queued > 0 {
+			fmt.Fprintf(&b, "; %d more request(s) queued behind it", s.Queued)
 		}
 		b.WriteByte('\n')
+	} else if s.Queued > 0 {
+		fmt.Fprintf(&b, "queue: %d request(s) queued\n", s.Queued)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -287,6 +287,7 @@ func TestInputErrors(t *testing.T) {
 		{"conflict", initramfs.Spec{Init: bb, Includes: []initramfs.Include{{Host: f, Archive: "/init"}}}, "wanted by both"},
 		{"file over dir", initramfs.Spec{Init: bb, Includes: []initramfs.Include{{Host: f, Archive: "/init/x"}}}, "inside /init"},
 		{"args without scheduler", initramfs.Spec{Init: bb, SchedulerArgs: []string{"-v"}}, "without --scheduler"},
+		{"file at /", initramfs.Spec{Init: bb, Includes: []initramfs.Include{{Host: f, Archive: "/"}}}, "not /"},
 		{"run file collision", initramfs.Spec{Init: bb, Includes: []initramfs.Include{{Host: f, Archive: runconfig.Path}}}, "collides"},
 	}
 	for _, c := range cases {

@@ -231,9 +231,10 @@ const (
 	chunkSize      = 8 << 20
 )
 
-// chunks splits sorted entries into runs as described above.
-func chunks(es []Entry) [][]Entry {
-	if totalSize(es) <= chunkThreshold {
+// chunks splits sorted entries into runs as described above; an
+// uncompressed part is never split (there is nothing to parallelize).
+func chunks(es []Entry, comp Compression) [][]Entry {
+	if comp == None || totalSize(es) <= chunkThreshold {
 		return [][]Entry{es}
 	}
 	var out [][]Entry
@@ -252,7 +253,7 @@ func chunks(es []Entry) [][]Entry {
 func (b *Builder) writePart(w io.Writer, kind string, comp Compression, es []Entry) error {
 	b.Progress.Phase("packing "+kind+" part", totalSize(es))
 	defer b.Progress.Done()
-	cs := chunks(es)
+	cs := chunks(es, comp)
 	var done atomic.Int64
 	compress := func(dst io.Writer, chunk []Entry, firstIno int64) error {
 		cw, err := comp.compressor(dst)
@@ -281,7 +282,7 @@ func (b *Builder) writePart(w io.Writer, kind string, comp Compression, es []Ent
 	// At most GOMAXPROCS chunks are in flight (compressing or waiting to
 	// be written), which bounds memory to that many compressed chunks.
 	type job struct {
-		buf  bytes.Buffer
+		buf  spool
 		err  error
 		done chan struct{}
 	}
@@ -307,14 +308,72 @@ func (b *Builder) writePart(w io.Writer, kind string, comp Compression, es []Ent
 		if firstErr == nil {
 			if j.err != nil {
 				firstErr = j.err
-			} else if _, err := w.Write(j.buf.Bytes()); err != nil {
+			} else if err := j.buf.copyTo(w); err != nil {
 				firstErr = err
 			}
 		}
-		j.buf = bytes.Buffer{}
+		j.buf.close()
 		<-sem
 	}
 	return firstErr
+}
+
+// spool holds a compressed chunk until its turn to be written: in memory
+// up to spoolMemory bytes, then in an unlinked temporary file, so a chunk
+// made of one huge file does not need its size in RAM.
+type spool struct {
+	mem  bytes.Buffer
+	file *os.File
+	err  error
+}
+
+const spoolMemory = 32 << 20
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.file == nil && s.mem.Len()+len(p) <= spoolMemory {
+		return s.mem.Write(p)
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp("", "ktstr-mkinitramfs-chunk-*")
+		if err != nil {
+			s.err = fmt.Errorf("spool compressed chunk: %w", err)
+			return 0, s.err
+		}
+		os.Remove(f.Name())
+		s.file = f
+		if _, err := f.Write(s.mem.Bytes()); err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.mem = bytes.Buffer{}
+	}
+	n, err := s.file.Write(p)
+	if err != nil {
+		s.err = fmt.Errorf("spool compressed chunk: %w", err)
+	}
+	return n, s.err
+}
+
+func (s *spool) copyTo(w io.Writer) error {
+	if s.file == nil {
+		_, err := w.Write(s.mem.Bytes())
+		return err
+	}
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(w, s.file)
+	return err
+}
+
+func (s *spool) close() {
+	s.mem = bytes.Buffer{}
+	if s.file != nil {
+		s.file.Close()
+	}
 }
 
 // WriteTo builds spec without the cache and writes the concatenated blob

@@ -299,6 +299,9 @@ func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas 
 	m := &meta{Key: key, Kind: "full", Compression: comp}
 	for i, p := range paths {
 		src, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("cached part %s was removed while in use (by --gc?): run again", p)
+		}
 		if err != nil {
 			return "", nil, err
 		}
@@ -481,6 +484,20 @@ func (c *Cache) sweep() {
 		for _, de := range ents {
 			if k, ok := c.readIndex(de.Name()); !ok || !live[k] {
 				os.Remove(filepath.Join(c.Dir, "index", de.Name()))
+			}
+		}
+	}
+	// Lock files nobody holds; lock() re-checks the inode after locking,
+	// so removing one under a waiter is safe.
+	if ents, err := os.ReadDir(filepath.Join(c.Dir, "locks")); err == nil {
+		for _, de := range ents {
+			key, ok := strings.CutSuffix(de.Name(), ".lock")
+			if !ok {
+				continue
+			}
+			if unlock, ok := c.tryLock(key); ok {
+				os.Remove(filepath.Join(c.Dir, "locks", de.Name()))
+				unlock()
 			}
 		}
 	}

@@ -14,6 +14,6 @@
 // collection).
 //
 // It imports pkg/elfdeps (library resolution), pkg/runconfig (the guest
-// contract), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the
+// contract), pkg/scenario (the --scenario catalog and validation), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the
 // standard library. It holds no global mutable state.
 package initramfs

@@ -3,8 +3,13 @@ package initramfs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ktstr-go/ktstr/pkg/scenario"
 )
 
 // InitBinaryName is the guest init's file name next to the tools.
@@ -33,14 +38,23 @@ func FindInit(flagValue string) (string, error) {
 	return "", inputErr("no guest init found (no --init, no $KTSTR_INIT, no %s next to this program): pass --init PATH (a static binary, normally bin/ktstr-init from `make`)", InitBinaryName)
 }
 
-// LoadScenario reads --scenario's argument. Today it must name a scenario
-// file; a catalog of named scenarios can be put in front of this (a name
-// that is not an existing file) without changing callers.
+// LoadScenario reads --scenario's argument: a scenario file, or, when no
+// such file exists and the argument has no '/' and no ".json" suffix, a
+// named scenario of the catalog in pkg/scenario (its name is returned for
+// the run configuration). Either way the scenario is validated here, so a
+// bad one fails on the host rather than in the guest.
 func LoadScenario(arg string) (data []byte, name string, err error) {
 	st, err := os.Stat(arg)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", inputErr("--scenario %s: no such file (give the path of a scenario JSON file)", arg)
+			if !strings.ContainsRune(arg, '/') && !strings.HasSuffix(arg, ".json") {
+				b, cerr := scenario.CatalogBytes(arg)
+				if cerr != nil {
+					return nil, "", inputErr("--scenario %s: no such file, and %v", arg, cerr)
+				}
+				return b, arg, nil
+			}
+			return nil, "", inputErr("--scenario %s: no such file (give a scenario JSON file or a catalog name: %s)", arg, strings.Join(scenario.Names(), ", "))
 		}
 		return nil, "", inputErr("--scenario %s: %v", arg, unwrapPathErr(err))
 	}
@@ -51,23 +65,28 @@ func LoadScenario(arg string) (data []byte, name string, err error) {
 	if err != nil {
 		return nil, "", inputErr("--scenario %s: %v", arg, unwrapPathErr(err))
 	}
+	if _, err := scenario.Parse(data); err != nil {
+		return nil, "", inputErr("--scenario %s: %v (see man ktstr-scenario)", arg, err)
+	}
 	return data, "", nil
 }
 
 // ParseSize parses a byte count with an optional K, M, G or T suffix
 // (powers of 1024), for --max-size.
 func ParseSize(s string) (int64, error) {
-	var n float64
-	var unit string
-	if _, err := fmt.Sscanf(s, "%g%s", &n, &unit); err != nil {
-		if _, err := fmt.Sscanf(s, "%g", &n); err != nil {
-			return 0, fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
-		}
+	bad := fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(s)
 	}
-	mult := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MiB": 1 << 20,
-		"G": 1 << 30, "GB": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TiB": 1 << 40}[unit]
-	if mult == 0 || n < 0 {
-		return 0, fmt.Errorf("bad size %q: use a number with an optional K, M, G or T suffix", s)
+	n, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil || i == 0 {
+		return 0, bad
+	}
+	mult, ok := map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MiB": 1 << 20,
+		"G": 1 << 30, "GB": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TiB": 1 << 40}[s[i:]]
+	if !ok || n*mult >= math.MaxInt64 {
+		return 0, bad
 	}
 	return int64(n * mult), nil
 }

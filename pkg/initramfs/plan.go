@@ -229,6 +229,8 @@ func (p *planner) addInclude(inc Include) error {
 			return inputErr("%s: %v", origin, unwrapPathErr(err))
 		}
 		switch {
+		case info.IsDir() && ap == "/":
+			return nil // --include DIR:/ overlays the root, which exists
 		case info.IsDir():
 			return p.base.add(Entry{Path: ap, Kind: KindDir, Perm: uint32(info.Mode().Perm()) | sticky(info), Origin: origin})
 		case info.Mode()&fs.ModeSymlink != 0:
@@ -342,8 +344,9 @@ func makePlan(spec *Spec, res *elfdeps.Resolver) (*plan, error) {
 		}
 	}
 	if len(p.libDirs) > 0 {
-		// The guest has no ld.so.cache: tell its loader about library
-		// directories that only the host's ld.so.conf names.
+		// The guest has no ld.so.cache, and $ORIGIN-relative RUNPATHs
+		// point elsewhere once a binary moves to its archive path: tell
+		// the guest's loader about every non-default library directory.
 		dirs := make([]string, 0, len(p.libDirs))
 		for d := range p.libDirs {
 			dirs = append(dirs, d)

@@ -63,12 +63,17 @@ func sharedL1(t *testing.T) *Nested {
 		for a := 1; a <= l1Attempts; a++ {
 			l1, l1Err = StartNested(context.Background(), NestedOptions{
 				Agent:       agent,
+				MkInitramfs: FindMkInitramfs(),
 				Shares:      []Share{{Tag: "data", HostPath: data, GuestPath: "/data"}},
 				BootTimeout: 120 * time.Second,
 				Lifetime:    20 * time.Minute,
 			})
 			if l1Err == nil {
-				fmt.Fprintf(os.Stderr, "pkg/lab: L1 booted in %v (guest uptime %v), attempt %d\n", l1.BootTime.Round(time.Millisecond), l1.GuestUptime, a)
+				how := "ktstr-mkinitramfs"
+				if FindMkInitramfs() == "" {
+					how = "the lab's cpio writer (ktstr-mkinitramfs not built: run make)"
+				}
+				fmt.Fprintf(os.Stderr, "pkg/lab: L1 (initramfs by %s) booted in %v (guest uptime %v), attempt %d\n", how, l1.BootTime.Round(time.Millisecond), l1.GuestUptime, a)
 				return
 			}
 			fmt.Fprintf(os.Stderr, "pkg/lab: L1 boot attempt %d/%d FAILED: %v\n", a, l1Attempts, l1Err)

@@ -58,6 +58,11 @@ type NestedOptions struct {
 	// Initramfs, when set, is used as L1's initramfs instead of building
 	// one (it must start the agent like BuildL1Initramfs's init does).
 	Initramfs string
+	// MkInitramfs is the ktstr-mkinitramfs binary that builds L1's
+	// initramfs; empty uses the lab's own cpio writer (the fallback from
+	// before ktstr-mkinitramfs existed). StartNested's callers normally
+	// pass FindMkInitramfs().
+	MkInitramfs string
 	// Cmdline is appended to L1's command line.
 	Cmdline string
 	// BootTimeout bounds L1's boot to the agent's greeting (default 120 s).
@@ -134,6 +139,9 @@ poweroff -f
 // qemu-system-x86_64 with its libraries and firmware, the agent, packed
 // shares and the init that mounts the 9p ones.
 func BuildL1Initramfs(path string, opts *NestedOptions) error {
+	if opts.MkInitramfs != "" {
+		return mkL1Initramfs(path, opts)
+	}
 	a, err := BusyboxArchive(l1Init)
 	if err != nil {
 		return err
@@ -465,4 +473,72 @@ func (n *Nested) Monitor(cmd string) (string, error) {
 		out = out[i+1:]
 	}
 	return strings.ReplaceAll(out, "\r", ""), err
+}
+
+// FindMkInitramfs returns $KTSTR_BIN/ktstr-mkinitramfs, else the one on
+// $PATH, else "".
+func FindMkInitramfs() string {
+	if b := os.Getenv("KTSTR_BIN"); b != "" {
+		p := filepath.Join(b, "ktstr-mkinitramfs")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, _ := exec.LookPath("ktstr-mkinitramfs")
+	return p
+}
+
+// mkL1Initramfs builds L1's initramfs with ktstr-mkinitramfs: the same
+// content as the fallback writer, with the libraries resolved by the
+// project's own ELF dependency walk.
+func mkL1Initramfs(path string, opts *NestedOptions) error {
+	tmp, err := os.MkdirTemp("", "ktstr-l1-inputs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	initPath := filepath.Join(tmp, "init")
+	if err := os.WriteFile(initPath, []byte(l1Init), 0o755); err != nil {
+		return err
+	}
+	bb, err := FindBusybox()
+	if err != nil {
+		return err
+	}
+	q, err := FindQEMU()
+	if err != nil {
+		return err
+	}
+	args := []string{"--compress", "none", "--no-cache", "-o", path, "--init", initPath, "--busybox", bb,
+		"--include", q + ":/usr/bin/qemu-system-x86_64",
+		"--include", opts.Agent + ":/usr/lib/ktstr-lab/agent"}
+	found := 0
+	for _, f := range L1QEMUFirmware {
+		src := filepath.Join("/usr/share/qemu", f)
+		if real, err := filepath.EvalSymlinks(src); err == nil {
+			args = append(args, "--include", real+":"+src)
+			found++
+		}
+	}
+	if found == 0 {
+		return fmt.Errorf("no QEMU firmware in /usr/share/qemu: install qemu-system-x86 (and seabios, qemu-system-data)")
+	}
+	var nine []string
+	for _, s := range opts.Shares {
+		if s.Pack {
+			args = append(args, "--include", s.HostPath+":"+s.guestPath())
+			continue
+		}
+		nine = append(nine, s.Tag+"="+s.guestPath())
+	}
+	ninePath := filepath.Join(tmp, "9p")
+	if err := os.WriteFile(ninePath, []byte(strings.Join(nine, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	args = append(args, "--include", ninePath+":/etc/ktstr-lab/9p")
+	out, err := exec.Command(opts.MkInitramfs, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", opts.MkInitramfs, err, bytes.TrimSpace(out))
+	}
+	return nil
 }

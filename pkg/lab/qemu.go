@@ -148,12 +148,19 @@ func (p *process) wait() (int, time.Duration) {
 // streamSink accepts the single connection QEMU's socket chardev makes and
 // copies everything it receives to w.
 type streamSink struct {
-	ln   net.Listener
-	path string
-	done chan struct{}
-	err  error
-	mu   sync.Mutex
-	conn net.Conn
+	ln    net.Listener
+	path  string
+	done  chan struct{}
+	err   error
+	mu    sync.Mutex
+	conn  net.Conn
+	first time.Time // arrival of the first stream byte
+}
+
+func (s *streamSink) firstByte() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first
 }
 
 func newStreamSink(dir string, w io.Writer) (*streamSink, error) {
@@ -172,7 +179,27 @@ func newStreamSink(dir string, w io.Writer) (*streamSink, error) {
 		s.mu.Lock()
 		s.conn = c
 		s.mu.Unlock()
-		_, s.err = io.Copy(w, c)
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := c.Read(buf)
+			if k > 0 {
+				s.mu.Lock()
+				if s.first.IsZero() {
+					s.first = time.Now()
+				}
+				s.mu.Unlock()
+				if _, werr := w.Write(buf[:k]); werr != nil {
+					s.err = werr
+					break
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					s.err = err
+				}
+				break
+			}
+		}
 		c.Close()
 	}()
 	return s, nil

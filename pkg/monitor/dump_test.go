@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,5 +92,36 @@ func TestRunRequestsDumpOnce(t *testing.T) {
 	}
 	if strings.Join(lines, "|") != "sysrq D|sysrq l" {
 		t.Fatalf("FIFO got %q", lines)
+	}
+}
+
+func TestVCPUThreads(t *testing.T) {
+	proc := t.TempDir()
+	mk := func(pid, tid int, comm, schedstat string) {
+		d := filepath.Join(proc, strconv.Itoa(pid), "task", strconv.Itoa(tid))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "comm"), []byte(comm+"\n"), 0o644)
+		os.WriteFile(filepath.Join(d, "schedstat"), []byte(schedstat+"\n"), 0o644)
+	}
+	mk(100, 100, "qemu-system-x86", "5 0 0")
+	mk(100, 101, "CPU 0/TCG", "123456789 10 20")
+	mk(100, 102, "CPU 1/KVM", "987 1 1")
+	mk(100, 103, "CPU x/KVM", "1 1 1")
+	os.WriteFile(filepath.Join(proc, "100", "maps"), []byte("7f00-7f10 rw-s 00000000 00:1a 5 /dev/shm/guest.ram\n"), 0o644)
+	v := &VCPUThreads{proc: proc, pid: 100}
+	got := v.Times()
+	if len(got) != 2 || got[0] != 123456789 || got[1] != 987 {
+		t.Fatalf("times %v", got)
+	}
+	if p := findMapper(proc, "/dev/shm/guest.ram", 1); p != 100 {
+		t.Errorf("findMapper = %d", p)
+	}
+	if p := findMapper(proc, "/dev/shm/guest.ram", 100); p != 0 {
+		t.Errorf("findMapper found itself: %d", p)
+	}
+	for _, bad := range []string{"CPU /x", "CPU -1/x", "CPU 99999/x", "vCPU 0/x", "CPU 0"} {
+		if _, ok := parseVCPUName(bad); ok {
+			t.Errorf("%q taken for a vCPU thread", bad)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package monitor
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
@@ -55,7 +56,7 @@ var synLayout = kernelsym.Layout{
 	OpsName:        kernelsym.Field{Off: 0x10, Size: 128},
 	ExitInfoKind:   kernelsym.Field{Off: 0, Size: 4},
 	EnableStates:   map[int64]string{0: "SCX_OPS_ENABLING", 1: "SCX_OPS_ENABLED", 2: "SCX_OPS_DISABLING", 3: "SCX_OPS_DISABLED"},
-	ExitKinds:      map[int64]string{0: "SCX_EXIT_NONE", 1: "SCX_EXIT_DONE", 64: "SCX_EXIT_UNREG", 1026: "SCX_EXIT_ERROR_STALL"},
+	ExitKinds:      map[int64]string{0: "SCX_EXIT_NONE", 1: "SCX_EXIT_DONE", 64: "SCX_EXIT_UNREG", 1025: "SCX_EXIT_ERROR_BPF", 1026: "SCX_EXIT_ERROR_STALL"},
 }
 
 func newSynthetic(t testing.TB, levels int) *synthetic {
@@ -191,6 +192,25 @@ func TestLocateAndSample(t *testing.T) {
 			t.Errorf("%d-level scx %q %q %d %d", levels, ms.ScxState, ms.ScxOps, ms.WatchdogTimeout, ms.ScxExitKind)
 		}
 
+		// A short disabling window seen only by Watch: the kind is kept
+		// for the next sample even though the kernel has moved on.
+		s.put32(s.pa(synState), 2)
+		s.put32(s.pa(synExitKind), 1025)
+		sm.Watch()
+		s.put32(s.pa(synState), 3)
+		s.put32(s.pa(synExitKind), 1)
+		ms, err = sm.Sample(43)
+		if err != nil || ms.ScxState != "disabled" || ms.ScxExitKind != 1025 {
+			t.Errorf("%d-level exit seen by Watch only: %+v %v", levels, ms, err)
+		}
+		// Enabled again: forgotten.
+		s.put32(s.pa(synState), 1)
+		sm.Watch()
+		s.put32(s.pa(synState), 3)
+		if ms, _ = sm.Sample(44); ms.ScxExitKind != 1 {
+			t.Errorf("%d-level stale exit kind %d after re-enable", levels, ms.ScxExitKind)
+		}
+
 		// The scheduler dies of a stall: state disabled, exit kind reset
 		// to DONE, the exit info keeps the real kind.
 		s.put32(s.pa(synState), 3)
@@ -201,7 +221,7 @@ func TestLocateAndSample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ms.ScxState != "disabled" || ms.ScxExitKind != 1026 || ms.ScxExit != "error_stall" || ms.ScxOps != "" || ms.Seq != 1 {
+		if ms.ScxState != "disabled" || ms.ScxExitKind != 1026 || ms.ScxExit != "error_stall" || ms.ScxOps != "" || ms.Seq != 3 {
 			t.Errorf("%d-level after exit: %+v", levels, ms)
 		}
 	}
@@ -212,7 +232,7 @@ func TestLocateRejects(t *testing.T) {
 	// A banner copy elsewhere (the printk buffer holds one too) with
 	// garbage around it must not be taken for the kernel.
 	copy(s.ram[0x800000:], s.k.Banner)
-	if _, err := Locate(s.memory(), s.k); err != nil {
+	if _, err := LocateAnywhere(s.memory(), s.k); err != nil {
 		t.Fatalf("real image not found beside a stray banner: %v", err)
 	}
 	// A copy of the image elsewhere (the decompressor's output before it
@@ -232,7 +252,7 @@ func TestLocateRejects(t *testing.T) {
 	copy(s.ram[s.root:], saved)
 	// Without the real image only the stray copy remains: rejected.
 	copy(s.ram[s.pa(synBanner):], make([]byte, len(s.k.Banner)))
-	_, err := Locate(s.memory(), s.k)
+	_, err := LocateAnywhere(s.memory(), s.k)
 	if !errors.Is(err, ErrKernelNotFound) {
 		t.Fatalf("stray banner accepted: %v", err)
 	}
@@ -264,4 +284,28 @@ func FuzzSample(f *testing.F) {
 		sm := NewSampler(g, 0)
 		sm.Sample(1)
 	})
+}
+
+// A kernel placed off its alignment is found only by the full scan.
+func TestLocateUnaligned(t *testing.T) {
+	s := newSynthetic(t, 4)
+	m := s.memory()
+	if _, err := Locate(m, s.k); err != nil {
+		t.Fatal(err)
+	}
+	// Pretend the kernel links the banner 4 KiB further on: the aligned
+	// candidates now miss it, the full scan finds it (and then rejects it,
+	// since the page tables say otherwise).
+	k := *s.k
+	k.Symbols = kernelsym.Symbols{}
+	for n, a := range s.k.Symbols {
+		k.Symbols[n] = a
+	}
+	k.Symbols["linux_banner"] += 0x1000
+	if _, err := Locate(m, &k); !errors.Is(err, ErrKernelNotFound) || strings.Contains(err.Error(), "banner found") {
+		t.Fatalf("aligned search: %v", err)
+	}
+	if _, err := LocateAnywhere(m, &k); err == nil || !strings.Contains(err.Error(), "banner found") {
+		t.Fatalf("full scan: %v", err)
+	}
 }

@@ -236,15 +236,30 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 	return nil
 }
 
+// fullScanAfter: while the kernel is not found at any aligned place, all
+// of guest RAM is scanned once this long after the first attempt and then
+// at this interval. A full scan reads (and page-faults in) every byte of
+// RAM, tens of milliseconds for 512 MiB, and is only needed for a kernel
+// placed without regard to its physical alignment, which no Linux boot
+// path does; a kernel still booting is found by the aligned search.
+const fullScanAfter = 30 * time.Second
+
 // relocateAfter is how many failed samples in a row send the sampler back
 // to finding the kernel.
 const relocateAfter = 3
 
+// watchInterval is how often the sched_ext state alone is read between
+// samples (see Sampler.Watch).
+const watchInterval = 10 * time.Millisecond
+
 func (r *runner) sampleLoop(mem *guestmem.Memory) {
-	t := time.NewTicker(r.o.Interval)
+	tick := r.o.Interval
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	next := time.Now().Add(r.o.Interval)
 	var sm *Sampler
 	warned, errRun := false, 0
+	var firstTry, lastFull time.Time
 	lastDelta := ^uint64(0)
 	for {
 		select {
@@ -252,8 +267,39 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			return
 		case <-t.C:
 		}
+		// The ticker runs at the sample interval, and faster (watchInterval)
+		// only while a sched_ext scheduler is enabled, so that its exit is
+		// seen; a tick within half a watch interval of the next sample
+		// takes the sample.
+		want := r.o.Interval
+		if sm != nil && sm.Watching() {
+			want = min(watchInterval, r.o.Interval)
+		}
+		if want != tick {
+			tick = want
+			t.Reset(tick)
+		}
+		if now := time.Now(); now.Add(watchInterval / 2).Before(next) {
+			if sm != nil && sm.Watching() {
+				sm.Watch()
+			}
+			continue
+		} else {
+			next = next.Add(r.o.Interval)
+			if next.Before(now) { // fell behind (host overload): do not burst
+				next = now.Add(r.o.Interval)
+			}
+		}
 		if sm == nil {
-			g, err := Locate(mem, r.o.Kernel)
+			locate := Locate
+			if firstTry.IsZero() {
+				firstTry, lastFull = time.Now(), time.Now()
+			}
+			if time.Since(lastFull) >= fullScanAfter {
+				lastFull = time.Now()
+				locate = LocateAnywhere
+			}
+			g, err := locate(mem, r.o.Kernel)
 			if err != nil {
 				if !warned && time.Since(r.start) > 60*time.Second {
 					warned = true
@@ -273,6 +319,13 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 			}
 			r.res.KernelFound = true
 			r.mu.Unlock()
+			if pid == 0 && r.o.GuestMem != "" {
+				// QEMU and other VMMs given a RAM file: the process that
+				// maps it is the VMM (it has started by now).
+				if pid = FindMapper(r.o.GuestMem); pid > 0 && sm == nil && lastDelta == ^uint64(0) {
+					r.o.Logf("vCPU thread times from pid %d (it maps %s)", pid, r.o.GuestMem)
+				}
+			}
 			if g.PhysDelta() != lastDelta {
 				lastDelta = g.PhysDelta()
 				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())

@@ -25,6 +25,37 @@ type Sampler struct {
 	VCPUTime  func() []int64
 	PreemptNS int64
 	lastVT    []int64
+	// exitKind is the last error-or-unregister exit kind Watch saw
+	// while the scheduler was leaving; kept until it is enabled again,
+	// because the kernel forgets it once the disable completes.
+	exitKind int64
+	watching bool
+}
+
+// Watching reports whether Watch has anything to look for: a sched_ext
+// scheduler was enabled (or leaving) at the last read.
+func (s *Sampler) Watching() bool { return s.watching }
+
+// Watch reads only the sched_ext state and exit kind: cheap enough to call
+// far more often than Sample, so that an exit whose "disabling" window is
+// shorter than the sample interval is still caught.
+func (s *Sampler) Watch() {
+	if !s.k.HasSchedExt() {
+		return
+	}
+	st, err := s.g.mem.U32(s.g.ImagePA(s.k.Symbols["scx_ops_enable_state_var"]))
+	if err != nil {
+		return
+	}
+	name := s.l.EnableStates[int64(int32(st))]
+	s.watching = name != "SCX_OPS_DISABLED"
+	if name == "SCX_OPS_ENABLED" {
+		s.exitKind = 0
+		return
+	}
+	if k := s.readExitKind(); k > 1 {
+		s.exitKind = k
+	}
 }
 
 // NewSampler returns a sampler over cpus CPUs (0: the guest's nr_cpu_ids,
@@ -149,6 +180,7 @@ func (s *Sampler) scx(ms *wire.MonitorSample) {
 		return
 	}
 	ms.ScxState = enumName(l.EnableStates, int64(int32(st)), "SCX_OPS_")
+	s.watching = ms.ScxState != "disabled"
 	if a, ok := sy["scx_watchdog_timeout"]; ok {
 		if j, err := g.mem.U64(g.ImagePA(a)); err == nil && j < 1<<40 {
 			ms.WatchdogTimeout = j * (1e9 / uint64(s.k.HZ))
@@ -160,10 +192,24 @@ func (s *Sampler) scx(ms *wire.MonitorSample) {
 		}
 	}
 	if ms.ScxState == "enabled" {
+		s.exitKind = 0
 		return
 	}
-	// Which exit: scx_exit_kind holds it while disabling; afterwards the
-	// kernel resets it to DONE and the exit info keeps the real kind.
+	kind := s.readExitKind()
+	if kind <= 1 && s.exitKind > 1 {
+		kind = s.exitKind
+	}
+	if _, known := l.ExitKinds[kind]; known && kind > 0 {
+		ms.ScxExitKind = int(kind)
+		ms.ScxExit = enumName(l.ExitKinds, kind, "SCX_EXIT_")
+	}
+}
+
+// readExitKind returns the exit kind the kernel holds now: scx_exit_kind
+// while disabling (6.12 resets it to DONE afterwards), else the exit
+// info's kind while that is still allocated.
+func (s *Sampler) readExitKind() int64 {
+	sy, l, g := s.k.Symbols, s.l, s.g
 	kind := int64(0)
 	if a, ok := sy["scx_exit_kind"]; ok {
 		if v, err := g.mem.U32(g.ImagePA(a)); err == nil {
@@ -180,8 +226,5 @@ func (s *Sampler) scx(ms *wire.MonitorSample) {
 			}
 		}
 	}
-	if _, known := l.ExitKinds[kind]; known && kind > 0 {
-		ms.ScxExitKind = int(kind)
-		ms.ScxExit = enumName(l.ExitKinds, kind, "SCX_EXIT_")
-	}
+	return kind
 }

@@ -92,3 +92,38 @@ func (v *VCPUThreads) Times() []int64 {
 	}
 	return out
 }
+
+// FindMapper returns the pid of another process that has the file at path
+// mapped (the VMM whose guest RAM it is), or 0. It reads /proc/*/maps once.
+func FindMapper(path string) int {
+	return findMapper("/proc", path, os.Getpid())
+}
+
+func findMapper(proc, path string, self int) int {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return 0
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return 0
+	}
+	needle := []byte(" " + abs + "\n")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(proc, e.Name(), "maps"))
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, needle) {
+			return pid
+		}
+	}
+	return 0
+}

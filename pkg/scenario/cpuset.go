@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,9 +70,12 @@ func ParseCpuset(s string) (Cpuset, error) {
 		}
 		return Cpuset{Kind: k, Index: i}, nil
 	case "list":
-		cpus, err := ParseCPUList(arg)
+		cpus, err := cpulist.Parse(arg)
 		if err != nil {
 			return Cpuset{}, fmt.Errorf("cpuset %q: %w", s, err)
+		}
+		if len(cpus) > 0 && cpus[len(cpus)-1] > MaxCPU {
+			return Cpuset{}, fmt.Errorf("cpuset %q: CPU %d above %d", s, cpus[len(cpus)-1], MaxCPU)
 		}
 		if len(cpus) == 0 {
 			return Cpuset{}, fmt.Errorf("cpuset %q: empty list", s)
@@ -79,60 +83,6 @@ func ParseCpuset(s string) (Cpuset, error) {
 		return Cpuset{Kind: CpusetList, CPUs: cpus}, nil
 	}
 	return Cpuset{}, fmt.Errorf("cpuset %q: unknown kind %q (all, disjoint:I/N, list:L, llc:I, numa:I)", s, kind)
-}
-
-// ParseCPUList parses the kernel's CPU list format ("0-3,6,8-9"), as found
-// in sysfs and cpuset files. The result is sorted and unique.
-func ParseCPUList(s string) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	seen := map[int]bool{}
-	var out []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(strings.TrimSpace(lo))
-		if err != nil || a < 0 || a > MaxCPU {
-			return nil, fmt.Errorf("bad CPU %q in list (0..%d)", lo, MaxCPU)
-		}
-		b := a
-		if isRange {
-			b, err = strconv.Atoi(strings.TrimSpace(hi))
-			if err != nil || b < a || b > MaxCPU {
-				return nil, fmt.Errorf("bad CPU range %q in list", part)
-			}
-		}
-		for c := a; c <= b; c++ {
-			if !seen[c] {
-				seen[c] = true
-				out = append(out, c)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// FormatCPUList writes cpus (sorted, unique) in the kernel's list format.
-func FormatCPUList(cpus []int) string {
-	var b strings.Builder
-	for i := 0; i < len(cpus); {
-		j := i
-		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(cpus[i]))
-		if j > i {
-			b.WriteByte('-')
-			b.WriteString(strconv.Itoa(cpus[j]))
-		}
-		i = j + 1
-	}
-	return b.String()
 }
 
 // Topology is what cpuset resolution needs to know about the guest.
@@ -166,7 +116,7 @@ func (c Cpuset) Resolve(topo *Topology) ([]int, error) {
 	case CpusetList:
 		for _, cpu := range c.CPUs {
 			if !slices.Contains(topo.Online, cpu) {
-				return nil, fmt.Errorf("cpuset list names CPU %d, which is not online (online: %s)", cpu, FormatCPUList(topo.Online))
+				return nil, fmt.Errorf("cpuset list names CPU %d, which is not online (online: %s)", cpu, cpulist.Format(topo.Online))
 			}
 		}
 		return slices.Clone(c.CPUs), nil

@@ -6,6 +6,6 @@
 //
 // The format is documented in man/ktstr-scenario.5.
 //
-// Imports: the standard library only. pkg/guest runs scenarios;
+// Imports: the standard library and pkg/cpulist. pkg/guest runs scenarios;
 // ktstr-mkinitramfs uses Lookup to pack one.
 package scenario

@@ -82,6 +82,7 @@ type Work struct {
 	RunMS    int      `json:"run_ms,omitempty"`    // bursty
 	SleepMS  int      `json:"sleep_ms,omitempty"`  // bursty
 	PairWith string   `json:"pair_with,omitempty"` // pingpong: partner cgroup
+	Mode     string   `json:"mode,omitempty"`      // pingpong: "pipe" (default) or "futex"
 	Argv     []string `json:"argv,omitempty"`      // payload
 }
 
@@ -288,6 +289,12 @@ func (w Work) validate(workers int) error {
 	if w.Type != WorkBursty && (w.RunMS != 0 || w.SleepMS != 0) {
 		return fmt.Errorf("run_ms/sleep_ms only apply to bursty work, not %s", w.Type)
 	}
+	if w.Type == WorkPingPong && w.Mode != "" && w.Mode != "pipe" && w.Mode != "futex" {
+		return fmt.Errorf("pingpong mode %q: pipe or futex", w.Mode)
+	}
+	if w.Type != WorkPingPong && w.Mode != "" {
+		return fmt.Errorf("mode only applies to pingpong work, not %s", w.Type)
+	}
 	if w.Type != WorkPingPong && w.PairWith != "" {
 		return fmt.Errorf("pair_with only applies to pingpong work, not %s", w.Type)
 	}
@@ -310,6 +317,9 @@ func checkPairs(live map[string]*cgState) error {
 		}
 		if p.work.Type != WorkPingPong || p.work.PairWith != name {
 			return fmt.Errorf("cgroup %q: pair_with %q must be a pingpong cgroup paired back with %q", name, c.work.PairWith, name)
+		}
+		if p.work.Mode != c.work.Mode && !(p.work.Mode == "" && c.work.Mode == "pipe" || p.work.Mode == "pipe" && c.work.Mode == "") {
+			return fmt.Errorf("cgroups %q and %q pair workers but use different modes (%q, %q)", name, c.work.PairWith, c.work.Mode, p.work.Mode)
 		}
 		if p.workers != c.workers {
 			return fmt.Errorf("cgroups %q and %q pair workers one to one: counts %d and %d differ", name, c.work.PairWith, c.workers, p.workers)

@@ -18,6 +18,11 @@ import (
 // stop closes). body learns of the signal through stop and has a moment to
 // clean up; the terminal is already sane by then.
 func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
+	// Catch the signals before the terminal goes raw: one arriving in
+	// between would otherwise end the process with the terminal left raw.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	defer signal.Stop(sigs)
 	r, err := MakeRaw(fd)
 	if err != nil {
 		return err
@@ -34,9 +39,6 @@ func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
 		}
 	}()
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	defer signal.Stop(sigs)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	defer close(done)

@@ -190,7 +190,8 @@ func TestHelperChild(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			panic("test panic")
 		case "goroutine-panic":
-			go func() { panic("test panic in another goroutine") }()
+			// Panic only after the parent has seen the terminal go raw.
+			go func() { time.Sleep(100 * time.Millisecond); panic("test panic in another goroutine") }()
 			time.Sleep(5 * time.Second)
 		case "return":
 			time.Sleep(100 * time.Millisecond)

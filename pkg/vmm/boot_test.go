@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/kvm"
 )
 
 func TestLayout(t *testing.T) {
@@ -242,5 +244,29 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(s); err == nil {
 			t.Errorf("ParseSize(%q) accepted", s)
 		}
+	}
+}
+
+func TestCPUIDFor(t *testing.T) {
+	sup := []kvm.CPUIDEntry{
+		{Function: 1, EBX: 0x00000800, ECX: 1<<5 | 1<<0},
+		{Function: 0xB, Index: 0, EDX: 0},
+		{Function: 0x80000001, ECX: 1<<2 | 1<<0},
+	}
+	got := CPUIDFor(sup, 3, 4)
+	if got[0].EBX>>24 != 3 || (got[0].EBX>>16)&0xFF != 4 || got[0].EBX&0xFFFF != 0x800 {
+		t.Errorf("leaf 1 EBX %#x", got[0].EBX)
+	}
+	if got[0].ECX&(1<<5) != 0 || got[0].ECX&(1<<31) == 0 || got[0].ECX&1 == 0 || got[0].EDX&(1<<28) == 0 {
+		t.Errorf("leaf 1 ECX %#x EDX %#x", got[0].ECX, got[0].EDX)
+	}
+	if got[1].EDX != 3 {
+		t.Errorf("leaf 0xB x2APIC id %d", got[1].EDX)
+	}
+	if got[2].ECX != 1 {
+		t.Errorf("leaf 0x80000001 ECX %#x: SVM not hidden", got[2].ECX)
+	}
+	if sup[0].EBX != 0x800 {
+		t.Error("CPUIDFor modified its input")
 	}
 }

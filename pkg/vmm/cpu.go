@@ -26,7 +26,9 @@ const (
 
 // CPUIDFor returns the CPUID table for vCPU id: KVM's supported set with
 // the APIC id in leaf 1 and the x2APIC id in leaves 0xB/0x1F, and the
-// hypervisor bit set. Topology leaves beyond that belong to pkg/topology.
+// hypervisor bit set, and VMX/SVM hidden (a guest kernel with KVM built
+// in would otherwise set up, and on emergency restart tear down, nested
+// virtualization for nothing). Topology leaves beyond that belong to pkg/topology.
 func CPUIDFor(supported []kvm.CPUIDEntry, id, vcpus int) []kvm.CPUIDEntry {
 	out := make([]kvm.CPUIDEntry, len(supported))
 	copy(out, supported)
@@ -39,6 +41,9 @@ func CPUIDFor(supported []kvm.CPUIDEntry, id, vcpus int) []kvm.CPUIDEntry {
 			if vcpus > 1 {
 				e.EDX |= 1 << 28 // HTT: EBX[23:16] is valid
 			}
+			e.ECX &^= 1 << 5 // VMX: no nested virtualization in a test guest
+		case 0x80000001:
+			e.ECX &^= 1 << 2 // SVM, likewise
 		case 0xB, 0x1F:
 			e.EDX = uint32(id)
 		}

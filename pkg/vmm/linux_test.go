@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +167,67 @@ func TestLinuxSMP(t *testing.T) {
 	r := bootLinux(t, "ktstr_lab.mode=frames ktstr_lab.frames=10", 5*time.Minute, 2)
 	if r.res.Reason != ReasonGuestExit || r.res.ExitCode != 0 {
 		t.Fatalf("result %+v, want guest_exit 0", r.res)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and a polling reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func waitFor(t *testing.T, b *lockedBuffer, s string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(b.String(), s) {
+			return
+		}
+	}
+	t.Fatalf("console never showed %q; tail:\n%s", s, tail(b.String(), 1500))
+}
+
+// TestLinuxSysRq injects SysRq through the control FIFO (serial break +
+// key on the console UART) and stops the guest through it.
+func TestLinuxSysRq(t *testing.T) {
+	k, initrd := needLinux(t)
+	fifo := filepath.Join(t.TempDir(), "ctl")
+	var con lockedBuffer
+	var out bytes.Buffer
+	done := make(chan Result, 1)
+	go func() {
+		res, err := Run(Config{Kernel: k, Initrd: initrd, VCPUs: 1, Memory: 512 << 20, Timeout: 4 * time.Minute,
+			Cmdline: DefaultCmdline() + " ktstr_lab.mode=sysrq", Stream: &out, Console: &con, ControlFIFO: fifo})
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- res
+	}()
+	waitFor(t, &con, "labinit: started", 3*time.Minute)
+	ctl, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	fmt.Fprintln(ctl, "sysrq t")
+	waitFor(t, &con, "sysrq: Show State", 30*time.Second)
+	fmt.Fprintln(ctl, "stop")
+	res := <-done
+	if res.Reason != ReasonStopped || res.ExitCode != 128+15 {
+		t.Fatalf("result %+v, want stopped/143", res)
+	}
+	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
+		t.Errorf("control FIFO left behind: %v", err)
 	}
 }

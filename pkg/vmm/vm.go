@@ -117,6 +117,7 @@ type machine struct {
 	mem     *Memory
 	vcpus   []*kvm.VCPU
 	tids    []atomic.Int32
+	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
 	com1    *Serial
 	com2    *Serial
 	kbd     *i8042
@@ -211,6 +212,12 @@ waitJoin:
 		}
 	}
 	t.Stop()
+	select {
+	case <-joined:
+	default:
+		m.stuck.Store(true)
+		m.end.detail = strings.TrimPrefix(m.end.detail+"; a vCPU thread did not stop within 5 s", "; ")
+	}
 	m.console.Stop()
 	m.watch.Flush()
 
@@ -305,7 +312,11 @@ func (m *machine) build() error {
 		return err
 	}
 	m.mem = mem
-	m.closers = append(m.closers, func() { mem.Close() })
+	m.closers = append(m.closers, func() {
+		if !m.stuck.Load() {
+			mem.Close()
+		}
+	})
 	for i, r := range mem.Regions {
 		host := mem.Host(r)
 		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
@@ -368,7 +379,11 @@ func (m *machine) build() error {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
-		m.closers = append(m.closers, func() { c.Close() })
+		m.closers = append(m.closers, func() {
+			if !m.stuck.Load() {
+				c.Close()
+			}
+		})
 		cpuid, err := vcpuCPUID(supported, topo, i, cfg.Perf != nil)
 		if err != nil {
 			return err

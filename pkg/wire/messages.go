@@ -91,7 +91,7 @@ type CgroupMetrics struct {
 	CPUsUsed     int     `json:"cpus_used"`
 	Iterations   uint64  `json:"iterations"`
 	CPUTimeNS    uint64  `json:"cpu_time_ns"`
-	SpreadPct    float64 `json:"spread_pct"` // (max-min)/mean of CPU time, equal-weight workers
+	SpreadPct    float64 `json:"spread_pct"` // (max-min)/mean of CPU share (CPU time / wall) of the cgroup's workers of one work type
 	MaxGapNS     uint64  `json:"max_gap_ns"`
 	Migrations   uint64  `json:"migrations"`
 	WakeLatP99NS uint64  `json:"wake_lat_p99_ns,omitempty"`

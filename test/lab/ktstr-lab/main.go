@@ -49,6 +49,9 @@ func referenceCmd() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "hard limit; QEMU is killed after it"},
 			&cli.StringFlag{Name: "mem-file", Usage: "back guest RAM with this file (share=on)"},
 			&cli.StringSliceFlag{Name: "qemu-arg", Usage: "extra QEMU argument (repeatable)"},
+			&cli.StringFlag{Name: "accel", Value: "tcg", Usage: "QEMU accelerator (kvm inside the nested lab's L1)"},
+			&cli.StringFlag{Name: "cpu-model", Value: "max"},
+			&cli.StringFlag{Name: "machine-opts", Usage: "appended to -M microvm, (e.g. rtc=off)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.String("kernel") == "" {
@@ -60,6 +63,7 @@ func referenceCmd() *cli.Command {
 				CPUs: c.Int("cpus"), MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"),
 				Timeout: c.Duration("timeout"), MemFile: c.String("mem-file"),
 				ExtraArgs: c.StringSlice("qemu-arg"),
+				Accel:     c.String("accel"), CPUModel: c.String("cpu-model"), MachineOpts: c.String("machine-opts"),
 			}
 			if o.StreamPath == "" {
 				o.Stream = os.Stdout
@@ -71,8 +75,8 @@ func referenceCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "ktstr-lab: reference boot (QEMU TCG, no KVM): exit %d, %d stream bytes, wall %.2fs\n",
-				r.ExitCode, len(r.Stream), r.Wall.Seconds())
+			fmt.Fprintf(os.Stderr, "ktstr-lab: QEMU -accel %s boot: exit %d, %d stream bytes, first stream byte at %.2fs, wall %.2fs\n",
+				o.Accel, r.ExitCode, len(r.Stream), r.FirstStream.Seconds(), r.Wall.Seconds())
 			if r.TimedOut {
 				return cmdutil.Exit(3, r.Err())
 			}
@@ -127,7 +131,7 @@ func nestedCmd() *cli.Command {
 			}
 			o := lab.NestedOptions{Kernel: c.String("kernel"), Agent: agent, CPUs: c.Int("cpus"),
 				MemoryMiB: c.Int("memory"), Cmdline: c.String("cmdline"), WorkDir: dir,
-				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint")}
+				Machine: c.String("machine"), NoTSCHint: c.Bool("no-tsc-hint"), MkInitramfs: lab.FindMkInitramfs()}
 			for _, pack := range []bool{false, true} {
 				name := map[bool]string{false: "share", true: "pack"}[pack]
 				for _, s := range c.StringSlice(name) {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// initBin returns $KTSTR_BIN/ktstr-init when the Makefile built it, else a
+// fresh go build.
+func initBin(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("KTSTR_BIN"); dir != "" {
+		if p := filepath.Join(dir, "ktstr-init"); fileExists(p) {
+			return p
+		}
+	}
+	p := filepath.Join(t.TempDir(), "ktstr-init")
+	if out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestHostCLI runs the real binary on the host (not PID 1): catalog
+// listing, scenario validation and the exit codes of its man page.
+func TestHostCLI(t *testing.T) {
+	bin := initBin(t)
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"steps":[{"cgroups":[{"name":"a","workers":1,"work":{"type":"dance"}}]}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args       []string
+		code       int
+		wantOut    string
+		wantStderr string
+	}{
+		{[]string{"--list-scenarios"}, 0, "steady\t", ""},
+		{[]string{"--check-scenario", "mixed-burst"}, 0, `"name": "mixed-burst"`, ""},
+		{[]string{"--check-scenario", "../../pkg/scenario/scenarios/steady.json"}, 0, `"hold_ms": 3000`, ""},
+		{[]string{"--check-scenario", bad}, 1, "", `unknown work type "dance"`},
+		{[]string{"--check-scenario", "nope"}, 1, "", "not in the catalog (have: cpuset-shrink"},
+		{nil, 2, "", "runs as PID 1 inside a guest"},
+		{[]string{"--bogus"}, 2, "", "see --help"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(bin, c.args...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(out.String(), c.wantOut) || !strings.Contains(errb.String(), c.wantStderr) {
+			t.Errorf("ktstr-init %q: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+				c.args, code, out.String(), errb.String(), c.code, c.wantOut, c.wantStderr)
+		}
+		if strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
+			t.Errorf("ktstr-init %q: error is more than one line: %q", c.args, errb.String())
+		}
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+)
+
+// Exit statuses on the recorded streams in pkg/monitor/testdata.
+func TestExitCodes(t *testing.T) {
+	t.Setenv("KTSTR_VMLINUX", "") // frames-only: no kernel needed
+	td := filepath.Join("..", "..", "pkg", "monitor", "testdata")
+	cfg := filepath.Join(t.TempDir(), "th.json")
+	os.WriteFile(cfg, []byte(`{"sustain_samples": 50}`), 0o600)
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{filepath.Join(td, "clean.ktstr")}, 0, ""},
+		{[]string{filepath.Join(td, "stall.ktstr")}, 1, "1 violation(s)"},
+		{[]string{"--config", cfg, filepath.Join(td, "stall.ktstr")}, 0, ""},
+		{[]string{"--config", cfg, "--sustain-samples", "5", filepath.Join(td, "stall.ktstr")}, 1, "violation"},
+		{[]string{"--no-stall", filepath.Join(td, "stall.ktstr")}, 0, ""},
+		{[]string{filepath.Join(td, "schedexit.ktstr")}, 1, "2 violation(s)"},
+		{[]string{filepath.Join(td, "corrupt.ktstr")}, 2, "corrupt or truncated"},
+		{[]string{filepath.Join(td, "missing.ktstr")}, 2, "open stream"},
+		{[]string{"a", "b"}, 2, "at most one STREAM"},
+		{[]string{"--sustain-samples", "0", filepath.Join(td, "clean.ktstr")}, 2, "sustain_samples"},
+		{[]string{"--dump-keys", "xy", filepath.Join(td, "clean.ktstr")}, 2, "--dump-keys"},
+		{[]string{"--guest-mem", "/nonexistent", filepath.Join(td, "clean.ktstr")}, 2, "needs --vmlinux"},
+		{[]string{"--guest-mem-layout", "1:2", filepath.Join(td, "clean.ktstr")}, 2, "GPA:SIZE:OFFSET"},
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+	}
+	// Reports go to stdout: silence it for the test run.
+	stdout := os.Stdout
+	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout; devnull.Close() }()
+	for _, tc := range tests {
+		var stderr strings.Builder
+		code := cmdutil.Run(newApp(), append([]string{"ktstr-monitor"}, tc.args...), &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.msg)
+		}
+	}
+}
+
+func TestParseLayout(t *testing.T) {
+	r, err := parseLayout("0:0xc0000000:0,0x100000000:0x40000000:0xc0000000")
+	if err != nil || len(r) != 2 || r[1].GPA != 1<<32 || r[1].Offset != 0xc0000000 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, bad := range []string{"", "1:2", "x:1:2", "1:2:3:4"} {
+		if _, err := parseLayout(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package vmm
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/lab"
+)
+
+// startLab builds the test binary, the lab init (and ktstr-boot when
+// withBoot) into a directory packed into L1, and boots L1.
+func startLab(t *testing.T, kernel string, withBoot bool) *lab.Nested {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	agent, err := lab.BuildAgent(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	build := exec.Command("go", "test", "-c", "-o", filepath.Join(data, "vmm.test"), ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build test binary: %v\n%s", err, out)
+	}
+	build = exec.Command("go", "build", "-o", filepath.Join(data, "labinit"), "./testdata/labinit")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build lab init: %v\n%s", err, out)
+	}
+	if withBoot {
+		if _, err := lab.BuildTool(ctx, data, "cmd/ktstr-boot"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n *lab.Nested
+	for a := 1; a <= 2; a++ { // the lab's policy: one retry of a failed L1 boot
+		n, err = lab.StartNested(ctx, lab.NestedOptions{
+			Agent:       agent,
+			Shares:      []lab.Share{{Tag: "data", HostPath: data, GuestPath: "/data", Pack: true}, {Tag: "kernel", HostPath: filepath.Dir(kernel), GuestPath: "/kernel"}},
+			MemoryMiB:   2048,
+			Machine:     labMachine(),
+			BootTimeout: 150 * time.Second,
+			Lifetime:    15 * time.Minute,
+		})
+		if err == nil {
+			break
+		}
+		t.Logf("L1 boot attempt %d failed: %v", a, err)
+	}
+	if err != nil {
+		t.Fatalf("nested lab: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	t.Logf("L1 up in %v", n.BootTime.Round(time.Millisecond))
+	return n
+}
+
+// TestNestedLab proves the Linux boots where they count: it boots the
+// nested lab's L1 (a Linux under QEMU TCG whose /dev/kvm is real nested
+// SVM) and runs this package's TestLinux* tests inside it with the fixture
+// kernel as L2. Each L2 boot has a hard timeout inside the tests and the
+// whole inner run another one here. Set KTSTR_LAB_SKIP_VMM=1 to leave it
+// out (it takes minutes on a 2-core machine).
+func TestNestedLab(t *testing.T) {
+	if os.Getenv("KTSTR_REAL_KVM") == "1" {
+		t.Skip("SKIP: already on real KVM: the TestLinux* tests run directly")
+	}
+	if os.Getenv("KTSTR_LAB_SKIP_VMM") == "1" {
+		t.Skip("SKIP: KTSTR_LAB_SKIP_VMM=1: the nested-lab Linux boots of ktstr-boot are NOT tested in this run")
+	}
+	if m := lab.Missing(); m != "" {
+		t.Skipf("SKIP (lab fixture missing): %s: ktstr-boot's Linux boots are NOT tested", m)
+	}
+	kernel := os.Getenv("KTSTR_KERNEL")
+	if kernel == "" {
+		t.Skip("SKIP: KTSTR_KERNEL not set: ktstr-boot's Linux boots are NOT tested")
+	}
+	ctx := context.Background()
+	n := startLab(t, kernel, false)
+	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
+		" KTSTR_LAB_INIT=/data/labinit ./vmm.test -test.v -test.timeout 12m -test.run '^TestLinux'"
+	var live io.Writer
+	if testing.Verbose() {
+		live = os.Stderr
+	}
+	r, err := n.RunLive(ctx, cmd, 13*time.Minute, live)
+	if err != nil {
+		t.Fatalf("nested lab: %v", err)
+	}
+	out := string(r.Stdout) + string(r.Stderr)
+	t.Logf("inner run took %v", r.Wall.Round(time.Second))
+	if e := r.Err(); e != nil {
+		t.Fatalf("TestLinux* inside L1 failed: %v", e)
+	}
+	for _, name := range []string{"TestLinuxBootStream", "TestLinuxPanic", "TestLinuxPoweroff", "TestLinuxTimeout", "TestLinuxSysRq", "TestLinuxSMP"} {
+		if !strings.Contains(out, "--- PASS: "+name) {
+			t.Errorf("%s did not pass inside L1", name)
+		}
+	}
+}
+
+// TestNestedBenchmark (KTSTR_BENCH=1) runs TestBootBenchmarkInner inside
+// L1: ktstr-boot against qemu-system-x86_64 -M microvm -enable-kvm on the
+// same kernel and initramfs, in one run. Figures only, no assertions.
+func TestNestedBenchmark(t *testing.T) {
+	if os.Getenv("KTSTR_BENCH") != "1" || os.Getenv("KTSTR_REAL_KVM") == "1" {
+		t.Skip("SKIP: set KTSTR_BENCH=1 to run the nested-lab boot benchmark")
+	}
+	if m := lab.Missing(); m != "" {
+		t.Skipf("SKIP (lab fixture missing): %s", m)
+	}
+	kernel := os.Getenv("KTSTR_KERNEL")
+	if kernel == "" {
+		t.Skip("SKIP: KTSTR_KERNEL not set")
+	}
+	n := startLab(t, kernel, true)
+	cmd := "cd /data && KTSTR_BENCH=1 KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
+		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot ./vmm.test -test.v -test.timeout 12m -test.run '^TestBootBenchmarkInner$'"
+	r, err := n.RunLive(context.Background(), cmd, 13*time.Minute, os.Stderr)
+	if err != nil {
+		t.Fatalf("nested lab: %v", err)
+	}
+	if e := r.Err(); e != nil {
+		t.Fatal(e)
+	}
+}
+
+// labMachine is L1's QEMU machine: KTSTR_LAB_MACHINE, default "pc" (HPET
+// and PM timer for L1; with microvm, L1 was seen to go idle for good while
+// running an L2).
+func labMachine() string {
+	if m := os.Getenv("KTSTR_LAB_MACHINE"); m != "" {
+		return m
+	}
+	return "pc"
+}

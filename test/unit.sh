@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the Go test suite and shows, besides go test's per-package lines,
+# every skipped test with its reason: a test whose fixture or tool is
+# missing skips loudly here, never silently. The full verbose log is kept
+# in bin/unit.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin
+log=bin/unit.log
+go test -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
+rc=$?
+# Package result lines and failures as go test prints them.
+grep -E '^(ok|FAIL|panic:|---|\?)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS' | grep -v -- '--- SKIP'
+# Each skip with the reason line that follows it.
+# go test -v prints a skip's reason (a "file_test.go:N: ..." line) before
+# its "--- SKIP" line.
+awk '/^[ \t]+[^ \t]+_test\.go:[0-9]+: / {why=$0; sub(/^[ \t]+/, "", why)}
+     /^=== RUN/ {why=""}
+     /--- SKIP:/ {line=$0; sub(/^[ \t]+/, "", line); print "SKIP " line " -- " why}' "$log"
+passed=$(grep -cE '^\s*--- PASS' "$log")
+failed=$(grep -cE '^\s*--- FAIL' "$log")
+skipped=$(grep -cE '^\s*--- SKIP' "$log")
+echo "verbose log: $log"
+echo "unit: $passed passed, $failed failed, $skipped skipped"
+exit $rc
