@@ -67,9 +67,12 @@ func TestTopologyInGuest(t *testing.T) {
 			t.Fatal(err)
 		}
 		topo, _ := topology.New(s)
-		cmd := fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout 420s --control-fifo none --console /tmp/console-%s.txt >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, shape, shape)
+		// Nested boots slow down with the vCPU count (all of L2 runs on
+		// L1's one CPU): allow 5 minutes plus 20 s per vCPU.
+		limit := 300*time.Second + time.Duration(len(topo.CPUs))*20*time.Second
+		cmd := fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo none --console /tmp/console-%s.txt >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), shape, shape)
 		start := time.Now()
-		r, err := l1.Run(ctx, cmd, 450*time.Second)
+		r, err := l1.Run(ctx, cmd, limit+30*time.Second)
 		if err != nil {
 			t.Fatalf("%s: lab failed: %v", shape, err)
 		}

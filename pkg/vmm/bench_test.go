@@ -37,7 +37,7 @@ func TestBootBenchmarkInner(t *testing.T) {
 	kp, ip := filepath.Join(dir, "bzImage"), filepath.Join(dir, "initrd")
 	os.WriteFile(kp, k, 0o644)
 	os.WriteFile(ip, initrd, 0o644)
-	args := "ktstr_lab.mode=frames ktstr_lab.frames=1000"
+	args := strings.TrimSpace("ktstr_lab.mode=frames ktstr_lab.frames=1000 " + os.Getenv("KTSTR_LAB_L2_ARGS"))
 
 	pr, err := Probe(3, 1000000)
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -187,7 +189,12 @@ func (r *ring) addChain(bufs ...[3]uint64) { // {addr, len, flags}
 	binary.LittleEndian.PutUint16(w, ai+1)
 }
 
-func (r *ring) usedIdx() uint16 { v, _ := r.m.U16(r.used + 2); return v }
+// usedIdx reads the used index the way a driver on another CPU would:
+// one atomic load of the flags+idx word the device publishes atomically.
+func (r *ring) usedIdx() uint16 {
+	w, _ := r.m.Slice(r.used, 4)
+	return uint16(atomic.LoadUint32((*uint32)(unsafe.Pointer(&w[0]))) >> 16)
+}
 
 func (r *ring) usedElem(i uint16) (id, n uint32) {
 	e, _ := r.m.Slice(r.used+4+8*uint64(i%r.num), 8)

@@ -2,7 +2,8 @@
 // around the 32-bit MMIO hole), the Linux x86_64 boot protocol (bzImage
 // validation, zero page, e820, command line, initramfs, identity page
 // tables, GDT, direct 64-bit entry), the MP table for SMP, vCPU set-up and
-// run loops, and the device model: two 16550 UARTs, the i8042 reset line, a
+// run loops, and the device model: two 16550 UARTs, a minimal i8042 (its
+// reset line ends the run), a CMOS RTC, ACPI PM1 ports, a
 // virtio-mmio console with multiport (port 1 "ktstr" carries the frame
 // stream), plus run control (timeout, exit reasons, host frames, a control
 // FIFO for SysRq).
@@ -11,8 +12,9 @@
 // against guest RAM before use; a malicious guest can make the run fail,
 // never make the VMM read or write outside guest memory, spin or panic.
 //
-// Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads, pkg/wire for host frames and for
-// finding frame boundaries and the guest-exit frame in the guest stream,
+// Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads,
+// pkg/wire for host frames and for finding frame boundaries and the
+// guest-exit frame in the guest stream,
 // pkg/topology, pkg/acpi and pkg/perfmode for the guest's shape, its ACPI
 // tables and performance mode (topology.go, perf.go),
 // golang.org/x/sys/unix and the standard library.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,8 +242,6 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-var _ = os.Getpid
-
 func TestProbe(t *testing.T) {
 	needKVM(t)
 	r, err := Probe(2, 1000)
@@ -250,5 +250,69 @@ func TestProbe(t *testing.T) {
 	}
 	if len(r.CreateVM) != 2 || r.TinyGuest <= 0 {
 		t.Fatalf("probe %+v", r)
+	}
+}
+
+func TestGuestSignalAndControlFIFO(t *testing.T) {
+	needKVM(t)
+	spin := []byte{0xEB, 0xFE} // jmp $
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGINT
+	var out bytes.Buffer
+	res, err := Run(Config{GuestCode: spin, VCPUs: 1, Memory: 64 << 20, Timeout: time.Minute, Stream: &out, Console: io.Discard, Signals: sigs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != ReasonSignal || res.ExitCode != 130 {
+		t.Fatalf("SIGINT: %+v, want signal/130", res)
+	}
+	if fs := decodeAll(t, out.Bytes()); len(fs) != 2 || fs[1].Type != wire.TypeVMExit {
+		t.Fatalf("SIGINT: stream not flushed with a VMExit frame: %v", fs)
+	}
+
+	fifo := filepath.Join(t.TempDir(), "ctl")
+	go func() {
+		for i := 0; i < 500; i++ {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.WriteString("bogus\nsysrq t\nstop\n")
+				f.Close()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	var con lockedBuffer
+	res, err = Run(Config{GuestCode: spin, VCPUs: 1, Memory: 64 << 20, Timeout: time.Minute, Stream: io.Discard, Console: &con, ControlFIFO: fifo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != ReasonStopped || res.ExitCode != 143 {
+		t.Fatalf("control stop: %+v", res)
+	}
+	if !strings.Contains(con.String(), `unknown command "bogus"`) {
+		t.Errorf("console %q lacks the unknown-command note", con.String())
+	}
+	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
+		t.Errorf("FIFO left behind: %v", err)
+	}
+}
+
+// TestGuestSixGiB runs a guest with 6 GiB: RAM above 4 GiB is a second
+// memslot, and the virtio window inside the hole still answers.
+func TestGuestSixGiB(t *testing.T) {
+	needKVM(t)
+	var a asm
+	// read the virtio magic (mov eax, [rdi]) and print it if it matches
+	a.movEDI(VirtioMMIOBase).emit(0x8B, 0x07). // mov eax, [rdi]
+							emit(0x3D).le32(mmioMagicValue). // cmp eax, magic
+							emit(0x75, 13)                   // jne over the print
+	a.serial("magic\n").reset()
+	var con bytes.Buffer
+	res, err := Run(Config{GuestCode: a.b, VCPUs: 1, Memory: 6 << 30, Timeout: 20 * time.Second, Stream: io.Discard, Console: &con})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != ReasonReboot || con.String() != "magic\n" {
+		t.Fatalf("result %+v, console %q", res, con.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,13 @@ func TestNestedLab(t *testing.T) {
 	}
 	ctx := context.Background()
 	n := startLab(t, kernel, false)
+	run := os.Getenv("KTSTR_LAB_RUN")
+	if run == "" {
+		run = "^TestLinux"
+	}
 	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
-		" KTSTR_LAB_INIT=/data/labinit ./vmm.test -test.v -test.timeout 12m -test.run '^TestLinux'"
+		" KTSTR_LAB_INIT=/data/labinit KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) +
+		" ./vmm.test -test.v -test.timeout 12m -test.run " + lab.ShellQuote([]string{run})
 	var live io.Writer
 	if testing.Verbose() {
 		live = os.Stderr
@@ -101,7 +107,7 @@ func TestNestedLab(t *testing.T) {
 		t.Fatalf("TestLinux* inside L1 failed: %v", e)
 	}
 	for _, name := range []string{"TestLinuxBootStream", "TestLinuxPanic", "TestLinuxPoweroff", "TestLinuxTimeout", "TestLinuxSysRq", "TestLinuxSMP"} {
-		if !strings.Contains(out, "--- PASS: "+name) {
+		if ok, _ := regexp.MatchString(run, name); ok && !strings.Contains(out, "--- PASS: "+name) {
 			t.Errorf("%s did not pass inside L1", name)
 		}
 	}
@@ -123,7 +129,7 @@ func TestNestedBenchmark(t *testing.T) {
 	}
 	n := startLab(t, kernel, true)
 	cmd := "cd /data && KTSTR_BENCH=1 KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
-		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot ./vmm.test -test.v -test.timeout 12m -test.run '^TestBootBenchmarkInner$'"
+		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) + " ./vmm.test -test.v -test.timeout 12m -test.run '^TestBootBenchmarkInner$'"
 	r, err := n.RunLive(context.Background(), cmd, 13*time.Minute, os.Stderr)
 	if err != nil {
 		t.Fatalf("nested lab: %v", err)
@@ -141,4 +147,17 @@ func labMachine() string {
 		return m
 	}
 	return "pc"
+}
+
+// labL2Args are extra kernel arguments for every L2 the lab tests boot:
+// KTSTR_LAB_L2_ARGS, default "idle=poll". Why: with L2 idling in HLT, the
+// TCG-emulated L1 was seen to go idle for good (no CPU, its own timers
+// dead) in about a third of L2 boots, under ktstr-boot and (per the lab
+// notes) under QEMU alike; with an L2 that never halts, 10 of 10 boots
+// completed. It is a lab workaround, not a ktstr-boot default.
+func labL2Args() string {
+	if a, ok := os.LookupEnv("KTSTR_LAB_L2_ARGS"); ok {
+		return a
+	}
+	return "idle=poll"
 }

@@ -95,6 +95,9 @@ func bootLinux(t *testing.T, args string, timeout time.Duration, cpus int) linux
 	if os.Getenv("KTSTR_CONSOLE_TEE") == "1" {
 		console = io.MultiWriter(&con, os.Stderr)
 	}
+	if a := os.Getenv("KTSTR_LAB_L2_ARGS"); a != "" {
+		args += " " + a
+	}
 	if l := os.Getenv("KTSTR_LAB_LOGLEVEL"); l != "" {
 		args += " loglevel=" + l
 	}
@@ -167,6 +170,9 @@ func TestLinuxSMP(t *testing.T) {
 	r := bootLinux(t, "ktstr_lab.mode=frames ktstr_lab.frames=10", 5*time.Minute, 2)
 	if r.res.Reason != ReasonGuestExit || r.res.ExitCode != 0 {
 		t.Fatalf("result %+v, want guest_exit 0", r.res)
+	}
+	if !strings.Contains(r.console, "cpus online 0-1") {
+		t.Fatalf("the guest did not bring up both vCPUs; console tail:\n%s", tail(r.console, 1500))
 	}
 }
 

@@ -67,7 +67,8 @@ func main() {
 	n, _ := strconv.Atoi(param(cmdline, "frames", "10"))
 	code, _ := strconv.Atoi(param(cmdline, "code", "0"))
 	up, _ := os.ReadFile("/proc/uptime")
-	say("started, mode %s, uptime %s", mode, strings.Fields(string(up))[0])
+	online, _ := os.ReadFile("/sys/devices/system/cpu/online")
+	say("started, mode %s, uptime %s, cpus online %s", mode, strings.Fields(string(up))[0], strings.TrimSpace(string(online)))
 
 	switch mode {
 	case "panic":
