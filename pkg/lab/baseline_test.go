@@ -99,7 +99,7 @@ func TestNestedQEMUBaseline(t *testing.T) {
 		t.Fatalf("ktstr-mkinitramfs: %v: %s", err, out)
 	}
 	cmd := "/data/ktstr-lab reference --kernel /data/bzImage --initramfs /data/l2-sched.cpio --accel kvm --cpu-model host " +
-		"--machine-opts rtc=off --cpus 1 --memory 512 --cmdline quiet --timeout 150s --quiet-console --console /tmp/l2.con --stream /tmp/l2.stream" +
+		"--machine-opts rtc=off --cpus 1 --memory 512 --cmdline 'quiet " + L2Cmdline + "' --timeout 150s --quiet-console --console /tmp/l2.con --stream /tmp/l2.stream" +
 		"; rc=$?; cat /tmp/l2.stream; exit $rc"
 	var r *RunResult
 	for attempt := 1; attempt <= 2; attempt++ {

@@ -247,9 +247,17 @@ func or(s, def string) string {
 // the kernel's RTC probe and its update-in-progress polling took up to a
 // minute of an L2 boot (sampled L2 RIPs sat in rtc_cmos_read and
 // delay_tsc); without the RTC the kernel takes wall time from kvm-clock.
+//
+// The command line starts with L2Cmdline ("idle=poll"): an L2 that halts
+// when idle was seen to leave the TCG-emulated L1 idle for good (its own
+// timer interrupts lost) in a fraction of boots, see docs/nested-lab.md.
 func L2Options(kernel, initramfs string, cpus, memMiB int, cmdline string) ReferenceOptions {
 	return ReferenceOptions{
 		Kernel: kernel, Initramfs: initramfs, CPUs: cpus, MemoryMiB: memMiB,
-		Accel: "kvm", CPUModel: "host", MachineOpts: "rtc=off", Cmdline: cmdline,
+		Accel: "kvm", CPUModel: "host", MachineOpts: "rtc=off", Cmdline: strings.TrimSpace(L2Cmdline + " " + cmdline),
 	}
 }
+
+// L2Cmdline is what every nested-lab L2 kernel gets on its command line
+// (a lab workaround, not a ktstr default).
+const L2Cmdline = "idle=poll"

@@ -66,11 +66,13 @@ ktstr-decode --json "$work/ref.stream" >"$work/ref.jsonl"
 check_stream "$work/ref.jsonl" "reference (QEMU TCG)"
 
 # 3. ktstr-boot, through the hook below. The command runs on the host (real
-# KVM) or inside L1, with KERNEL, BLOB and OUT set.
-ktstr_boot_case='ktstr-hostlock --cpus 1 --lock-dir "$OUT/locks" -- ktstr-boot --kernel "$KERNEL" --initramfs "$BLOB" --cpus 1 --memory 512M --timeout 240s --console "$OUT/kb.console" | ktstr-decode --json >"$OUT/kb.jsonl"'
+# KVM) or inside L1, with KERNEL, BLOB, OUT and L2ARGS set. L2ARGS is
+# "idle=poll" in the nested lab (an L2 that halts can leave the TCG L1 idle
+# for good: docs/nested-lab.md; lab.L2Cmdline) and empty on real KVM.
+ktstr_boot_case='ktstr-hostlock --cpus 1 --lock-dir "$OUT/locks" -- ktstr-boot --kernel "$KERNEL" --initramfs "$BLOB" --cpus 1 --memory 512M --timeout 240s --console "$OUT/kb.console" --append "$L2ARGS" | ktstr-decode --json >"$OUT/kb.jsonl"'
 if [ "$kvm_rc" = 0 ]; then
   say "ktstr-boot: hardware KVM here: running directly"
-  KERNEL=$KTSTR_KERNEL BLOB=$blob OUT=$work/out timeout 300 bash -c "set -o pipefail; $ktstr_boot_case"
+  KERNEL=$KTSTR_KERNEL BLOB=$blob OUT=$work/out L2ARGS= timeout 300 bash -c "set -o pipefail; $ktstr_boot_case"
   check_stream "$work/out/kb.jsonl" "ktstr-boot (host KVM)"
   exit 0
 fi
@@ -79,8 +81,8 @@ say "ktstr-boot: no hardware KVM here: nested lab (L1 under QEMU TCG, nested SVM
 kdir=$(cd "$(dirname "$KTSTR_KERNEL")" && pwd); kname=$(basename "$KTSTR_KERNEL")
 bdir=$(dirname "$blob"); bname=$(basename "$blob")
 cp "$lab" "$work/out/ktstr-lab"
-env_l1="export PATH=/ktstr/bin:/out:\$PATH KERNEL=/kernel/$kname BLOB=/blob/$bname OUT=/out; set -o pipefail"
-qemu_case="$env_l1; /out/ktstr-lab reference --kernel \$KERNEL --initramfs \$BLOB --accel kvm --cpu-model host --machine-opts rtc=off --cpus 1 --memory 512 --timeout 240s --stream /out/q.stream --console /out/q.console --quiet-console"
+env_l1="export PATH=/ktstr/bin:/out:\$PATH KERNEL=/kernel/$kname BLOB=/blob/$bname OUT=/out L2ARGS=idle=poll; set -o pipefail"
+qemu_case="$env_l1; /out/ktstr-lab reference --kernel \$KERNEL --initramfs \$BLOB --accel kvm --cpu-model host --machine-opts rtc=off --cmdline \$L2ARGS --cpus 1 --memory 512 --timeout 240s --stream /out/q.stream --console /out/q.console --quiet-console"
 for attempt in 1 2; do
   set +e
   "$lab" nested --share "bin=$root/bin:/ktstr/bin" --share "kernel=$kdir:/kernel" --share "blob=$bdir:/blob" --share "out=$work/out:/out" \
