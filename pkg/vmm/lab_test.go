@@ -92,12 +92,12 @@ func TestNestedLab(t *testing.T) {
 	}
 	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
 		" KTSTR_LAB_INIT=/data/labinit KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) +
-		" ./vmm.test -test.v -test.timeout 12m -test.run " + lab.ShellQuote([]string{run})
+		" ./vmm.test -test.v -test.timeout 5m -test.run " + lab.ShellQuote([]string{run})
 	var live io.Writer
 	if testing.Verbose() {
 		live = os.Stderr
 	}
-	r, err := n.RunLive(ctx, cmd, 13*time.Minute, live)
+	r, err := n.RunLive(ctx, cmd, 6*time.Minute, live)
 	if err != nil {
 		t.Fatalf("nested lab: %v", err)
 	}
