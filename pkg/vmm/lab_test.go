@@ -14,9 +14,10 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/lab"
 )
 
-// startLab builds the test binary, the lab init (and ktstr-boot when
-// withBoot) into a directory packed into L1, and boots L1.
-func startLab(t *testing.T, kernel string, withBoot bool) *lab.Nested {
+// labStarter builds the test binary, the lab init (and ktstr-boot when
+// withBoot) into a directory packed into L1, and returns a function that
+// boots a fresh L1 from it, for lab.RunRetrying.
+func labStarter(t *testing.T, kernel string, withBoot bool) func(context.Context) (*lab.Nested, error) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -41,9 +42,8 @@ func startLab(t *testing.T, kernel string, withBoot bool) *lab.Nested {
 			t.Fatal(err)
 		}
 	}
-	var n *lab.Nested
-	for a := 1; a <= 2; a++ { // the lab's policy: one retry of a failed L1 boot
-		n, err = lab.StartNested(ctx, lab.NestedOptions{
+	return func(ctx context.Context) (*lab.Nested, error) {
+		n, err := lab.StartNested(ctx, lab.NestedOptions{
 			Agent:       agent,
 			Shares:      []lab.Share{{Tag: "data", HostPath: data, GuestPath: "/data", Pack: true}, {Tag: "kernel", HostPath: filepath.Dir(kernel), GuestPath: "/kernel"}},
 			MemoryMiB:   2048,
@@ -52,16 +52,21 @@ func startLab(t *testing.T, kernel string, withBoot bool) *lab.Nested {
 			Lifetime:    15 * time.Minute,
 		})
 		if err == nil {
-			break
+			t.Logf("L1 up in %v", n.BootTime.Round(time.Millisecond))
 		}
-		t.Logf("L1 boot attempt %d failed: %v", a, err)
+		return n, err
 	}
+}
+
+// runInLab runs cmd in a fresh L1 under the lab's retry policy.
+func runInLab(t *testing.T, start func(context.Context) (*lab.Nested, error), cmd string, timeout time.Duration, live io.Writer) *lab.RunResult {
+	t.Helper()
+	r, n, err := lab.RunRetrying(context.Background(), start, cmd, timeout, live, os.Stderr)
 	if err != nil {
 		t.Fatalf("nested lab: %v", err)
 	}
-	t.Cleanup(func() { n.Close() })
-	t.Logf("L1 up in %v", n.BootTime.Round(time.Millisecond))
-	return n
+	n.Close()
+	return r
 }
 
 // TestNestedLab proves the Linux boots where they count: it boots the
@@ -84,8 +89,7 @@ func TestNestedLab(t *testing.T) {
 	if kernel == "" {
 		t.Skip("SKIP: KTSTR_KERNEL not set: ktstr-boot's Linux boots are NOT tested")
 	}
-	ctx := context.Background()
-	n := startLab(t, kernel, false)
+	start := labStarter(t, kernel, false)
 	run := os.Getenv("KTSTR_LAB_RUN")
 	if run == "" {
 		run = "^TestLinux"
@@ -97,10 +101,7 @@ func TestNestedLab(t *testing.T) {
 	if testing.Verbose() {
 		live = os.Stderr
 	}
-	r, err := n.RunLive(ctx, cmd, 6*time.Minute, live)
-	if err != nil {
-		t.Fatalf("nested lab: %v", err)
-	}
+	r := runInLab(t, start, cmd, 6*time.Minute, live)
 	out := string(r.Stdout) + string(r.Stderr)
 	t.Logf("inner run took %v", r.Wall.Round(time.Second))
 	if e := r.Err(); e != nil {
@@ -127,13 +128,10 @@ func TestNestedBenchmark(t *testing.T) {
 	if kernel == "" {
 		t.Skip("SKIP: KTSTR_KERNEL not set")
 	}
-	n := startLab(t, kernel, true)
+	start := labStarter(t, kernel, true)
 	cmd := "cd /data && KTSTR_BENCH=1 KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
 		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) + " ./vmm.test -test.v -test.timeout 12m -test.run '^TestBootBenchmarkInner$'"
-	r, err := n.RunLive(context.Background(), cmd, 13*time.Minute, os.Stderr)
-	if err != nil {
-		t.Fatalf("nested lab: %v", err)
-	}
+	r := runInLab(t, start, cmd, 13*time.Minute, os.Stderr)
 	if e := r.Err(); e != nil {
 		t.Fatal(e)
 	}
