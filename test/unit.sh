@@ -7,7 +7,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin
 log=bin/unit.log
-go test -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
+# -p 1: packages run one at a time. Several of them boot guests under QEMU
+# TCG (pkg/guest, pkg/lab, pkg/initramfs, pkg/vmm); on a 2-core machine two
+# at once starve each other's guests, whose clocks run on regardless, and
+# a real scheduler's watchdog then fires on a task that only lacked host CPU
+# (seen: scx_flatcg "runnable task stall" under load, 0 of 4 when alone).
+go test -p 1 -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
 rc=$?
 # Package result lines and failures as go test prints them.
 grep -E '^(ok|FAIL|panic:|---|\?)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS' | grep -v -- '--- SKIP'
