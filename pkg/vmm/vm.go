@@ -517,6 +517,9 @@ func (m *machine) runVCPU(i int) {
 	defer runtime.UnlockOSThread()
 	m.tids[i].Store(int32(unix.Gettid()))
 	defer m.tids[i].Store(0)
+	// Name the thread as QEMU does ("CPU N/KVM"): ktstr-monitor tells a
+	// preempted vCPU from a stalled guest CPU by these threads' CPU time.
+	defer nameThread(fmt.Sprintf("CPU %d/KVM", i))()
 	if err := m.placeVCPU(i); err != nil {
 		m.finish(ReasonError, err.Error())
 		return
@@ -766,4 +769,21 @@ func (m *machine) logf(format string, a ...any) {
 	if m.cfg.Log != nil {
 		fmt.Fprintf(m.cfg.Log, "ktstr-boot: "+format+"\n", a...)
 	}
+}
+
+// nameThread sets the calling OS thread's name (15 bytes at most) and
+// returns a function that restores the previous one.
+func nameThread(name string) (restore func()) {
+	var old [16]byte
+	if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+		return func() {}
+	}
+	b := append([]byte(name), 0)
+	if len(b) > 16 {
+		b = append(b[:15], 0)
+	}
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0); err != nil {
+		return func() {}
+	}
+	return func() { unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0) }
 }
