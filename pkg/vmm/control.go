@@ -3,6 +3,7 @@ package vmm
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -28,14 +29,30 @@ func (m *machine) startControl(path string) error {
 		return fmt.Errorf("open control FIFO %s: %w", path, err)
 	}
 	m.closers = append(m.closers, func() { f.Close() })
-	go func() {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 256), 256)
-		for sc.Scan() {
-			m.control(sc.Text())
-		}
-	}()
+	go m.readControl(f)
 	return nil
+}
+
+// maxControlLine bounds a control command; a longer line is reported and
+// skipped, and reading goes on with the next line.
+const maxControlLine = 256
+
+func (m *machine) readControl(f io.Reader) {
+	r := bufio.NewReaderSize(f, maxControlLine)
+	for {
+		line, more, err := r.ReadLine()
+		if err != nil {
+			return
+		}
+		if !more {
+			m.control(string(line))
+			continue
+		}
+		for more && err == nil {
+			_, more, err = r.ReadLine()
+		}
+		fmt.Fprintf(m.watch, "ktstr-boot: control FIFO: line longer than %d bytes ignored\n", maxControlLine)
+	}
 }
 
 func (m *machine) control(line string) {

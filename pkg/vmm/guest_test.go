@@ -274,7 +274,8 @@ func TestGuestSignalAndControlFIFO(t *testing.T) {
 	go func() {
 		for i := 0; i < 500; i++ {
 			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-				f.WriteString("bogus\nsysrq t\nstop\n")
+				// An over-long line is skipped; the commands after it still work.
+				f.WriteString("bogus\n" + strings.Repeat("x", 1000) + "\nsysrq t\nstop\n")
 				f.Close()
 				return
 			}
@@ -291,6 +292,9 @@ func TestGuestSignalAndControlFIFO(t *testing.T) {
 	}
 	if !strings.Contains(con.String(), `unknown command "bogus"`) {
 		t.Errorf("console %q lacks the unknown-command note", con.String())
+	}
+	if !strings.Contains(con.String(), "line longer than 256 bytes ignored") {
+		t.Errorf("console %q lacks the over-long-line note", con.String())
 	}
 	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
 		t.Errorf("FIFO left behind: %v", err)
