@@ -284,6 +284,17 @@ func (c *Console) streamOne() bool {
 	return true
 }
 
+// Drain moves to the stream whatever the guest queued on port 1 that the
+// worker has not taken yet: a guest may queue its last frames and power
+// off before its kick is served (the Linux port driver returns from
+// write() once the buffer is queued). Call it after Stop, with every vCPU
+// stopped, so the queue can no longer grow; it takes at most one pass
+// over the ring.
+func (c *Console) Drain() {
+	for c.streamOne() {
+	}
+}
+
 // Stop ends the stream worker and waits for it (after its current write).
 func (c *Console) Stop() {
 	if c.stopped {

@@ -219,6 +219,9 @@ waitJoin:
 		m.end.detail = strings.TrimPrefix(m.end.detail+"; a vCPU thread did not stop within 5 s", "; ")
 	}
 	m.console.Stop()
+	if !m.stuck.Load() {
+		m.console.Drain()
+	}
 	m.watch.Flush()
 
 	res := m.result(time.Since(cfg.Start))
