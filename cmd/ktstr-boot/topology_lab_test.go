@@ -30,12 +30,12 @@ if [ -n "$c" ]; then
   echo "` + ExecStatusPrefix + `$?" >/dev/hvc0
   poweroff -f
 fi
-echo "KTOPO uptime $(cut -d' ' -f1 /proc/uptime)"
-grep -q ktopo.quick /proc/cmdline && poweroff -f
 # The probe goes to hvc0 (virtio: written out before the write returns);
 # without it, wait for the UART's transmit count to settle, since
 # poweroff does not drain the tty.
-[ -c /dev/hvc0 ] && exec >/dev/hvc0 2>&1` + "\n" +
+[ -c /dev/hvc0 ] && exec >/dev/hvc0 2>&1
+echo "KTOPO uptime $(cut -d' ' -f1 /proc/uptime)"
+grep -q ktopo.quick /proc/cmdline && poweroff -f` + "\n" +
 	topology.GuestProbeScript + `
 t=; while :; do n=$(grep '^0:' /proc/tty/driver/serial); [ "$n" = "$t" ] && break; t=$n; sleep 1; done
 poweroff -f
