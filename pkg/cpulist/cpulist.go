@@ -105,8 +105,9 @@ func clip(s string) string {
 }
 
 // Format writes ids (any order, duplicates allowed) in the kernel's
-// compact form: sorted, consecutive runs of three or more as "a-b", runs of
-// two as "a,b". The empty set formats as "".
+// list form (as bitmap_print_list does): sorted, every run of consecutive
+// numbers as "a-b" (a pair too: "0-1"), singles alone. The empty set
+// formats as "".
 func Format(ids []int) string {
 	s := Normalize(ids)
 	var b strings.Builder

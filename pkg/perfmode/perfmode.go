@@ -3,6 +3,7 @@ package perfmode
 import (
 	"errors"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,12 +64,12 @@ func Check(h Host, vcpus int, mem uint64) (*Plan, error) {
 	if h.Reserved != nil {
 		pool, from = intersect(h.Reserved, h.Allowed), "KTSTR_CPUS"
 		if len(pool) < len(h.Reserved) {
-			return nil, fmt.Errorf("--perf-mode: KTSTR_CPUS has CPUs this process may not run on (allowed: %s)", FormatList(h.Allowed))
+			return nil, fmt.Errorf("--perf-mode: KTSTR_CPUS has CPUs this process may not run on (allowed: %s)", cpusText(h.Allowed))
 		}
 	}
 	if vcpus > len(pool) {
 		return nil, fmt.Errorf("--perf-mode: %d vCPUs need %d dedicated host CPUs, but %s offers only %d (%s); use fewer vCPUs, reserve more CPUs (ktstr-hostlock --cpus), or drop --perf-mode",
-			vcpus, vcpus, from, len(pool), FormatList(pool))
+			vcpus, vcpus, from, len(pool), cpusText(pool))
 	}
 	if mem%HugePageSize != 0 {
 		return nil, fmt.Errorf("--perf-mode: guest memory %d bytes is not a multiple of 2 MiB huge pages", mem)
@@ -179,7 +180,7 @@ func Pin(cpus []int) error {
 		set.Set(c)
 	}
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pin to CPUs %s: %w", FormatList(cpus), err)
+		return fmt.Errorf("pin to CPUs %s: %w", cpusText(cpus), err)
 	}
 	return nil
 }
@@ -206,26 +207,10 @@ func HugeMemfd(name string, size uint64) (int, error) {
 	return fd, nil
 }
 
-// FormatList writes CPUs as a kernel CPU list: "0-3,8".
-func FormatList(cpus []int) string {
-	var b strings.Builder
-	for i := 0; i < len(cpus); {
-		j := i
-		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		if j == i {
-			fmt.Fprintf(&b, "%d", cpus[i])
-		} else {
-			fmt.Fprintf(&b, "%d-%d", cpus[i], cpus[j])
-		}
-		i = j + 1
-	}
-	if b.Len() == 0 {
+// cpusText is a CPU set for messages: its kernel list form, or "none".
+func cpusText(cpus []int) string {
+	if len(cpus) == 0 {
 		return "none"
 	}
-	return b.String()
+	return cpulist.Format(cpus)
 }

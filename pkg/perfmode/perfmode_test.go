@@ -1,6 +1,7 @@
 package perfmode
 
 import (
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"runtime"
 	"strings"
@@ -48,19 +49,19 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if FormatList(p.VCPUCPU) != FormatList(tc.want) || FormatList(p.Service) != FormatList(tc.service) || p.MemoryBytes != tc.mem {
+		if cpulist.Format(p.VCPUCPU) != cpulist.Format(tc.want) || cpulist.Format(p.Service) != cpulist.Format(tc.service) || p.MemoryBytes != tc.mem {
 			t.Errorf("%s: plan %+v, want vCPUs %v service %v", tc.name, p, tc.want, tc.service)
 		}
 	}
 }
 
-func TestFormatList(t *testing.T) {
+func TestCPUsText(t *testing.T) {
 	for _, tc := range []struct {
 		in   []int
 		want string
 	}{{nil, "none"}, {[]int{3}, "3"}, {[]int{0, 1, 2, 3, 8, 10, 11}, "0-3,8,10-11"}, {[]int{1, 3, 5}, "1,3,5"}} {
-		if got := FormatList(tc.in); got != tc.want {
-			t.Errorf("FormatList(%v) = %q, want %q", tc.in, got, tc.want)
+		if got := cpusText(tc.in); got != tc.want {
+			t.Errorf("cpusText(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

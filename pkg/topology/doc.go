@@ -11,5 +11,5 @@
 // slows boot for nothing. Packages follow NUMA nodes.
 //
 // It knows nothing about KVM: CPUID entries are a local struct the VMM
-// converts to and from KVM's. Imports: the standard library only.
+// converts to and from KVM's. Imports: the standard library and pkg/cpulist.
 package topology

@@ -3,8 +3,8 @@ package topology
 import (
 	"bufio"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"math/big"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -92,29 +92,6 @@ func ParseGuestProbe(log string) (*GuestView, error) {
 	return v, sc.Err()
 }
 
-// CPUList formats CPU numbers the way the kernel's *_list files do.
-func CPUList(cpus []int) string {
-	s := append([]int(nil), cpus...)
-	sort.Ints(s)
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		j := i
-		for j+1 < len(s) && s[j+1] == s[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		if j == i {
-			fmt.Fprintf(&b, "%d", s[i])
-		} else {
-			fmt.Fprintf(&b, "%d-%d", s[i], s[j])
-		}
-		i = j + 1
-	}
-	return b.String()
-}
-
 func (t *Topology) group(same func(a, b CPU) bool, c CPU) []int {
 	var out []int
 	for _, o := range t.CPUs {
@@ -176,10 +153,10 @@ func (t *Topology) CheckGuest(v *GuestView) []string {
 			errf("cpu%d missing", c.Index)
 			continue
 		}
-		if want := CPUList(t.group(sameCore, c)); g["smt"] != want {
+		if want := cpulist.Format(t.group(sameCore, c)); g["smt"] != want {
 			errf("cpu%d thread_siblings_list %q, want %q", c.Index, g["smt"], want)
 		}
-		if want := CPUList(t.group(sameLLC, c)); g["l3"] != want {
+		if want := cpulist.Format(t.group(sameLLC, c)); g["l3"] != want {
 			errf("cpu%d cache/index3/shared_cpu_list %q, want %q", c.Index, g["l3"], want)
 		}
 		// Package IDs: one per node, distinct across nodes.
@@ -212,7 +189,7 @@ func (t *Topology) CheckGuest(v *GuestView) []string {
 			errf("node%d missing", n)
 			continue
 		}
-		if want := CPUList(t.NodeCPUs(n)); g["cpus"] != want {
+		if want := cpulist.Format(t.NodeCPUs(n)); g["cpus"] != want {
 			errf("node%d cpulist %q, want %q", n, g["cpus"], want)
 		}
 		var dist []string
