@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,7 +36,13 @@ type Overrides struct {
 	KthreaddCPU  int
 	SpreadPct    float64
 	StarvationMS int
-	Unknown      []string
+	// Shell (ktstr.mode=shell) and Exec (ktstr.exec=BASE64) are
+	// ktstr-boot's --shell and --exec: instead of a scenario, the init
+	// runs an interactive shell, or one command, on /dev/hvc0.
+	Shell   bool
+	Exec    string
+	HasExec bool
+	Unknown []string
 }
 
 // SplitCmdline splits a kernel command line into words, honouring double
@@ -126,6 +133,18 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 			if err == nil && o.StarvationMS <= 0 {
 				err = fmt.Errorf("want a positive number of milliseconds")
 			}
+		case "ktstr.mode":
+			if v != "shell" {
+				err = fmt.Errorf("only \"shell\" is accepted")
+			}
+			o.Shell = true
+		case "ktstr.exec":
+			var b []byte
+			b, err = base64.StdEncoding.DecodeString(v)
+			if err == nil && len(b) == 0 {
+				err = fmt.Errorf("empty command")
+			}
+			o.Exec, o.HasExec = string(b), true
 		case "ktstr.port":
 			if v == "" || strings.ContainsAny(v, "/") {
 				err = fmt.Errorf("want a port name")

@@ -3,6 +3,7 @@ package guest_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -427,4 +428,32 @@ func tailString(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return strings.ToValidUTF8(string(b), "?")
+}
+
+// TestE2EExec: ktstr-boot's --exec guest contract, booted the way
+// ktstr-boot lays out hvc0 (virtio console port 0): ktstr.exec=BASE64 runs
+// the command with /bin/sh (busybox packed by ktstr-mkinitramfs) and
+// reports its status on hvc0 as KTSTR_EXEC_STATUS=N.
+func TestE2EExec(t *testing.T) {
+	e := needE2E(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		skipLoud(t, "SKIP (fixture missing): /bin/busybox (Debian busybox-static) for the guest's /bin/sh")
+	}
+	blob := e.initramfs(t, "--busybox", "/bin/busybox")
+	hvc := filepath.Join(t.TempDir(), "hvc0")
+	cmd := base64.StdEncoding.EncodeToString([]byte("echo hello from $(uname -s); exit 7"))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	res, err := lab.Reference(ctx, lab.ReferenceOptions{
+		Kernel: e.kernel, Initramfs: blob, CPUs: 1, MemoryMiB: 256, Accel: e2eAccel,
+		Cmdline: lab.TCGTimeCmdline() + " " + e2eCmdline + " ktstr.exec=" + cmd, Timeout: 90 * time.Second,
+		ExtraArgs: []string{"-chardev", "file,id=hvc0,path=" + hvc, "-device", "virtconsole,chardev=hvc0,nr=0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := os.ReadFile(hvc)
+	if !strings.Contains(string(out), "hello from Linux") || !strings.Contains(string(out), guest.ExecStatusPrefix+"7") {
+		t.Fatalf("hvc0 output %q lacks the command's output and %s7 (QEMU timed out %v)\nconsole:\n%s", out, guest.ExecStatusPrefix, res.TimedOut, tailString(res.Console, 800))
+	}
 }

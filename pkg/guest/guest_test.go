@@ -346,3 +346,15 @@ func TestFindPort(t *testing.T) {
 		t.Fatalf("missing port error should list ports: %v", err)
 	}
 }
+
+func TestOverridesShellExec(t *testing.T) {
+	o, err := ParseOverrides("console=ttyS0 ktstr.exec=ZWNobyBoaTsgZXhpdCAz ktstr.mode=shell")
+	if err != nil || !o.HasExec || o.Exec != "echo hi; exit 3" || !o.Shell || len(o.Unknown) != 0 {
+		t.Fatalf("got %+v, %v", o, err)
+	}
+	for _, bad := range []string{"ktstr.exec=!!!", "ktstr.exec=", "ktstr.mode=gui"} {
+		if _, err := ParseOverrides(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

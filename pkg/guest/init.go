@@ -220,6 +220,9 @@ func runInit(e *env, version string) int {
 	cmdlineB, _ := os.ReadFile("/proc/cmdline")
 	cmdline := strings.TrimSpace(string(cmdlineB))
 	ov, ovErr := ParseOverrides(cmdline)
+	if ovErr == nil && (ov.HasExec || ov.Shell) {
+		return runInteractive(e, ov)
+	}
 	portName := DefaultPort
 	if ovErr == nil && ov.Port != "" {
 		portName = ov.Port
@@ -250,7 +253,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.mode, ktstr.exec, ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
