@@ -91,10 +91,15 @@ func (c *Console) notify(q int) {
 	}
 }
 
-func (c *Console) drainConsoleLocked() {
-	q := &c.t.queues[qTx0]
-	done := false
-	for {
+// serveLocked pops the available chains of queue qi one by one and hands
+// each to fn, which returns how many bytes it wrote into the chain and
+// whether to go on; every popped chain is completed, and one interrupt is
+// raised if any was. A malformed queue fails the device. Called with
+// c.t.mu held.
+func (c *Console) serveLocked(qi int, fn func(Chain) (written uint32, more bool)) {
+	q := &c.t.queues[qi]
+	used := false
+	for more := true; more; {
 		ch, ok, err := q.Pop(c.mem)
 		if err != nil {
 			c.t.fail(err.Error())
@@ -103,20 +108,28 @@ func (c *Console) drainConsoleLocked() {
 		if !ok {
 			break
 		}
+		var n uint32
+		n, more = fn(ch)
+		if err := q.Push(c.mem, ch.Head, n); err != nil {
+			c.t.fail(err.Error())
+			break
+		}
+		used = true
+	}
+	if used {
+		c.t.interrupt()
+	}
+}
+
+func (c *Console) drainConsoleLocked() {
+	c.serveLocked(qTx0, func(ch Chain) (uint32, bool) {
 		for _, b := range ch.Bufs {
 			if !b.Writable {
 				c.hvc.Write(b.Data)
 			}
 		}
-		if err := q.Push(c.mem, ch.Head, 0); err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		done = true
-	}
-	if done {
-		c.t.interrupt()
-	}
+		return 0, true
+	})
 }
 
 func ctrlMsg(id uint32, event, value uint16, extra string) []byte {
@@ -135,17 +148,7 @@ func (c *Console) queueControl(m []byte) {
 
 // controlLocked handles the driver's control messages (c_ovq).
 func (c *Console) controlLocked() {
-	q := &c.t.queues[qCtrlTx]
-	done := false
-	for {
-		ch, ok, err := q.Pop(c.mem)
-		if err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		if !ok {
-			break
-		}
+	c.serveLocked(qCtrlTx, func(ch Chain) (uint32, bool) {
 		var msg [ctrlMsgSize]byte
 		n := 0
 		for _, b := range ch.Bufs {
@@ -156,15 +159,8 @@ func (c *Console) controlLocked() {
 		if n == ctrlMsgSize {
 			c.handleControl(binary.LittleEndian.Uint32(msg[0:]), binary.LittleEndian.Uint16(msg[4:]), binary.LittleEndian.Uint16(msg[6:]))
 		}
-		if err := q.Push(c.mem, ch.Head, 0); err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		done = true
-	}
-	if done {
-		c.t.interrupt()
-	}
+		return 0, true
+	})
 	c.flushControlLocked()
 }
 
@@ -195,17 +191,10 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 // flushControlLocked moves pending control messages into the driver's
 // receive buffers (c_ivq).
 func (c *Console) flushControlLocked() {
-	q := &c.t.queues[qCtrlRx]
-	done := false
-	for len(c.pending) > 0 {
-		ch, ok, err := q.Pop(c.mem)
-		if err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		if !ok {
-			break
-		}
+	if len(c.pending) == 0 {
+		return
+	}
+	c.serveLocked(qCtrlRx, func(ch Chain) (uint32, bool) {
 		m := c.pending[0]
 		n := 0
 		for _, b := range ch.Bufs {
@@ -213,23 +202,12 @@ func (c *Console) flushControlLocked() {
 				n += copy(b.Data, m[n:])
 			}
 		}
-		if n == len(m) {
-			c.pending = c.pending[1:]
-		} else {
-			n = 0 // buffer too small: hand it back empty, keep the message
+		if n != len(m) {
+			return 0, false // buffer too small: hand it back empty, keep the message
 		}
-		if err := q.Push(c.mem, ch.Head, uint32(n)); err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		done = true
-		if n == 0 {
-			break
-		}
-	}
-	if done {
-		c.t.interrupt()
-	}
+		c.pending = c.pending[1:]
+		return uint32(n), len(c.pending) > 0
+	})
 }
 
 // Start runs the stream worker: it moves port 1's buffers to the stream

@@ -13,21 +13,11 @@ import (
 func (c *Console) Input(b []byte) int {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
-	q := &c.t.queues[qRx0]
-	if !q.Ready {
+	if !c.t.queues[qRx0].Ready || len(b) == 0 {
 		return 0
 	}
 	n := 0
-	used := false
-	for n < len(b) {
-		ch, ok, err := q.Pop(c.mem)
-		if err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		if !ok {
-			break
-		}
+	c.serveLocked(qRx0, func(ch Chain) (uint32, bool) {
 		w := 0
 		for _, buf := range ch.Bufs {
 			if buf.Writable && n < len(b) {
@@ -36,15 +26,8 @@ func (c *Console) Input(b []byte) int {
 				w += k
 			}
 		}
-		if err := q.Push(c.mem, ch.Head, uint32(w)); err != nil {
-			c.t.fail(err.Error())
-			break
-		}
-		used = true
-	}
-	if used {
-		c.t.interrupt()
-	}
+		return uint32(w), n < len(b)
+	})
 	return n
 }
 
