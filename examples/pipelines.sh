@@ -105,13 +105,21 @@ guest_skip=""
 if [ -z "$guest_skip" ]; then
   (cd "$repo" && go build -o "$work/ktstr-lab" ./test/lab/ktstr-lab)
   blob=$(KTSTR_CACHE_DIR="$work/cache" ktstr-mkinitramfs --scheduler "$KTSTR_SCHEDULERS/scx_simple" --scenario steady)
-  timeout 150 "$work/ktstr-lab" reference --initramfs "$blob" --quiet-console --timeout 120s \
+  # tcg,thread=single: multi-threaded TCG races the guest's live text
+  # patching (about 1 boot in 10 oopsed here; see the README's guest notes).
+  timeout 150 "$work/ktstr-lab" reference --accel tcg,thread=single --initramfs "$blob" --quiet-console --timeout 120s \
       --cmdline "loglevel=4 ktstr.hold=1500 ktstr.spread_pct=50" 2>"$work/lab.err" \
     | ktstr-decode --summary >"$work/guest.txt"
-  grep -q ' G phase          scheduler_attached detail="ops simple' "$work/guest.txt"
-  grep -Eq ' G cgroup_metrics step 0 cg0: workers=2 cpus=[12] spread=[0-9.]+% gap=[0-9]+ms migrations=[0-9]+ iter=[0-9]+' "$work/guest.txt"
-  grep -q ' G sched_exit     unreg (64) reason="unregistered from user space"' "$work/guest.txt"
-  grep -q ' G guest_exit     code=0$' "$work/guest.txt" || { cat "$work/guest.txt" "$work/lab.err" >&2; exit 1; }
+  want() {
+    grep -Eq "$1" "$work/guest.txt" && return
+    echo "pipelines: ktstr-init: the decoded run lacks /$1/:" >&2
+    cat "$work/guest.txt" "$work/lab.err" >&2
+    exit 1
+  }
+  want ' G phase          scheduler_attached detail="ops simple'
+  want ' G cgroup_metrics step 0 cg0: workers=2 cpus=[12] spread=[0-9.]+% gap=[0-9]+ms migrations=[0-9]+ iter=[0-9]+'
+  want ' G sched_exit     unreg \(64\) reason="unregistered from user space"'
+  want ' G guest_exit     code=0$'
   echo "pipelines: ktstr-init ok"
 else
   echo "pipelines: SKIP ktstr-init example: $guest_skip" >&2
