@@ -39,6 +39,8 @@ type Console struct {
 	pending [][]byte
 	gen     uint64 // bumped on reset; stale pushes are dropped
 	kick    chan struct{}
+	flush   chan chan struct{} // quiesce requests to the stream worker
+	started bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	stopped bool
@@ -47,7 +49,7 @@ type Console struct {
 // NewConsole returns the device; hvc receives port 0's output, stream
 // port 1's. Start its stream worker with Start.
 func NewConsole(mem *Memory, hvc, stream io.Writer, raise func()) *Console {
-	c := &Console{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c := &Console{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{})}
 	c.t = newMMIOTransport(mem, c, raise)
 	return c
 }
@@ -215,19 +217,45 @@ func (c *Console) flushControlLocked() {
 // written. A blocked writer therefore blocks the guest's writer, and the
 // VMM buffers nothing.
 func (c *Console) Start() {
+	c.started = true
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		for {
+			var ack chan struct{}
 			select {
 			case <-c.kick:
+			case ack = <-c.flush:
 			case <-c.stop:
 				return
 			}
 			for c.streamOne() {
 			}
+			if ack != nil {
+				close(ack)
+			}
 		}
 	}()
+}
+
+// quiesce has the stream worker move every buffer the guest queued on
+// port 1 before a device reset to the stream, in order, and waits for it
+// (blocking the resetting vCPU while stdout is blocked, as any write
+// does). Without a worker it drains directly.
+func (c *Console) quiesce() {
+	if !c.started {
+		c.Drain()
+		return
+	}
+	ack := make(chan struct{})
+	select {
+	case c.flush <- ack:
+		select {
+		case <-ack:
+		case <-c.stop:
+		}
+	case <-c.stop:
+	}
 }
 
 func (c *Console) streamOne() bool {

@@ -153,20 +153,17 @@ func TestGuestTimeout(t *testing.T) {
 // resets the machine. The frames must reach stdout intact, between the
 // host's VMStart and VMExit, and the guest-exit code must become ours.
 // The "no-kick" case queues the buffers and resets at once, as a guest
-// that writes its last frames and powers off does: the VMM must still
-// deliver what was queued.
+// that writes its last frames and powers off does; "device-reset" also
+// resets the virtio device first, as Linux does on its way to reboot: the
+// VMM must still deliver what was queued.
 func TestGuestVirtioStream(t *testing.T) {
 	needKVM(t)
-	for _, kick := range []bool{true, false} {
-		name := "kick"
-		if !kick {
-			name = "no-kick"
-		}
-		t.Run(name, func(t *testing.T) { testGuestVirtioStream(t, kick) })
+	for _, mode := range []string{"kick", "no-kick", "device-reset"} {
+		t.Run(mode, func(t *testing.T) { testGuestVirtioStream(t, mode) })
 	}
 }
 
-func testGuestVirtioStream(t *testing.T, kick bool) {
+func testGuestVirtioStream(t *testing.T, mode string) {
 	const (
 		base   = GuestCodeAddr
 		descT  = base + 0x1000
@@ -192,8 +189,11 @@ func testGuestVirtioStream(t *testing.T, kick bool) {
 		store32(mmioQueueUsedLo, usedR).store32(mmioQueueUsedHi, 0).
 		store32(mmioQueueReady, 1).
 		store32(mmioStatus, 1|2|8|4)
-	if kick {
+	switch mode {
+	case "kick":
 		a.store32(mmioQueueNotify, qTx1).waitWord16(usedR+2, 3)
+	case "device-reset":
+		a.store32(mmioStatus, 0)
 	}
 	a.reset()
 	if len(a.b) > 0x1000 {

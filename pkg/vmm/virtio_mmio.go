@@ -49,6 +49,10 @@ type mmioBackend interface {
 	numQueues() int
 	// notify is called when the driver kicks queue q.
 	notify(q int)
+	// quiesce is called, without the transport lock, when the driver is
+	// about to reset the device (writes 0 to the status register): the
+	// device finishes the buffers the driver made available before it.
+	quiesce()
 	// reset is called when the driver writes 0 to the status register.
 	reset()
 }
@@ -134,6 +138,12 @@ func (t *MMIOTransport) Read(off uint64, data []byte) {
 
 // Write handles a guest store to offset off of the device window.
 func (t *MMIOTransport) Write(off uint64, data []byte) {
+	if off == mmioStatus && len(data) == 4 && binary.LittleEndian.Uint32(data) == 0 {
+		// Linux resets its virtio devices on the way to reboot and power
+		// off, possibly right after queueing its last output: serve that
+		// first, outside the lock the device worker needs.
+		t.be.quiesce()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if off >= mmioConfig || len(data) != 4 || off%4 != 0 {
