@@ -96,12 +96,12 @@ func TestNestedLab(t *testing.T) {
 	}
 	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
 		" KTSTR_LAB_INIT=/data/labinit KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) +
-		" ./vmm.test -test.v -test.timeout 5m -test.run " + lab.ShellQuote([]string{run})
+		" ./vmm.test -test.v -test.timeout 4m -test.run " + lab.ShellQuote([]string{run})
 	var live io.Writer
 	if testing.Verbose() {
 		live = os.Stderr
 	}
-	r := runInLab(t, start, cmd, 6*time.Minute, live)
+	r := runInLab(t, start, cmd, 270*time.Second, live)
 	out := string(r.Stdout) + string(r.Stderr)
 	t.Logf("inner run took %v", r.Wall.Round(time.Second))
 	if e := r.Err(); e != nil {

@@ -69,7 +69,7 @@ check_stream "$work/ref.jsonl" "reference (QEMU TCG)"
 # KVM) or inside L1, with KERNEL, BLOB, OUT and L2ARGS set. L2ARGS is
 # "idle=poll" in the nested lab (an L2 that halts can leave the TCG L1 idle
 # for good: docs/nested-lab.md; lab.L2Cmdline) and empty on real KVM.
-ktstr_boot_case='ktstr-hostlock --cpus 1 --lock-dir "$OUT/locks" -- ktstr-boot --kernel "$KERNEL" --initramfs "$BLOB" --cpus 1 --memory 512M --timeout 240s --console "$OUT/kb.console" --append "$L2ARGS" | ktstr-decode --json >"$OUT/kb.jsonl"'
+ktstr_boot_case='ktstr-hostlock --cpus 1 --lock-dir "$OUT/locks" -- ktstr-boot --kernel "$KERNEL" --initramfs "$BLOB" --cpus 1 --memory 512M --timeout 150s --console "$OUT/kb.console" --append "$L2ARGS" | ktstr-decode --json >"$OUT/kb.jsonl"'
 if [ "$kvm_rc" = 0 ]; then
   say "ktstr-boot: hardware KVM here: running directly"
   KERNEL=$KTSTR_KERNEL BLOB=$blob OUT=$work/out L2ARGS= timeout 300 bash -c "set -o pipefail; $ktstr_boot_case"
@@ -82,11 +82,11 @@ kdir=$(cd "$(dirname "$KTSTR_KERNEL")" && pwd); kname=$(basename "$KTSTR_KERNEL"
 bdir=$(dirname "$blob"); bname=$(basename "$blob")
 cp "$lab" "$work/out/ktstr-lab"
 env_l1="export PATH=/ktstr/bin:/out:\$PATH KERNEL=/kernel/$kname BLOB=/blob/$bname OUT=/out L2ARGS=idle=poll; set -o pipefail"
-qemu_case="$env_l1; /out/ktstr-lab reference --kernel \$KERNEL --initramfs \$BLOB --accel kvm --cpu-model host --machine-opts rtc=off --cmdline \$L2ARGS --cpus 1 --memory 512 --timeout 240s --stream /out/q.stream --console /out/q.console --quiet-console"
-for attempt in 1 2; do
+qemu_case="$env_l1; /out/ktstr-lab reference --kernel \$KERNEL --initramfs \$BLOB --accel kvm --cpu-model host --machine-opts rtc=off --cmdline \$L2ARGS --cpus 1 --memory 512 --timeout 150s --stream /out/q.stream --console /out/q.console --quiet-console"
+for attempt in 1 2 3; do
   set +e
   "$lab" nested --share "bin=$root/bin:/ktstr/bin" --share "kernel=$kdir:/kernel" --share "blob=$bdir:/blob" --share "out=$work/out:/out" \
-    --timeout 300s \
+    --timeout 180s \
     --run "$env_l1; /out/ktstr-lab kvm-probe" \
     --run "$env_l1; $ktstr_boot_case" \
     --run "$qemu_case" >"$work/nested.log" 2>&1
@@ -94,8 +94,8 @@ for attempt in 1 2; do
   set -e
   grep -E '^ktstr-lab: (L1|exit)|^kvm:' "$work/nested.log" | sed 's/^/e2e-lab: L1: /'
   grep -q 'agent stopped answering' "$work/nested.log" || break
-  echo "e2e-lab: L1 STOPPED ANSWERING on attempt $attempt (retry policy: one retry)" >&2
-  [ $attempt = 2 ] && { tail -30 "$work/nested.log" >&2; exit 1; }
+  echo "e2e-lab: L1 STOPPED ANSWERING on attempt $attempt of 3 (retry policy: fresh L1, up to two retries)" >&2
+  [ $attempt = 3 ] && { tail -30 "$work/nested.log" >&2; exit 1; }
 done
 [ "$rc" = 0 ] || { echo "e2e-lab: nested lab run failed (exit $rc):" >&2; tail -40 "$work/nested.log" >&2; exit 1; }
 grep -q '^kvm: hardware' "$work/nested.log" || { echo "e2e-lab: L1's /dev/kvm is not hardware-assisted" >&2; exit 1; }
