@@ -38,35 +38,34 @@ func TestMain(m *testing.M) {
 }
 
 // l1Attempts is the nested lab's boot retry policy: a boot that does not
-// reach the agent within its timeout is retried once, and each failure is
-// logged; two failures in a row fail the test.
-const l1Attempts = 2
+// reach the agent within its timeout is retried, and each failure is
+// logged; LabAttempts failures in a row fail the test.
+const l1Attempts = LabAttempts
 
-// runL1 runs cmd in the shared L1. Retry policy for a lab failure: when
-// L1 stops answering (ErrAgentLost: measured about 1 in 6 L2 boots, see
-// docs/nested-lab.md), L1 is booted again and cmd rerun once; the event
-// is printed. A second loss fails the test. Command results (exit status,
-// output) are never retried here.
+// runL1 runs cmd in the shared L1. Retry policy for a lab failure
+// (LabAttempts, docs/nested-lab.md): when L1 stops answering
+// (ErrAgentLost), L1 is booted again and cmd rerun; the event is printed.
+// Command results (exit status, output) are never retried here.
 func runL1(t *testing.T, cmd string, timeout time.Duration) *RunResult {
 	t.Helper()
-	n := sharedL1(t)
-	r, err := n.Run(context.Background(), cmd, timeout)
-	if err == nil {
-		return r
+	for attempt := 1; ; attempt++ {
+		n := sharedL1(t)
+		r, err := n.Run(context.Background(), cmd, timeout)
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, ErrAgentLost) {
+			t.Fatal(err)
+		}
+		if attempt == LabAttempts {
+			t.Fatalf("nested lab failed %d times in a row: %v", attempt, err)
+		}
+		regs, _ := n.Monitor("info registers")
+		fmt.Fprintf(os.Stderr, "pkg/lab: L1 STOPPED ANSWERING on attempt %d of %d (retry policy: fresh L1): %v\nL1 registers:\n%s\n", attempt, LabAttempts, err, firstLines(regs, 8))
+		n.Close()
+		l1, l1Err = nil, nil
+		l1Once = sync.Once{}
 	}
-	if !errors.Is(err, ErrAgentLost) {
-		t.Fatal(err)
-	}
-	regs, _ := n.Monitor("info registers")
-	fmt.Fprintf(os.Stderr, "pkg/lab: L1 STOPPED ANSWERING (retry policy: fresh L1, one retry): %v\nL1 registers:\n%s\n", err, firstLines(regs, 8))
-	n.Close()
-	l1, l1Err = nil, nil
-	l1Once = sync.Once{}
-	n = sharedL1(t)
-	if r, err = n.Run(context.Background(), cmd, timeout); err != nil {
-		t.Fatalf("nested lab failed twice in a row: %v", err)
-	}
-	return r
 }
 
 func firstLines(s string, n int) string {
