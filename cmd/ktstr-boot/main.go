@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/interactive"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
@@ -101,8 +103,9 @@ func run(c *cli.Context, start time.Time) error {
 	if !c.Bool("no-default-cmdline") {
 		parts = append(parts, vmm.DefaultCmdline())
 	}
-	if s, err := interactiveCmdline(c); err != nil {
-		return err
+	ask := interactive.Request{Shell: c.Bool("shell"), Exec: c.String("exec"), HasExec: c.IsSet("exec")}
+	if s, err := ask.Cmdline(); err != nil {
+		return cmdutil.UsageError("%v", err)
 	} else if s != "" {
 		parts = append(parts, s)
 	}
@@ -148,8 +151,8 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
 
-	if handled, err := runInteractive(c, cfg); handled {
-		return err
+	if ask.Shell || ask.HasExec {
+		return runInteractive(ask, cfg)
 	}
 	res, err := vmm.Run(cfg)
 	if err != nil {
@@ -163,6 +166,27 @@ func run(c *cli.Context, start time.Time) error {
 		return nil
 	}
 	return cmdutil.Exitf(res.ExitCode, "%s", res.Summary())
+}
+
+// runInteractive runs cfg for --shell or --exec and turns the outcome into
+// ktstr-boot's exit code.
+func runInteractive(ask interactive.Request, cfg vmm.Config) error {
+	var out interactive.Outcome
+	var err error
+	if ask.Shell {
+		out, err = interactive.Shell(cfg, os.Stdin, os.Stdout, os.Stderr)
+	} else {
+		out, err = interactive.Exec(cfg, os.Stdout)
+	}
+	switch {
+	case errors.Is(err, interactive.ErrNoTerminal):
+		return cmdutil.UsageError("%v", err)
+	case err != nil:
+		return cmdutil.Exit(vmm.ExitVMMError, err)
+	case out.Code != 0:
+		return cmdutil.Exit(out.Code, out.Err)
+	}
+	return nil
 }
 
 // probe prints /dev/kvm timings (see vmm.Probe).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/pkg/runconfig"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
@@ -27,7 +28,7 @@ const probeInit = "#!/bin/busybox sh\n/bin/busybox --install -s /bin\n" +
 	`c=$(sed -n 's/.*ktstr\.exec=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$c" ]; then
   sh -c "$(echo "$c" | base64 -d)" >/dev/hvc0 2>&1
-  echo "` + ExecStatusPrefix + `$?" >/dev/hvc0
+  echo "` + runconfig.ExecStatusPrefix + `$?" >/dev/hvc0
   poweroff -f
 fi
 # The probe goes to hvc0 (virtio: written out before the write returns);
@@ -70,7 +71,12 @@ func TestTopologyInGuest(t *testing.T) {
 		// Nested boots slow down with the vCPU count (all of L2 runs on
 		// L1's one CPU): allow 5 minutes plus 20 s per vCPU.
 		limit := 300*time.Second + time.Duration(len(topo.CPUs))*20*time.Second
-		cmd := fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo none --console /tmp/console-%s.txt >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), shape, shape)
+		mirror := ""
+		if os.Getenv("KTSTR_LAB_CONSOLE") != "" {
+			// Copy L2's console onto L1's, so a hang shows how far L2 got.
+			mirror = fmt.Sprintf("touch /tmp/console-%s.txt; (tail -F /tmp/console-%s.txt >/dev/ttyS0 2>/dev/null &); ", shape, shape)
+		}
+		cmd := mirror + fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo none --console /tmp/console-%s.txt --append '%s' >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), shape, l2Append(), shape)
 		start := time.Now()
 		r, err := l1.Run(ctx, cmd, limit+30*time.Second)
 		if err != nil {
@@ -181,6 +187,16 @@ func startTopologyLab(t *testing.T) *lab.Nested {
 	t.Logf("L1 up in %v", l1.BootTime.Round(time.Millisecond))
 
 	return l1
+}
+
+// l2Append is the extra L2 kernel command line of the lab's topology
+// boots: lab.L2Cmdline (see docs/nested-lab.md), or KTSTR_LAB_L2_APPEND
+// when set (experiments).
+func l2Append() string {
+	if s, ok := os.LookupEnv("KTSTR_LAB_L2_APPEND"); ok {
+		return s
+	}
+	return lab.L2Cmdline
 }
 
 func lastLine(out, prefix string) string {

@@ -1,11 +1,12 @@
 package guest
 
 import (
-	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/runconfig"
 )
 
 // Overrides are the kernel command-line keys the init honours. They are
@@ -133,18 +134,14 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 			if err == nil && o.StarvationMS <= 0 {
 				err = fmt.Errorf("want a positive number of milliseconds")
 			}
-		case "ktstr.mode":
-			if v != "shell" {
-				err = fmt.Errorf("only \"shell\" is accepted")
+		case runconfig.ModeKey:
+			if v != runconfig.ModeShell {
+				err = fmt.Errorf("only %q is accepted", runconfig.ModeShell)
 			}
 			o.Shell = true
-		case "ktstr.exec":
-			var b []byte
-			b, err = base64.StdEncoding.DecodeString(v)
-			if err == nil && len(b) == 0 {
-				err = fmt.Errorf("empty command")
-			}
-			o.Exec, o.HasExec = string(b), true
+		case runconfig.ExecKey:
+			o.Exec, err = runconfig.DecodeExec(v)
+			o.HasExec = true
 		case "ktstr.port":
 			if v == "" || strings.ContainsAny(v, "/") {
 				err = fmt.Errorf("want a port name")

@@ -3,7 +3,6 @@ package guest_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/guest"
 	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/pkg/runconfig"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -457,19 +457,19 @@ func TestE2EExec(t *testing.T) {
 	}
 	blob := e.initramfs(t, "--busybox", "/bin/busybox")
 	hvc := filepath.Join(t.TempDir(), "hvc0")
-	cmd := base64.StdEncoding.EncodeToString([]byte("echo hello from $(uname -s); exit 7"))
+	cmd := runconfig.ExecCmdline("echo hello from $(uname -s); exit 7")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 	res, err := lab.Reference(ctx, lab.ReferenceOptions{
 		Kernel: e.kernel, Initramfs: blob, CPUs: 1, MemoryMiB: 256, Accel: e2eAccel,
-		Cmdline: lab.TCGTimeCmdline() + " " + e2eCmdline + " ktstr.exec=" + cmd, Timeout: 90 * time.Second,
+		Cmdline: lab.TCGTimeCmdline() + " " + e2eCmdline + " " + cmd, Timeout: 90 * time.Second,
 		ExtraArgs: []string{"-chardev", "file,id=hvc0,path=" + hvc, "-device", "virtconsole,chardev=hvc0,nr=0"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, _ := os.ReadFile(hvc)
-	if !strings.Contains(string(out), "hello from Linux") || !strings.Contains(string(out), guest.ExecStatusPrefix+"7") {
-		t.Fatalf("hvc0 output %q lacks the command's output and %s7 (QEMU timed out %v)\nconsole:\n%s", out, guest.ExecStatusPrefix, res.TimedOut, tailString(res.Console, 800))
+	if !strings.Contains(string(out), "hello from Linux") || !strings.Contains(string(out), runconfig.ExecStatusPrefix+"7") {
+		t.Fatalf("hvc0 output %q lacks the command's output and %s7 (QEMU timed out %v)\nconsole:\n%s", out, runconfig.ExecStatusPrefix, res.TimedOut, tailString(res.Console, 800))
 	}
 }

@@ -6,11 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
-)
 
-// ExecStatusPrefix starts the line that reports a ktstr.exec command's
-// exit status on /dev/hvc0 (ktstr-boot(1), SHELL AND EXEC).
-const ExecStatusPrefix = "KTSTR_EXEC_STATUS="
+	"github.com/ktstr-go/ktstr/pkg/runconfig"
+)
 
 // hvcPath is the guest's virtio console port 0.
 const hvcPath = "/dev/hvc0"
@@ -36,7 +34,7 @@ func runInteractive(e *env, ov *Overrides) int {
 		fmt.Fprintln(hvc, msg)
 		e.logf("%s", msg)
 		if ov.HasExec {
-			fmt.Fprintf(hvc, "%s%d\n", ExecStatusPrefix, 127)
+			fmt.Fprintf(hvc, "%s%d\n", runconfig.ExecStatusPrefix, 127)
 			return 127
 		}
 		return ExitBadConfig
@@ -46,7 +44,7 @@ func runInteractive(e *env, ov *Overrides) int {
 		cmd.Stdout, cmd.Stderr = hvc, hvc
 		cmd.Env = append(os.Environ(), "PATH=/bin:/sbin:/usr/bin:/usr/sbin")
 		code := exitStatus(cmd.Run())
-		fmt.Fprintf(hvc, "%s%d\n", ExecStatusPrefix, code)
+		fmt.Fprintf(hvc, "%s%d\n", runconfig.ExecStatusPrefix, code)
 		e.logf("ktstr.exec: command exited %d", code)
 		return code
 	}

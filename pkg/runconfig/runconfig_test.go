@@ -26,3 +26,25 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 		t.Fatal("accepted a future version")
 	}
 }
+
+func TestExecCmdline(t *testing.T) {
+	for _, cmd := range []string{"echo hi; exit 3", "x", "quote ' \" and = and spaces  \n newline", "\x00\xff"} {
+		w := ExecCmdline(cmd)
+		v, ok := strings.CutPrefix(w, ExecKey+"=")
+		if !ok || strings.ContainsAny(v, " \t\n") {
+			t.Fatalf("ExecCmdline(%q) = %q: not one command-line word", cmd, w)
+		}
+		got, err := DecodeExec(v)
+		if err != nil || got != cmd {
+			t.Errorf("DecodeExec(%q) = %q, %v; want %q", v, got, err, cmd)
+		}
+	}
+	for _, bad := range []string{"", "!!!", "ZW"} {
+		if _, err := DecodeExec(bad); err == nil {
+			t.Errorf("DecodeExec(%q) accepted", bad)
+		}
+	}
+	if ShellCmdline() != "ktstr.mode=shell" {
+		t.Errorf("ShellCmdline() = %q", ShellCmdline())
+	}
+}
