@@ -237,43 +237,15 @@ func writeFileAtomic(c *Cache, dst string, data []byte) error {
 	return nil
 }
 
-// store writes a blob through write into a temporary file, renames it into
-// place and then writes its sidecar. The caller holds the key's lock. A
-// process killed at any point leaves either nothing, a temporary file
-// (removed by --gc) or a blob without a sidecar (not a hit; overwritten by
-// the next build).
+// store writes a blob through write and publishes it under key with a
+// sidecar that records its SHA-256. The caller holds the key's lock.
 func (c *Cache) store(key, kind string, comp Compression, parts []string, write func(io.Writer) error) (string, *meta, error) {
-	f, err := c.tempFile(key)
-	if err != nil {
-		return "", nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	m := &meta{Key: key, Kind: kind, Compression: comp, Parts: parts}
 	h := sha256.New()
-	if err := write(io.MultiWriter(f, h)); err != nil {
-		return "", nil, err
-	}
-	if err := f.Close(); err != nil {
-		return "", nil, fmt.Errorf("write cache file: %w", err)
-	}
-	bp := c.blobPath(key, comp)
-	os.Remove(bp + ".meta") // a stale sidecar must never describe the new blob
-	if err := os.Rename(f.Name(), bp); err != nil {
-		return "", nil, fmt.Errorf("store blob: %w", err)
-	}
-	ok = true
-	st, err := statPath(bp)
+	bp, err := c.publish(key, comp, m, func(f *os.File) error {
+		return write(io.MultiWriter(f, h))
+	}, func() { m.SHA256 = hex.EncodeToString(h.Sum(nil)) })
 	if err != nil {
-		return "", nil, err
-	}
-	m := &meta{Key: key, Kind: kind, Compression: comp, Size: st.Size, SHA256: hex.EncodeToString(h.Sum(nil)),
-		Dev: st.Dev, Ino: st.Ino, MtimeNS: st.MtimeNS, Created: time.Now().Unix(), Parts: parts}
-	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
 		return "", nil, err
 	}
 	return bp, m, nil
@@ -285,9 +257,45 @@ func (c *Cache) store(key, kind string, comp Compression, parts []string, write 
 // system shares extents), and are not hashed again: the sidecar lists the
 // parts' hashes as segments.
 func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas []*meta) (string, *meta, error) {
-	f, err := c.tempFile(key)
+	m := &meta{Key: key, Kind: "full", Compression: comp}
+	bp, err := c.publish(key, comp, m, func(f *os.File) error {
+		for i, p := range paths {
+			src, err := os.Open(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("cached part %s was removed while in use (by --gc?): run again", p)
+			}
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(f, src)
+			src.Close()
+			if err != nil {
+				return fmt.Errorf("concatenate parts: %w", err)
+			}
+			if n != metas[i].Size {
+				return fmt.Errorf("cached part %s changed size while being copied: run again", p)
+			}
+			m.Parts = append(m.Parts, metas[i].Key)
+			m.Segments = append(m.Segments, segment{Size: n, SHA256: metas[i].SHA256})
+		}
+		return nil
+	}, nil)
 	if err != nil {
 		return "", nil, err
+	}
+	return bp, m, nil
+}
+
+// publish writes a blob through write into a temporary file, renames it
+// into place and then writes its sidecar m, completed with the file's
+// size and identity (and by written, if not nil, once the blob is
+// complete). A process killed at any point leaves either nothing, a
+// temporary file (removed by --gc) or a blob without a sidecar (not a
+// hit; overwritten by the next build).
+func (c *Cache) publish(key string, comp Compression, m *meta, write func(*os.File) error, written func()) (string, error) {
+	f, err := c.tempFile(key)
+	if err != nil {
+		return "", err
 	}
 	ok := false
 	defer func() {
@@ -296,45 +304,30 @@ func (c *Cache) storeConcat(key string, comp Compression, paths []string, metas 
 			os.Remove(f.Name())
 		}
 	}()
-	m := &meta{Key: key, Kind: "full", Compression: comp}
-	for i, p := range paths {
-		src, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, fmt.Errorf("cached part %s was removed while in use (by --gc?): run again", p)
-		}
-		if err != nil {
-			return "", nil, err
-		}
-		n, err := io.Copy(f, src)
-		src.Close()
-		if err != nil {
-			return "", nil, fmt.Errorf("concatenate parts: %w", err)
-		}
-		if n != metas[i].Size {
-			return "", nil, fmt.Errorf("cached part %s changed size while being copied: run again", p)
-		}
-		m.Parts = append(m.Parts, metas[i].Key)
-		m.Segments = append(m.Segments, segment{Size: n, SHA256: metas[i].SHA256})
-		m.Size += n
+	if err := write(f); err != nil {
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return "", nil, fmt.Errorf("write cache file: %w", err)
+		return "", fmt.Errorf("write cache file: %w", err)
+	}
+	if written != nil {
+		written()
 	}
 	bp := c.blobPath(key, comp)
-	os.Remove(bp + ".meta")
+	os.Remove(bp + ".meta") // a stale sidecar must never describe the new blob
 	if err := os.Rename(f.Name(), bp); err != nil {
-		return "", nil, fmt.Errorf("store blob: %w", err)
+		return "", fmt.Errorf("store blob: %w", err)
 	}
 	ok = true
 	st, err := statPath(bp)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	m.Dev, m.Ino, m.MtimeNS, m.Created = st.Dev, st.Ino, st.MtimeNS, time.Now().Unix()
+	m.Size, m.Dev, m.Ino, m.MtimeNS, m.Created = st.Size, st.Dev, st.Ino, st.MtimeNS, time.Now().Unix()
 	if err := writeFileAtomic(c, bp+".meta", mustJSON(m)); err != nil {
-		return "", nil, err
+		return "", err
 	}
-	return bp, m, nil
+	return bp, nil
 }
 
 func (c *Cache) readIndex(statKey string) (string, bool) {
