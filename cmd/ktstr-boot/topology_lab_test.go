@@ -76,7 +76,14 @@ func TestTopologyInGuest(t *testing.T) {
 			// Copy L2's console onto L1's, so a hang shows how far L2 got.
 			mirror = fmt.Sprintf("touch /tmp/console-%s.txt; (tail -F /tmp/console-%s.txt >/dev/ttyS0 2>/dev/null &); ", shape, shape)
 		}
-		cmd := mirror + fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo none --console /tmp/console-%s.txt --append '%s' >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), shape, l2Append(), shape)
+		fifo := "none"
+		if d := os.Getenv("KTSTR_LAB_REGS_EVERY"); d != "" {
+			// Have ktstr-boot print every vCPU's registers now and then
+			// (a hang's whereabouts, on the console).
+			fifo = "/tmp/ctl-" + shape
+			mirror += fmt.Sprintf("(while sleep %s; do [ -p %s ] && echo regs >%s; done &); ", d, fifo, fifo)
+		}
+		cmd := mirror + fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo %s --console /tmp/console-%s.txt --append '%s' >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), fifo, shape, l2Append(), shape)
 		start := time.Now()
 		r, err := l1.Run(ctx, cmd, limit+30*time.Second)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 //
 //	sysrq KEY   send a serial break and KEY on COM1 (Magic SysRq, e.g. "sysrq t")
 //	stop        stop the guest (exit reason "stopped")
+//	regs        print every vCPU's registers (rip, rsp, rflags, cr3) on the log
 //
 // Unknown lines are reported on the console stream and ignored.
 func (m *machine) startControl(path string) error {
@@ -65,7 +66,9 @@ func (m *machine) control(line string) {
 		m.com1.SysRq(f[1][0])
 	case f[0] == "stop" && len(f) == 1:
 		m.finish(ReasonStopped, "stopped through the control FIFO")
+	case f[0] == "regs" && len(f) == 1:
+		m.requestRegs()
 	default:
-		fmt.Fprintf(m.watch, "ktstr-boot: control FIFO: unknown command %q (want \"sysrq KEY\" or \"stop\")\n", line)
+		fmt.Fprintf(m.watch, "ktstr-boot: control FIFO: unknown command %q (want \"sysrq KEY\", \"regs\" or \"stop\")\n", line)
 	}
 }

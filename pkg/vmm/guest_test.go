@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -289,7 +290,10 @@ func TestGuestSignalAndControlFIFO(t *testing.T) {
 		for i := 0; i < 500; i++ {
 			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
 				// An over-long line is skipped; the commands after it still work.
-				f.WriteString("bogus\n" + strings.Repeat("x", 1000) + "\nsysrq t\nstop\n")
+				f.WriteString("bogus\n" + strings.Repeat("x", 1000) + "\nsysrq t\nregs\n")
+				// regs is answered by the vCPU thread; stop after it.
+				time.Sleep(300 * time.Millisecond)
+				f.WriteString("stop\n")
 				f.Close()
 				return
 			}
@@ -309,6 +313,14 @@ func TestGuestSignalAndControlFIFO(t *testing.T) {
 	}
 	if !strings.Contains(con.String(), "line longer than 256 bytes ignored") {
 		t.Errorf("console %q lacks the over-long-line note", con.String())
+	}
+	// The spinning vCPU is found at its jmp $, in ring 0, and keeps
+	// running after the dump (the stop came later).
+	if want := fmt.Sprintf("ktstr-boot: regs: vCPU 0: rip=%#016x ", GuestCodeAddr); !strings.Contains(con.String(), want) {
+		t.Errorf("console %q lacks %q", con.String(), want)
+	}
+	if !strings.Contains(con.String(), "cpl=0 ") {
+		t.Errorf("console %q: regs line without cpl=0", con.String())
 	}
 	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
 		t.Errorf("FIFO left behind: %v", err)

@@ -117,6 +117,9 @@ type machine struct {
 	mem     *Memory
 	vcpus   []*kvm.VCPU
 	tids    []atomic.Int32
+	// regsReq[i] asks vCPU i's thread to print its registers (control
+	// FIFO "regs") the next time KVM_RUN returns.
+	regsReq []atomic.Bool
 	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
 	com1    *Serial
 	com2    *Serial
@@ -376,6 +379,7 @@ func (m *machine) build() error {
 		return err
 	}
 	m.tids = make([]atomic.Int32, cfg.VCPUs)
+	m.regsReq = make([]atomic.Bool, cfg.VCPUs)
 	for i := 0; i < cfg.VCPUs; i++ {
 		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
@@ -459,6 +463,42 @@ func (m *machine) finish(reason, detail string) {
 	})
 }
 
+// kick makes vCPU i's KVM_RUN return (at once if it is running, else on
+// its next entry).
+func (m *machine) kick(i int) {
+	m.vcpus[i].SetImmediateExit(true)
+	if tid := m.tids[i].Load(); tid != 0 {
+		unix.Tgkill(os.Getpid(), int(tid), unix.SIGURG)
+	}
+}
+
+// requestRegs has every vCPU print its registers on the log (control FIFO
+// "regs"): where a hung guest's CPUs are, without the guest's help.
+func (m *machine) requestRegs() {
+	for i := range m.vcpus {
+		m.regsReq[i].Store(true)
+		m.kick(i)
+	}
+}
+
+// printRegs prints vCPU i's registers; it runs on the vCPU's own thread,
+// between two KVM_RUNs.
+func (m *machine) printRegs(i int) {
+	c := m.vcpus[i]
+	r, err := c.Regs()
+	if err != nil {
+		fmt.Fprintf(m.watch, "ktstr-boot: regs: vCPU %d: %v\n", i, err)
+		return
+	}
+	s, err := c.Sregs()
+	if err != nil {
+		fmt.Fprintf(m.watch, "ktstr-boot: regs: vCPU %d: %v\n", i, err)
+		return
+	}
+	fmt.Fprintf(m.watch, "ktstr-boot: regs: vCPU %d: rip=%#016x rsp=%#016x rflags=%#x (IF=%d) cpl=%d cr3=%#x rax=%#x rdi=%#x\n",
+		i, r.RIP, r.RSP, r.RFLAGS, r.RFLAGS>>9&1, s.CS.Selector&3, s.CR3, r.RAX, r.RDI)
+}
+
 func (m *machine) kickAll() {
 	pid := os.Getpid()
 	for i, c := range m.vcpus {
@@ -530,6 +570,10 @@ func (m *machine) runVCPU(i int) {
 	c := m.vcpus[i]
 	for !m.stopped.Load() {
 		err := c.Run()
+		if m.regsReq[i].Swap(false) && !m.stopped.Load() {
+			c.SetImmediateExit(false)
+			m.printRegs(i)
+		}
 		if err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue
