@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,18 +57,16 @@ func TestTopologyInGuest(t *testing.T) {
 		t.Skip("SKIP: the nested topology check boots L1 and one L2 per shape (minutes); set KTSTR_LAB_TOPOLOGY=1 to run it")
 	}
 	ctx := context.Background()
-	l1 := startTopologyLab(t)
-
 	shapes := labShapes
 	if s := os.Getenv("KTSTR_LAB_SHAPES"); s != "" {
 		shapes = strings.Fields(s)
 	}
+	l1 := startTopologyLab(t, l1CPUsFor(t, shapes))
 	for _, shape := range shapes {
-		s, err := topology.Parse(shape)
+		topo, err := topology.FromText(shape)
 		if err != nil {
 			t.Fatal(err)
 		}
-		topo, _ := topology.New(s)
 		// Nested boots slow down with the vCPU count (all of L2 runs on
 		// L1's one CPU): allow 5 minutes plus 20 s per vCPU.
 		limit := 300*time.Second + time.Duration(len(topo.CPUs))*20*time.Second
@@ -142,7 +141,7 @@ func l1Console(t *testing.T, dir string) io.Writer {
 
 // startTopologyLab builds ktstr-boot and the probe initramfs into a
 // directory shared with L1 as /data, boots L1 (one retry) and returns it.
-func startTopologyLab(t *testing.T) *lab.Nested {
+func startTopologyLab(t *testing.T, l1CPUs int) *lab.Nested {
 	t.Helper()
 	if m := lab.Missing(); m != "" {
 		t.Skipf("SKIP (lab fixture missing): %s", m)
@@ -175,7 +174,7 @@ func startTopologyLab(t *testing.T) *lab.Nested {
 	for try := 1; try <= 2 && l1 == nil; try++ {
 		l1, err = lab.StartNested(ctx, lab.NestedOptions{
 			Agent: agent, Shares: []lab.Share{{Tag: "data", HostPath: data, GuestPath: "/data"}},
-			BootTimeout: 420 * time.Second, Lifetime: 40 * time.Minute, Console: l1Console(t, dir),
+			BootTimeout: 420 * time.Second, Lifetime: 40 * time.Minute, Console: l1Console(t, dir), CPUs: l1CPUs,
 			// Instruction-counted time: on a loaded host a starved L1
 			// otherwise drowns in timer ticks in early boot (seen: no
 			// progress past TSC calibration in 7 minutes at load 17);
@@ -194,6 +193,33 @@ func startTopologyLab(t *testing.T) *lab.Nested {
 	t.Logf("L1 up in %v", l1.BootTime.Round(time.Millisecond))
 
 	return l1
+}
+
+// l1CPUsFor is L1's vCPU count for a series of L2 shapes: one per vCPU of
+// the largest, or KTSTR_LAB_L1_CPUS. With fewer L1 CPUs than L2 vCPUs, L2
+// hangs: under QEMU's TCG nested SVM L1 rarely gets its timer interrupt
+// while L2 runs, so an L2 vCPU that spins with interrupts off on a lock
+// held by a descheduled vCPU thread keeps L1's only CPU (seen with 8 L2
+// vCPUs: two vCPUs in queued_spin_lock_slowpath, IF=0, for minutes; the
+// lock holder never ran again). An L1 CPU per L2 vCPU lets QEMU's
+// round-robin run every vCPU thread.
+func l1CPUsFor(t *testing.T, shapes []string) int {
+	if s := os.Getenv("KTSTR_LAB_L1_CPUS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("KTSTR_LAB_L1_CPUS=%q: want a positive count", s)
+		}
+		return n
+	}
+	n := 1
+	for _, shape := range shapes {
+		topo, err := topology.FromText(shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = max(n, len(topo.CPUs))
+	}
+	return n
 }
 
 // l2Append is the extra L2 kernel command line of the lab's topology
@@ -227,11 +253,11 @@ func TestBootTimeLab(t *testing.T) {
 		t.Skip("SKIP: the nested boot-time benchmark takes minutes; set KTSTR_LAB_BENCH=1 to run it")
 	}
 	ctx := context.Background()
-	l1 := startTopologyLab(t)
 	shapes := []string{"1n1l1c1t", "1n1l4c1t", "1n1l16c1t", "1n4l4c1t", "16n16l1c1t", "1n1l64c1t"}
 	if s := os.Getenv("KTSTR_LAB_BENCH_SHAPES"); s != "" {
 		shapes = strings.Fields(s)
 	}
+	l1 := startTopologyLab(t, l1CPUsFor(t, shapes))
 	for _, shape := range shapes {
 		cmd := fmt.Sprintf(`s=$(cut -d' ' -f1 /proc/uptime); /data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 1G --timeout 900s --control-fifo none --console /tmp/b.txt >/dev/null -- ktopo.quick; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo "l1_wall=$(echo "$e $s" | awk '{print $1-$2}') rc=$rc"; grep KTOPO /tmp/b.txt`, shape)
 		start := time.Now()

@@ -16,11 +16,7 @@ const MiB = 1 << 20
 
 func build(t testing.TB, shape string, memMiB uint64) (*topology.Topology, []topology.NodeRange, *Tables) {
 	t.Helper()
-	s, err := topology.Parse(shape)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.New(s)
+	topo, err := topology.FromText(shape)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,6 +137,15 @@ func orderOf(n int) uint {
 	return uint(bits.Len(uint(n - 1)))
 }
 
+// FromText is Parse followed by New: the layout of an NnNlNcNt shape.
+func FromText(text string) (*Topology, error) {
+	s, err := Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return New(s)
+}
+
 // New lays out the vCPUs of a shape.
 func New(s Shape) (*Topology, error) {
 	if err := s.Validate(); err != nil {

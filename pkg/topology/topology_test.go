@@ -199,3 +199,15 @@ func TestAssignMemory(t *testing.T) {
 		t.Error("overlapping ranges accepted")
 	}
 }
+
+func TestFromText(t *testing.T) {
+	topo, err := FromText("2n4l2c1t")
+	if err != nil || len(topo.CPUs) != 8 {
+		t.Fatalf("FromText(2n4l2c1t) = %v, %v; want 8 CPUs", topo, err)
+	}
+	for _, bad := range []string{"", "2n3l1c1t", "1n1l1c"} {
+		if _, err := FromText(bad); err == nil {
+			t.Errorf("FromText(%q) accepted", bad)
+		}
+	}
+}
