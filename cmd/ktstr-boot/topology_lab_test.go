@@ -205,17 +205,29 @@ func startTopologyLab(t *testing.T, l1CPUs int) *lab.Nested {
 	if out, err := exec.Command("cp", os.Getenv("KTSTR_KERNEL"), filepath.Join(data, "bzImage")).CombinedOutput(); err != nil {
 		t.Fatalf("copy kernel: %v %s", err, out)
 	}
+	// Instruction-counted time: on a loaded host a starved L1 otherwise
+	// drowns in timer ticks in early boot (seen: no progress past TSC
+	// calibration in 7 minutes at load 17); with it L1 boots in ~35 s
+	// there. Times inside L1 are then virtual (1 ns per instruction). It
+	// also makes QEMU run every L1 CPU on one host thread, round-robin:
+	// an L1 of 32 CPUs that way went idle for good right after boot (its
+	// agent never answered), while with one thread per CPU (MTTCG, the
+	// default without -icount) it booted in 61 s and answered. So -icount
+	// only up to 8 L1 CPUs; KTSTR_LAB_L1_ICOUNT=0/1 decides otherwise.
+	var extra []string
+	icount := l1CPUs <= 8
+	if v := os.Getenv("KTSTR_LAB_L1_ICOUNT"); v != "" {
+		icount = v == "1"
+	}
+	if icount {
+		extra = []string{"-icount", "shift=0,sleep=off"}
+	}
 	var l1 *lab.Nested
 	for try := 1; try <= 2 && l1 == nil; try++ {
 		l1, err = lab.StartNested(ctx, lab.NestedOptions{
 			Agent: agent, Shares: []lab.Share{{Tag: "data", HostPath: data, GuestPath: "/data"}},
-			BootTimeout: 420 * time.Second, Lifetime: 40 * time.Minute, Console: l1Console(t, dir), CPUs: l1CPUs,
-			// Instruction-counted time: on a loaded host a starved L1
-			// otherwise drowns in timer ticks in early boot (seen: no
-			// progress past TSC calibration in 7 minutes at load 17);
-			// with it L1 boots in ~35 s there. Times inside L1 are then
-			// virtual (1 ns per instruction).
-			ExtraArgs: []string{"-icount", "shift=0,sleep=off"},
+			BootTimeout: 420 * time.Second, Lifetime: 60 * time.Minute, Console: l1Console(t, dir), CPUs: l1CPUs,
+			ExtraArgs: extra,
 		})
 		if err != nil {
 			t.Logf("L1 boot attempt %d failed: %v", try, err)

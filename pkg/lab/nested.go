@@ -50,6 +50,13 @@ type NestedOptions struct {
 	// CPUs is L1's vCPU count (default 1: a 2-vCPU L1 made L2 slower on
 	// a 2-core host).
 	CPUs int
+	// MultiThreaded runs L1's CPUs on a host thread each (MTTCG). The
+	// default is QEMU's single-threaded round-robin TCG: under MTTCG L1
+	// kernels died of an int3 oops in a just-patched static-branch NOP
+	// (cross-modifying code racing another TCG thread; seen with a
+	// 32-CPU L1 at its first 32-vCPU L2, and in ~1 in 10 2-vCPU
+	// reference boots).
+	MultiThreaded bool
 	// MemoryMiB is L1's RAM (default 2048).
 	MemoryMiB int
 	// Shares are host directories visible in L1.
@@ -199,8 +206,12 @@ func L1Args(opts *NestedOptions, initramfs, sock, hmp string) []string {
 	if machine != "microvm" {
 		bus = "pci"
 	}
+	accel := "tcg,thread=single"
+	if opts.MultiThreaded {
+		accel = "tcg,thread=multi"
+	}
 	args := []string{
-		"-M", machine, "-accel", "tcg", "-cpu", "max",
+		"-M", machine, "-accel", accel, "-cpu", "max",
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-nodefaults", "-no-reboot", "-display", "none",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
