@@ -49,26 +49,27 @@ poweroff -f
 var labShapes = []string{"1n1l1c1t", "1n2l2c2t", "2n4l2c1t", "2n4l4c2t"}
 
 // TestTopologyInGuest boots the fixture kernel under ktstr-boot on the
-// nested lab's real KVM, once per shape, and checks that the guest's
-// sysfs topology, L3 sharing, NUMA nodes and scheduling domains are
-// exactly the requested shape.
+// nested lab's real KVM, once per shape, each in a fresh L1 with a CPU
+// per L2 vCPU (l1For), and checks that the guest's sysfs topology, L3
+// sharing, NUMA nodes and scheduling domains are exactly the requested
+// shape. Then --perf-mode and --exec, in a 2-CPU L1.
 func TestTopologyInGuest(t *testing.T) {
 	if os.Getenv("KTSTR_LAB_TOPOLOGY") != "1" {
-		t.Skip("SKIP: the nested topology check boots L1 and one L2 per shape (minutes); set KTSTR_LAB_TOPOLOGY=1 to run it")
+		t.Skip("SKIP: the nested topology check boots one L1 and L2 per shape (minutes); set KTSTR_LAB_TOPOLOGY=1 to run it")
 	}
 	ctx := context.Background()
 	shapes := labShapes
 	if s := os.Getenv("KTSTR_LAB_SHAPES"); s != "" {
 		shapes = strings.Fields(s)
 	}
-	l1 := startTopologyLab(t, l1CPUsFor(t, shapes))
+	tl := prepareTopologyLab(t)
 	for _, shape := range shapes {
 		topo, err := topology.FromText(shape)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Nested boots slow down with the vCPU count (all of L2 runs on
-		// L1's one CPU): allow 5 minutes plus 20 s per vCPU.
+		// 5 minutes plus 20 s per vCPU: the slowest seen was 5 min for 1
+		// vCPU on a loaded host; 32 vCPUs took 30 s on an idle one.
 		limit := 300*time.Second + time.Duration(len(topo.CPUs))*20*time.Second
 		mirror := ""
 		if os.Getenv("KTSTR_LAB_CONSOLE") != "" {
@@ -84,21 +85,13 @@ func TestTopologyInGuest(t *testing.T) {
 		}
 		cmd := mirror + fmt.Sprintf("/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 512M --timeout %ds --control-fifo %s --console /tmp/console-%s.txt --append '%s' >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/console-%s.txt", shape, int(limit.Seconds()), fifo, shape, l2Append(), shape)
 		start := time.Now()
-		r, err := l1.Run(ctx, cmd, limit+30*time.Second)
-		if err != nil {
-			t.Fatalf("%s: lab failed: %v", shape, err)
-		}
+		r, l1 := tl.run(ctx, t, len(topo.CPUs), cmd, limit+30*time.Second)
+		l1.Close()
 		wall := time.Since(start)
 		out := string(r.Stdout)
 		v, perr := topology.ParseGuestProbe(out)
-		uptime := ""
-		for _, l := range strings.Split(out, "\n") {
-			if i := strings.Index(l, "KTOPO uptime "); i >= 0 {
-				uptime = strings.TrimSpace(l[i+len("KTOPO uptime "):])
-			}
-		}
-		fmt.Fprintf(os.Stderr, "topology lab: %s (%d vCPUs): ktstr-boot wall %v, guest uptime at init %ss, %s\n",
-			shape, len(topo.CPUs), wall.Round(time.Millisecond), uptime, lastLine(out, "ktstr-boot-rc="))
+		fmt.Fprintf(os.Stderr, "topology lab: %s (%d vCPUs, L1 of %d CPUs up in %v): host wall %v for L1 and L2, guest uptime at init %ss, %s\n",
+			shape, len(topo.CPUs), l1CPUsFor(len(topo.CPUs)), l1.BootTime.Round(time.Millisecond), wall.Round(time.Millisecond), probeUptime(out), lastLine(out, "ktstr-boot-rc="))
 		if perr != nil {
 			t.Errorf("%s: probe output: %v", shape, perr)
 			continue
@@ -114,28 +107,33 @@ func TestTopologyInGuest(t *testing.T) {
 		}
 	}
 
-	checkPerfModeInLab(ctx, t, l1, l1CPUsFor(t, shapes))
-
-	// --exec: the command's output on stdout, its status as the exit code.
-	r, err := l1.Run(ctx, `/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --memory 256M --timeout 300s --control-fifo none --console /tmp/exec-console.txt --exec 'echo "hello from $(uname -s)"; exit 7'; echo ktstr-boot-rc=$?`, 330*time.Second)
-	if err != nil {
-		t.Fatalf("--exec: lab failed: %v", err)
-	}
+	// --exec: the command's output on stdout, its status as the exit
+	// code. Its L1 has 2 CPUs, for --perf-mode after it.
+	r, l1 := tl.run(ctx, t, 2, `/data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --memory 256M --timeout 300s --control-fifo none --console /tmp/exec-console.txt --exec 'echo "hello from $(uname -s)"; exit 7'; echo ktstr-boot-rc=$?`, 330*time.Second)
+	defer l1.Close()
 	if out := string(r.Stdout); !strings.Contains(out, "hello from Linux\nktstr-boot-rc=7") {
 		t.Errorf("--exec: want the command's output and exit status 7, got:\n%s\n%s", out, r.Stderr)
 	}
+	checkPerfModeInLab(ctx, t, l1)
+}
+
+// probeUptime is the guest's uptime at init from the probe's output.
+func probeUptime(out string) string {
+	up := ""
+	for _, l := range strings.Split(out, "\n") {
+		if i := strings.Index(l, "KTOPO uptime "); i >= 0 {
+			up = strings.TrimSpace(l[i+len("KTOPO uptime "):])
+		}
+	}
+	return up
 }
 
 // checkPerfModeInLab runs --perf-mode on L1's (real, nested) KVM: first
 // refused for want of huge pages (exit 3, saying how many), then with a
 // huge-page pool and L1's CPU 1 as the vCPU's own CPU, to the guest's
 // init and an ACPI poweroff, with the KVM exits disabled that L1's KVM
-// offers.
-func checkPerfModeInLab(ctx context.Context, t *testing.T, l1 *lab.Nested, l1CPUs int) {
-	if l1CPUs < 2 {
-		t.Logf("--perf-mode lab check skipped: L1 has %d CPU (it needs one for itself and one for the vCPU)", l1CPUs)
-		return
-	}
+// offers. L1 needs 2 CPUs (one for itself, one for the vCPU).
+func checkPerfModeInLab(ctx context.Context, t *testing.T, l1 *lab.Nested) {
 	const boot = `KTSTR_CPUS=1 /data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --cpus 1 --memory 128M --perf-mode --timeout 300s --control-fifo none --console /tmp/perf-console.txt --append '` + lab.L2Cmdline + `' -- ktopo.quick 2>/tmp/perf-log.txt >/dev/null; echo ktstr-boot-rc=$?; cat /tmp/perf-log.txt; grep -a KTOPO /tmp/perf-console.txt`
 	r, err := l1.Run(ctx, "echo 0 >/proc/sys/vm/nr_hugepages; "+boot, 60*time.Second)
 	if err != nil {
@@ -161,12 +159,12 @@ func checkPerfModeInLab(ctx context.Context, t *testing.T, l1 *lab.Nested, l1CPU
 
 // l1Console keeps L1's console in a file named by KTSTR_LAB_CONSOLE (for
 // diagnosing a slow or failed L1 boot), else nowhere.
-func l1Console(t *testing.T, dir string) io.Writer {
+func l1Console(t *testing.T) io.Writer {
 	p := os.Getenv("KTSTR_LAB_CONSOLE")
 	if p == "" {
 		return nil
 	}
-	f, err := os.Create(p)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,9 +172,16 @@ func l1Console(t *testing.T, dir string) io.Writer {
 	return f
 }
 
-// startTopologyLab builds ktstr-boot and the probe initramfs into a
-// directory shared with L1 as /data, boots L1 (one retry) and returns it.
-func startTopologyLab(t *testing.T, l1CPUs int) *lab.Nested {
+// topologyLab is what the topology lab tests share with every L1: the
+// agent, and /data with ktstr-boot, the probe initramfs and the kernel.
+type topologyLab struct {
+	agent, data string
+	console     io.Writer
+}
+
+// prepareTopologyLab builds ktstr-boot and the probe initramfs into a
+// directory shared with L1 as /data.
+func prepareTopologyLab(t *testing.T) *topologyLab {
 	t.Helper()
 	if m := lab.Missing(); m != "" {
 		t.Skipf("SKIP (lab fixture missing): %s", m)
@@ -205,68 +210,69 @@ func startTopologyLab(t *testing.T, l1CPUs int) *lab.Nested {
 	if out, err := exec.Command("cp", os.Getenv("KTSTR_KERNEL"), filepath.Join(data, "bzImage")).CombinedOutput(); err != nil {
 		t.Fatalf("copy kernel: %v %s", err, out)
 	}
-	// Instruction-counted time: on a loaded host a starved L1 otherwise
-	// drowns in timer ticks in early boot (seen: no progress past TSC
-	// calibration in 7 minutes at load 17); with it L1 boots in ~35 s
-	// there. Times inside L1 are then virtual (1 ns per instruction). It
-	// also makes QEMU run every L1 CPU on one host thread, round-robin:
-	// an L1 of 32 CPUs that way went idle for good right after boot (its
-	// agent never answered), while with one thread per CPU (MTTCG, the
-	// default without -icount) it booted in 61 s and answered. So -icount
-	// only up to 8 L1 CPUs; KTSTR_LAB_L1_ICOUNT=0/1 decides otherwise.
-	var extra []string
-	icount := l1CPUs <= 8
+	return &topologyLab{agent: agent, data: data, console: l1Console(t)}
+}
+
+// run boots an L1 for an L2 of l2CPUs vCPUs (l1For) and runs cmd in it
+// under the lab's retry policy (lab.RunRetrying: a fresh L1 when one
+// stops answering). The caller closes the L1.
+func (tl *topologyLab) run(ctx context.Context, t *testing.T, l2CPUs int, cmd string, timeout time.Duration) (*lab.RunResult, *lab.Nested) {
+	t.Helper()
+	opts := l1For(l2CPUs)
+	opts.Agent, opts.Console = tl.agent, tl.console
+	opts.Shares = []lab.Share{{Tag: "data", HostPath: tl.data, GuestPath: "/data"}}
+	opts.BootTimeout, opts.Lifetime = 420*time.Second, 60*time.Minute
+	start := func(ctx context.Context) (*lab.Nested, error) { return lab.StartNested(ctx, opts) }
+	r, l1, err := lab.RunRetrying(ctx, start, cmd, timeout, nil, os.Stderr)
+	if err != nil {
+		t.Fatalf("nested lab (L1 of %d CPUs): %v", opts.CPUs, err)
+	}
+	return r, l1
+}
+
+// l1For is the L1 for an L2 of l2CPUs vCPUs, found by trial in this lab
+// (docs/nested-lab.md, "L2s with more vCPUs than L1 has CPUs"):
+//
+//   - an L1 CPU per L2 vCPU (l1CPUsFor): there is no PAUSE exiting in the
+//     nested lab, so with fewer L1 CPUs an L2 vCPU spinning with
+//     interrupts off on a lock held by a descheduled vCPU thread keeps its
+//     L1 CPU for minutes (seen: 8 L2 vCPUs on 1 L1 CPU, 5 of 5 hung);
+//   - one L1 CPU: single-threaded TCG with -icount: on a loaded host a
+//     starved L1 otherwise drowns in timer ticks in early boot (seen: no
+//     progress past TSC calibration in 7 minutes at load 17); times
+//     inside L1 are then virtual (1 ns per instruction);
+//   - more: multi-threaded TCG (a host thread per L1 CPU) without
+//     -icount. With one host thread for all L1 CPUs, L2 vCPUs were found
+//     stuck for minutes, all L1 CPUs inside L2, some vCPUs spinning on
+//     runqueue locks with interrupts off while the others waited in
+//     stop_machine (8 L1 CPUs, -icount), or a 1-vCPU L2 spinning on a
+//     lock (32 L1 CPUs, no -icount); a 32-CPU L1 under -icount went idle
+//     for good right after boot. Under MTTCG a 32-CPU L1 booted in 61-65
+//     s and ran the 32-vCPU shape in 30 s; one such L1 died of an int3
+//     oops in a just-patched static-branch NOP (cross-modifying code
+//     racing another TCG thread), which the retry policy covers.
+//
+// KTSTR_LAB_L1_CPUS and KTSTR_LAB_L1_ICOUNT=0/1 override (experiments).
+func l1For(l2CPUs int) lab.NestedOptions {
+	cpus := l1CPUsFor(l2CPUs)
+	icount := cpus == 1
 	if v := os.Getenv("KTSTR_LAB_L1_ICOUNT"); v != "" {
 		icount = v == "1"
 	}
+	o := lab.NestedOptions{CPUs: cpus, MultiThreaded: !icount}
 	if icount {
-		extra = []string{"-icount", "shift=0,sleep=off"}
+		o.ExtraArgs = []string{"-icount", "shift=0,sleep=off"}
 	}
-	var l1 *lab.Nested
-	for try := 1; try <= 2 && l1 == nil; try++ {
-		l1, err = lab.StartNested(ctx, lab.NestedOptions{
-			Agent: agent, Shares: []lab.Share{{Tag: "data", HostPath: data, GuestPath: "/data"}},
-			BootTimeout: 420 * time.Second, Lifetime: 60 * time.Minute, Console: l1Console(t, dir), CPUs: l1CPUs,
-			ExtraArgs: extra,
-		})
-		if err != nil {
-			t.Logf("L1 boot attempt %d failed: %v", try, err)
-		}
-	}
-	if l1 == nil {
-		t.Fatalf("nested lab: L1 did not boot twice in a row: %v", err)
-	}
-	t.Cleanup(func() { l1.Close() })
-	t.Logf("L1 up in %v", l1.BootTime.Round(time.Millisecond))
-
-	return l1
+	return o
 }
 
-// l1CPUsFor is L1's vCPU count for a series of L2 shapes: one per vCPU of
-// the largest, or KTSTR_LAB_L1_CPUS. With fewer L1 CPUs than L2 vCPUs, L2
-// hangs: under QEMU's TCG nested SVM L1 rarely gets its timer interrupt
-// while L2 runs, so an L2 vCPU that spins with interrupts off on a lock
-// held by a descheduled vCPU thread keeps L1's only CPU (seen with 8 L2
-// vCPUs: two vCPUs in queued_spin_lock_slowpath, IF=0, for minutes; the
-// lock holder never ran again). An L1 CPU per L2 vCPU lets QEMU's
-// round-robin run every vCPU thread.
-func l1CPUsFor(t *testing.T, shapes []string) int {
-	if s := os.Getenv("KTSTR_LAB_L1_CPUS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("KTSTR_LAB_L1_CPUS=%q: want a positive count", s)
-		}
+// l1CPUsFor is L1's CPU count for an L2 of l2CPUs vCPUs: as many, or
+// KTSTR_LAB_L1_CPUS.
+func l1CPUsFor(l2CPUs int) int {
+	if n, err := strconv.Atoi(os.Getenv("KTSTR_LAB_L1_CPUS")); err == nil && n > 0 {
 		return n
 	}
-	n := 1
-	for _, shape := range shapes {
-		topo, err := topology.FromText(shape)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n = max(n, len(topo.CPUs))
-	}
-	return n
+	return max(l2CPUs, 1)
 }
 
 // l2Append is the extra L2 kernel command line of the lab's topology
@@ -290,10 +296,11 @@ func lastLine(out, prefix string) string {
 // TestBootTimeLab boots the fixture kernel to init under ktstr-boot in the
 // nested lab for 1, 4, 16 and 64 vCPUs in one package, and 16 vCPUs as 16
 // packages (one socket per vCPU, as NUMA nodes) and as 4 LLCs in one
-// package, printing the guest's uptime at init and ktstr-boot's wall time
-// as measured inside L1 (virtual time under -icount) and on the host.
-// Figures only: it asserts that each boot reached init. Opt-in with
-// KTSTR_LAB_BENCH=1 (minutes of TCG).
+// package, each in a fresh L1 sized by l1For, printing the guest's uptime
+// at init (L2's clock), ktstr-boot's wall time as measured inside L1, and
+// the host's wall time for L1's boot and the run. Figures only: it
+// asserts that each boot reached init. Opt-in with KTSTR_LAB_BENCH=1
+// (minutes of TCG).
 func TestBootTimeLab(t *testing.T) {
 	if os.Getenv("KTSTR_LAB_BENCH") != "1" {
 		t.Skip("SKIP: the nested boot-time benchmark takes minutes; set KTSTR_LAB_BENCH=1 to run it")
@@ -303,22 +310,19 @@ func TestBootTimeLab(t *testing.T) {
 	if s := os.Getenv("KTSTR_LAB_BENCH_SHAPES"); s != "" {
 		shapes = strings.Fields(s)
 	}
-	l1 := startTopologyLab(t, l1CPUsFor(t, shapes))
+	tl := prepareTopologyLab(t)
 	for _, shape := range shapes {
+		topo, err := topology.FromText(shape)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cmd := fmt.Sprintf(`s=$(cut -d' ' -f1 /proc/uptime); /data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 1G --timeout 900s --control-fifo none --console /tmp/b.txt >/dev/null -- ktopo.quick; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo "l1_wall=$(echo "$e $s" | awk '{print $1-$2}') rc=$rc"; grep KTOPO /tmp/b.txt`, shape)
 		start := time.Now()
-		r, err := l1.Run(ctx, cmd, 1000*time.Second)
-		if err != nil {
-			t.Fatalf("%s: lab failed: %v", shape, err)
-		}
+		r, l1 := tl.run(ctx, t, len(topo.CPUs), cmd, 1000*time.Second)
+		l1.Close()
 		out := string(r.Stdout)
-		up := ""
-		for _, l := range strings.Split(out, "\n") {
-			if i := strings.Index(l, "KTOPO uptime "); i >= 0 {
-				up = strings.TrimSpace(l[i+len("KTOPO uptime "):])
-			}
-		}
-		fmt.Fprintf(os.Stderr, "boot-time lab: %-11s guest_uptime_at_init=%ss %s host_wall=%v\n", shape, up, lastLine(out, "l1_wall="), time.Since(start).Round(time.Millisecond))
+		up := probeUptime(out)
+		fmt.Fprintf(os.Stderr, "boot-time lab: %-11s guest_uptime_at_init=%ss %s l1_cpus=%d l1_boot=%v host_wall=%v\n", shape, up, lastLine(out, "l1_wall="), l1CPUsFor(len(topo.CPUs)), l1.BootTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		if up == "" {
 			t.Errorf("%s: the guest did not reach init:\n%s", shape, out)
 		}
