@@ -87,8 +87,17 @@ func TestTopologyInGuest(t *testing.T) {
 		start := time.Now()
 		r, l1 := tl.run(ctx, t, len(topo.CPUs), cmd, limit+30*time.Second)
 		l1.Close()
-		wall := time.Since(start)
 		out := string(r.Stdout)
+		if tcgPatchOops(out) {
+			// Multi-threaded TCG runs L2's code too, and a vCPU can
+			// execute a stale int3 of the kernel's live text patching
+			// (not an oops real hardware has): one fresh boot, said.
+			fmt.Fprintf(os.Stderr, "topology lab: %s: L2 died of an int3 oops in patched kernel text before init (TCG cross-modifying code, docs/nested-lab.md): RETRY once with a fresh L1\n", shape)
+			r, l1 = tl.run(ctx, t, len(topo.CPUs), cmd, limit+30*time.Second)
+			l1.Close()
+			out = string(r.Stdout)
+		}
+		wall := time.Since(start)
 		v, perr := topology.ParseGuestProbe(out)
 		fmt.Fprintf(os.Stderr, "topology lab: %s (%d vCPUs, L1 of %d CPUs up in %v): host wall %v for L1 and L2, guest uptime at init %ss, %s\n",
 			shape, len(topo.CPUs), l1CPUsFor(len(topo.CPUs)), l1.BootTime.Round(time.Millisecond), wall.Round(time.Millisecond), probeUptime(out), lastLine(out, "ktstr-boot-rc="))
@@ -115,6 +124,13 @@ func TestTopologyInGuest(t *testing.T) {
 		t.Errorf("--exec: want the command's output and exit status 7, got:\n%s\n%s", out, r.Stderr)
 	}
 	checkPerfModeInLab(ctx, t, l1)
+}
+
+// tcgPatchOops tells a guest that died before init of an int3 oops (a
+// stale breakpoint of live text patching, executed by another TCG thread)
+// from any other failure, which is never retried.
+func tcgPatchOops(out string) bool {
+	return strings.Contains(out, "ktstr-boot-rc=121") && strings.Contains(out, "Oops: int3") && probeUptime(out) == ""
 }
 
 // probeUptime is the guest's uptime at init from the probe's output.
