@@ -332,13 +332,20 @@ func TestBootTimeLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := fmt.Sprintf(`s=$(cut -d' ' -f1 /proc/uptime); /data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 1G --timeout 900s --control-fifo none --console /tmp/b.txt >/dev/null -- ktopo.quick; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo "l1_wall=$(echo "$e $s" | awk '{print $1-$2}') rc=$rc"; grep KTOPO /tmp/b.txt`, shape)
+		cmd := fmt.Sprintf(`s=$(cut -d' ' -f1 /proc/uptime); /data/ktstr-boot --kernel /data/bzImage --initramfs /data/probe.cpio --topology %s --memory 1G --timeout 900s --control-fifo none --console /tmp/b.txt >/dev/null -- ktopo.quick; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo "l1_wall=$(echo "$e $s" | awk '{print $1-$2}')"; echo ktstr-boot-rc=$rc; grep -a "KTOPO\|Oops: int3" /tmp/b.txt`, shape)
 		start := time.Now()
 		r, l1 := tl.run(ctx, t, len(topo.CPUs), cmd, 1000*time.Second)
 		l1.Close()
 		out := string(r.Stdout)
+		if tcgPatchOops(out) {
+			fmt.Fprintf(os.Stderr, "boot-time lab: %s: L2 died of an int3 oops in patched kernel text before init (TCG cross-modifying code, docs/nested-lab.md): RETRY once with a fresh L1\n", shape)
+			start = time.Now()
+			r, l1 = tl.run(ctx, t, len(topo.CPUs), cmd, 1000*time.Second)
+			l1.Close()
+			out = string(r.Stdout)
+		}
 		up := probeUptime(out)
-		fmt.Fprintf(os.Stderr, "boot-time lab: %-11s guest_uptime_at_init=%ss %s l1_cpus=%d l1_boot=%v host_wall=%v\n", shape, up, lastLine(out, "l1_wall="), l1CPUsFor(len(topo.CPUs)), l1.BootTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "boot-time lab: %-11s guest_uptime_at_init=%ss %s %s l1_cpus=%d l1_boot=%v host_wall=%v\n", shape, up, lastLine(out, "l1_wall="), lastLine(out, "ktstr-boot-rc="), l1CPUsFor(len(topo.CPUs)), l1.BootTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		if up == "" {
 			t.Errorf("%s: the guest did not reach init:\n%s", shape, out)
 		}

@@ -11,6 +11,8 @@ type BootConfig struct {
 	Initrd  []byte
 	Cmdline string
 	VCPUs   int
+	// APICIDs are the vCPUs' APIC IDs for the MP table (nil: 0..VCPUs-1).
+	APICIDs []uint32
 }
 
 // BootInfo says where things went.
@@ -88,7 +90,19 @@ func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
 	if err := writeGDT(m); err != nil {
 		return info, err
 	}
-	if err := writeMPTable(m, c.VCPUs); err != nil {
+	ids := c.APICIDs
+	if ids == nil {
+		if c.VCPUs < 1 {
+			return info, fmt.Errorf("%d vCPUs: want at least 1", c.VCPUs)
+		}
+		ids = make([]uint32, c.VCPUs)
+		for i := range ids {
+			ids[i] = uint32(i)
+		}
+	} else if len(ids) != c.VCPUs {
+		return info, fmt.Errorf("%d APIC IDs for %d vCPUs", len(ids), c.VCPUs)
+	}
+	if err := writeMPTable(m, ids); err != nil {
 		return info, err
 	}
 	return info, nil

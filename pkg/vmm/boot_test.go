@@ -44,8 +44,8 @@ func TestLayout(t *testing.T) {
 func TestE820SixGiB(t *testing.T) {
 	es := E820Map(Layout(6 << 30))
 	want := []E820Entry{
-		{0, mptableAddr, E820RAM},
-		{mptableAddr, ebdaEnd - mptableAddr, E820Reserved},
+		{0, mpConfigAddr, E820RAM},
+		{mpConfigAddr, ebdaEnd - mpConfigAddr, E820Reserved},
 		{kernelAddr, (3 << 30) - kernelAddr, E820RAM},
 		{4 << 30, 3 << 30, E820RAM},
 	}
@@ -209,14 +209,67 @@ func TestLoadBoot(t *testing.T) {
 	if string(fp[:4]) != "_MP_" || checksum(fp) != 0 {
 		t.Error("MP floating pointer bad")
 	}
-	hl, _ := m.U16(mptableAddr + 16 + 4)
-	ct, _ := m.Slice(mptableAddr+16, uint64(hl))
+	hl, _ := m.U16(mpConfigAddr + 4)
+	ct, _ := m.Slice(mpConfigAddr, uint64(hl))
 	if string(ct[:4]) != "PCMP" || checksum(ct) != 0 {
 		t.Error("MP config table bad")
 	}
 	if ct[44] != 0 || ct[44+3] != 3 || ct[64] != 0 || ct[64+1] != 1 || ct[64+3] != 1 {
 		t.Errorf("processor entries wrong: % x", ct[44:84])
 	}
+}
+
+// TestMPTableLarge: 254 processors with sparse APIC IDs (as a topology
+// lays them out) fit, each entry carries its vCPU's APIC ID, and the I/O
+// APIC's ID follows the largest; IDs past 254 are refused.
+func TestMPTableLarge(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ids  []uint32
+	}{
+		{"64 dense", seqIDs(64, 1)},
+		{"64 sparse", seqIDs(64, 2)[:64]},
+		{"254", seqIDs(254, 1)},
+	} {
+		m := newMemoryFromBytes(make([]byte, 2<<20))
+		if err := writeMPTable(m, tc.ids); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		fp, _ := m.Slice(mptableAddr, 16)
+		if string(fp[:4]) != "_MP_" || checksum(fp) != 0 || binary.LittleEndian.Uint32(fp[4:]) != mpConfigAddr {
+			t.Fatalf("%s: floating pointer % x", tc.name, fp)
+		}
+		hl, _ := m.U16(mpConfigAddr + 4)
+		ct, _ := m.Slice(mpConfigAddr, uint64(hl))
+		if string(ct[:4]) != "PCMP" || checksum(ct) != 0 || mpConfigAddr+uint64(hl) > mptableAddr {
+			t.Fatalf("%s: config table of %d bytes bad or overlapping the pointer", tc.name, hl)
+		}
+		for i, id := range tc.ids {
+			e := ct[44+20*i:]
+			if e[0] != 0 || uint32(e[1]) != id || (i == 0) != (e[3]&2 != 0) {
+				t.Fatalf("%s: processor %d entry % x, want APIC ID %d", tc.name, i, e[:4], id)
+			}
+		}
+		io := ct[44+20*len(tc.ids)+8:]
+		if want := min(tc.ids[len(tc.ids)-1]+1, 254); io[0] != 2 || uint32(io[1]) != want {
+			t.Errorf("%s: I/O APIC entry % x, want ID %d", tc.name, io[:8], want)
+		}
+	}
+	m := newMemoryFromBytes(make([]byte, 2<<20))
+	if err := writeMPTable(m, []uint32{0, 255}); err == nil {
+		t.Error("APIC ID 255 accepted")
+	}
+	if err := writeMPTable(m, seqIDs(255, 1)); err == nil {
+		t.Error("255 processors accepted")
+	}
+}
+
+func seqIDs(n int, step uint32) []uint32 {
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = uint32(i) * step
+	}
+	return ids
 }
 
 func TestLoadBootLimits(t *testing.T) {

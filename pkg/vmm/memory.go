@@ -174,18 +174,19 @@ const (
 	pdptAddr     = 0xA000
 	pdAddr       = 0xB000 // four page directories, 0xB000..0xEFFF
 	cmdlineAddr  = 0x20000
-	mptableAddr  = 0x9FC00 // last KiB of base memory, where Linux scans
+	mpConfigAddr = 0x9E000 // MP config table: room for 254 processors
+	mptableAddr  = 0x9FC00 // MP floating pointer: the last KiB of base memory, where Linux scans
 	ebdaEnd      = 0xA0000
 	kernelAddr   = 0x100000
 )
 
 // E820Map is the memory map announced to the guest: base memory below
-// the MP table, the MP table's KiB reserved, RAM from 1 MiB to the hole and
-// the rest above 4 GiB.
+// the MP table, the MP table's 8 KiB reserved, RAM from 1 MiB to the hole
+// and the rest above 4 GiB.
 func E820Map(regions []Region) []E820Entry {
 	es := []E820Entry{
-		{Addr: 0, Size: mptableAddr, Type: E820RAM},
-		{Addr: mptableAddr, Size: ebdaEnd - mptableAddr, Type: E820Reserved},
+		{Addr: 0, Size: mpConfigAddr, Type: E820RAM},
+		{Addr: mpConfigAddr, Size: ebdaEnd - mpConfigAddr, Type: E820Reserved},
 	}
 	for _, r := range regions {
 		start, end := r.GPA, r.GPA+r.Size

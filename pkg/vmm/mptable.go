@@ -5,10 +5,13 @@ import (
 	"fmt"
 )
 
-// MP table (Intel MultiProcessor Specification 1.4) at the last KiB of base
-// memory, where Linux's mpparse scans for "_MP_". It tells the guest about
-// its vCPUs, the I/O APIC and how ISA interrupts reach it. With a future
-// ACPI MADT (pkg/acpi) Linux prefers ACPI; the MP table stays as fallback.
+// MP table (Intel MultiProcessor Specification 1.4): the floating pointer
+// in the last KiB of base memory, where Linux's mpparse scans for "_MP_",
+// and the config table below it (its 20-byte processor entries outgrow
+// that KiB at 49 vCPUs). It tells the guest about its vCPUs (their APIC
+// IDs, as the MADT does), the I/O APIC and how ISA interrupts reach it.
+// Linux prefers the ACPI MADT (pkg/acpi); the MP table is the fallback for
+// acpi=off.
 const (
 	mpIOAPICVersion = 0x11
 	mpLAPICVersion  = 0x14
@@ -24,19 +27,30 @@ func checksum(b []byte) byte {
 	return -s
 }
 
-func writeMPTable(m *Memory, vcpus int) error {
+// writeMPTable writes the MP table for vCPUs with the given APIC IDs (the
+// first is the bootstrap processor).
+func writeMPTable(m *Memory, apicIDs []uint32) error {
+	vcpus := len(apicIDs)
 	if vcpus < 1 || vcpus > mpMaxVCPUs {
 		return fmt.Errorf("%d vCPUs: the MP table holds 1 to %d", vcpus, mpMaxVCPUs)
 	}
-	ioapicID := byte(vcpus)
+	var maxID uint32
+	for _, id := range apicIDs {
+		if id > mpMaxVCPUs {
+			return fmt.Errorf("APIC ID %d: the MP table holds 8-bit IDs up to %d", id, mpMaxVCPUs)
+		}
+		maxID = max(maxID, id)
+	}
+	// The I/O APIC's ID comes after the processors' (one APIC bus).
+	ioapicID := byte(min(maxID+1, mpMaxVCPUs))
 	var t []byte
 	// config table header, filled in below
 	t = append(t, make([]byte, 44)...)
 	entries := 0
-	for i := 0; i < vcpus; i++ {
+	for i, id := range apicIDs {
 		e := make([]byte, 20)
 		e[0] = 0 // processor
-		e[1] = byte(i)
+		e[1] = byte(id)
 		e[2] = mpLAPICVersion
 		e[3] = 1 // enabled
 		if i == 0 {
@@ -73,17 +87,17 @@ func writeMPTable(m *Memory, vcpus int) error {
 
 	fp := make([]byte, 16)
 	copy(fp, "_MP_")
-	binary.LittleEndian.PutUint32(fp[4:], mptableAddr+16)
+	binary.LittleEndian.PutUint32(fp[4:], mpConfigAddr)
 	fp[8] = 1 // length in 16-byte units
 	fp[9] = 4
 	fp[10] = checksum(fp)
-	if 16+len(t) > ebdaEnd-mptableAddr {
-		return fmt.Errorf("MP table of %d bytes overflows its KiB", 16+len(t))
+	if len(t) > mptableAddr-mpConfigAddr {
+		return fmt.Errorf("MP config table of %d bytes overflows its %d bytes", len(t), mptableAddr-mpConfigAddr)
 	}
 	if err := m.Write(mptableAddr, fp); err != nil {
 		return fmt.Errorf("write MP floating pointer: %w", err)
 	}
-	if err := m.Write(mptableAddr+16, t); err != nil {
+	if err := m.Write(mpConfigAddr, t); err != nil {
 		return fmt.Errorf("write MP config table: %w", err)
 	}
 	return nil

@@ -336,7 +336,11 @@ func (m *machine) build() error {
 
 	var boot BootInfo
 	if kern != nil {
-		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs})
+		ids := make([]uint32, len(topo.CPUs))
+		for i, c := range topo.CPUs {
+			ids[i] = c.APICID
+		}
+		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs, APICIDs: ids})
 		if err != nil {
 			return err
 		}
