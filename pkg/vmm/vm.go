@@ -111,12 +111,12 @@ type endEvent struct {
 }
 
 type machine struct {
-	cfg     Config
-	sys     *kvm.System
-	vm      *kvm.VM
-	mem     *Memory
-	vcpus   []*kvm.VCPU
-	tids    []atomic.Int32
+	cfg   Config
+	sys   *kvm.System
+	vm    *kvm.VM
+	mem   *Memory
+	vcpus []*kvm.VCPU
+	tids  []atomic.Int32
 	// regsReq[i] asks vCPU i's thread to print its registers (control
 	// FIFO "regs") the next time KVM_RUN returns.
 	regsReq []atomic.Bool
