@@ -182,6 +182,26 @@ func BuildAgent(ctx context.Context, dir string) (string, error) {
 	return BuildTool(ctx, dir, "test/lab/ktstr-lab-agent")
 }
 
+// BuildWorkdir prepares what an L1 needs under dir: the agent (built into
+// dir) and dir/data, a directory to share with L1, holding the ktstr
+// module's packages tools (e.g. "cmd/ktstr-boot") built as static
+// binaries. It returns the agent's path and the data directory.
+func BuildWorkdir(ctx context.Context, dir string, tools ...string) (agent, data string, err error) {
+	if agent, err = BuildAgent(ctx, dir); err != nil {
+		return "", "", err
+	}
+	data = filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return "", "", fmt.Errorf("nested lab data directory: %w", err)
+	}
+	for _, tool := range tools {
+		if _, err := BuildTool(ctx, data, tool); err != nil {
+			return "", "", err
+		}
+	}
+	return agent, data, nil
+}
+
 // BuildTool compiles the ktstr module's package pkg (a path relative to
 // the module root, e.g. "cmd/ktstr-boot") as a static binary into dir.
 func BuildTool(ctx context.Context, dir, pkg string) (string, error) {

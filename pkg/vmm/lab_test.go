@@ -20,13 +20,14 @@ import (
 func labStarter(t *testing.T, kernel string, withBoot bool) func(context.Context) (*lab.Nested, error) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	agent, err := lab.BuildAgent(ctx, dir)
+	tools := []string{}
+	if withBoot {
+		tools = append(tools, "cmd/ktstr-boot")
+	}
+	agent, data, err := lab.BuildWorkdir(ctx, t.TempDir(), tools...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
 	build := exec.Command("go", "test", "-c", "-o", filepath.Join(data, "vmm.test"), ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -36,11 +37,6 @@ func labStarter(t *testing.T, kernel string, withBoot bool) func(context.Context
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build lab init: %v\n%s", err, out)
-	}
-	if withBoot {
-		if _, err := lab.BuildTool(ctx, data, "cmd/ktstr-boot"); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return func(ctx context.Context) (*lab.Nested, error) {
 		n, err := lab.StartNested(ctx, lab.NestedOptions{

@@ -30,17 +30,9 @@ func TestMonitorNestedBoot(t *testing.T) {
 	}
 	e := need(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	agent, err := lab.BuildAgent(ctx, dir)
+	agent, data, err := lab.BuildWorkdir(ctx, t.TempDir(), "cmd/ktstr-boot", "cmd/ktstr-monitor")
 	if err != nil {
 		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	os.Mkdir(data, 0o755)
-	for _, tool := range []string{"cmd/ktstr-boot", "cmd/ktstr-monitor"} {
-		if _, err := lab.BuildTool(ctx, data, tool); err != nil {
-			t.Fatal(err)
-		}
 	}
 	b, _ := os.ReadFile(e.initrd)
 	os.WriteFile(filepath.Join(data, "initrd.cpio"), b, 0o644)
