@@ -76,7 +76,10 @@ func main() {
 			},
 			{
 				Name: "fragment", Usage: "print ktstr's kernel configuration fragment",
-				Action: func(c *cli.Context) error { _, err := os.Stdout.Write(kernel.Fragment); return cmdutil.Exit(exitBad, err) },
+				Action: func(c *cli.Context) error {
+					_, err := os.Stdout.Write(kernel.Fragment)
+					return cmdutil.Exit(exitBad, err)
+				},
 			},
 		},
 	})

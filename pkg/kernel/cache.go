@@ -206,14 +206,11 @@ func (c *Cache) Publish(version string, files map[string]string, source string) 
 // copyFile copies src to a new file dst (copy_file_range where the file
 // system allows) and returns the content's SHA-256.
 func copyFile(dst, src string) (string, error) {
-	in, err := os.Open(src)
+	in, _, err := openRegular(src)
 	if err != nil {
 		return "", err
 	}
 	defer in.Close()
-	if st, err := in.Stat(); err != nil || !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s: not a regular file", src)
-	}
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", err

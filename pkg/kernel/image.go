@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNoIKConfig means the image holds no embedded configuration: the
@@ -40,18 +41,11 @@ var ikcfgStart = []byte("IKCFG_ST")
 // compressed payload) or an ELF vmlinux, and the payload's compression
 // ("none" for a vmlinux).
 func ReadIKConfig(path string) (Config, string, error) {
-	f, err := os.Open(path)
+	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, "", err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, "", err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, "", fmt.Errorf("%s: not a regular file", path)
-	}
 	var hdr [0x268]byte
 	n, _ := io.ReadFull(f, hdr[:])
 	if n >= 4 && string(hdr[:4]) == "\x7fELF" {
@@ -162,4 +156,22 @@ func gunzipConfig(r io.Reader) (Config, error) {
 		return nil, fmt.Errorf("embedded configuration: %w", err)
 	}
 	return ParseConfig(bytes.NewReader(data))
+}
+
+// openRegular opens path for reading only if it is a regular file; the
+// open does not block on a FIFO.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }

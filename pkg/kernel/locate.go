@@ -111,14 +111,11 @@ func LoadConfig(path string) (cfg Config, source string, err error) {
 
 // ReadConfigFile parses the .config at path.
 func ReadConfigFile(path string) (Config, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
 	cfg, err := ParseConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
