@@ -150,7 +150,7 @@ func (c *Cache) Publish(version string, files map[string]string, source string) 
 	}
 	key := Key(version, cfgData)
 	cs := sha256.Sum256(cfgData)
-	e := Entry{Key: key, Version: strings.TrimSpace(version), ConfigSHA256: hex.EncodeToString(cs[:]), Source: source, Created: time.Now().UTC().Truncate(time.Second)}
+	e := Entry{Key: key, Version: strings.TrimSpace(version), ConfigSHA256: hex.EncodeToString(cs[:]), Source: source, Created: time.Now().UTC()}
 	tmp, err := os.MkdirTemp(filepath.Join(c.Dir, "tmp"), key+".")
 	if err != nil {
 		return Entry{}, fmt.Errorf("publish: %w", err)

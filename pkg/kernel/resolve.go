@@ -16,6 +16,7 @@ type ResolveOptions struct {
 	CacheDir string // "": DefaultCacheDir()
 	Cwd      string // "": the working directory
 	Release  string // "": uname -r
+	Root     string // prefix of /lib/modules and /boot (tests); "": /
 }
 
 // ErrNotFound means a spec (or, for an empty spec, every default place)
@@ -69,7 +70,7 @@ func Resolve(spec string, o ResolveOptions) (k Kernel, release func(), err error
 		}
 	}
 	var tried []string
-	for _, d := range []string{filepath.Join(cwd, "linux"), filepath.Join(filepath.Dir(cwd), "linux"), filepath.Join("/lib/modules", rel, "build")} {
+	for _, d := range []string{filepath.Join(cwd, "linux"), filepath.Join(filepath.Dir(cwd), "linux"), filepath.Join(o.Root, "/lib/modules", rel, "build")} {
 		bz := filepath.Join(d, "arch", "x86", "boot", "bzImage")
 		tried = append(tried, bz)
 		if isFile(bz) {
@@ -78,7 +79,7 @@ func Resolve(spec string, o ResolveOptions) (k Kernel, release func(), err error
 			return k, noop, nil
 		}
 	}
-	bz := filepath.Join("/boot", "vmlinuz-"+rel)
+	bz := filepath.Join(o.Root, "/boot", "vmlinuz-"+rel)
 	tried = append(tried, bz)
 	if isFile(bz) {
 		if f, err := os.Open(bz); err != nil {
