@@ -23,9 +23,11 @@ const (
 	exitBad      = 2 // usage errors, unreadable kernel or configuration, cache errors
 )
 
-func main() {
+func main() { cmdutil.Main(newApp()) }
+
+func newApp() *cli.App {
 	cacheFlag := &cli.StringFlag{Name: "cache-dir", EnvVars: []string{"KTSTR_KERNEL_CACHE_DIR"}, Usage: "kernel cache `DIR` (default $XDG_CACHE_HOME/ktstr/kernels)"}
-	cmdutil.Main(&cli.App{
+	return &cli.App{
 		Name:  "ktstr-kernel",
 		Usage: "check, build, cache and find kernels for ktstr guests",
 		Flags: []cli.Flag{cacheFlag},
@@ -82,7 +84,7 @@ func main() {
 				},
 			},
 		},
-	})
+	}
 }
 
 func cacheDir(c *cli.Context) (string, error) {
