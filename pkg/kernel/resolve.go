@@ -91,7 +91,7 @@ func Resolve(spec string, o ResolveOptions) (k Kernel, release func(), err error
 		k.How = "running kernel's /boot image"
 		return k, noop, nil
 	}
-	return Kernel{}, noop, fmt.Errorf("%w: no --kernel given and none of %s exists (build one: ktstr-kernel build SRC)", ErrNotFound, strings.Join(tried, ", "))
+	return Kernel{}, noop, fmt.Errorf("%w in the default places (none of %s exists): build one with ktstr-kernel build SRC, or name one", ErrNotFound, strings.Join(tried, ", "))
 }
 
 func fromPath(p string, st os.FileInfo) (Kernel, error) {
