@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,5 +134,42 @@ func TestBuildResolveCheck(t *testing.T) {
 	out, _, code = runCLI(t, env, "gc", "--keep", "0")
 	if code != 0 || !strings.Contains(out, "removed 6.12.99-fake-") {
 		t.Errorf("gc: %d %s", code, out)
+	}
+}
+
+// TestManPage: man/ktstr-kernel.1 documents every subcommand, flag,
+// environment variable and exit status.
+func TestManPage(t *testing.T) {
+	b, err := os.ReadFile("../../man/ktstr-kernel.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := string(b)
+	app := newApp()
+	flags := app.Flags
+	for _, c := range app.Commands {
+		if !strings.Contains(man, ".SS "+c.Name) {
+			t.Errorf("subcommand %s has no section", c.Name)
+		}
+		flags = append(flags, c.Flags...)
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) > 1 && !strings.Contains(man, `\-\-`+strings.ReplaceAll(n, "-", `\-`)) {
+				t.Errorf("flag --%s is not in the man page", n)
+			}
+		}
+		if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
+			for _, v := range ev.GetEnvVars() {
+				if !strings.Contains(man, ".B "+v+"\n") {
+					t.Errorf("environment variable %s is not in the man page", v)
+				}
+			}
+		}
+	}
+	for _, c := range []int{0, exitUnusable, exitBad} {
+		if !strings.Contains(man, fmt.Sprintf(".TP\n.B %d\n", c)) {
+			t.Errorf("exit status %d is not in the man page", c)
+		}
 	}
 }

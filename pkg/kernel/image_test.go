@@ -195,6 +195,11 @@ func TestLoadConfigBeside(t *testing.T) {
 	if err != nil || cfg.Get("SMP") != "y" {
 		t.Fatalf(".config: cfg=%v err=%v", cfg, err)
 	}
+	// A gzipped config (as /proc/config.gz).
+	cfg, _, err = LoadConfig(writeTemp(t, "config.gz", gz(t, []byte("CONFIG_SMP=y\n"))))
+	if err != nil || cfg.Get("SMP") != "y" {
+		t.Fatalf("config.gz: cfg=%v err=%v", cfg, err)
+	}
 	// Nothing beside: the error says what to do.
 	lone := writeTemp(t, "bzImage", img)
 	if _, _, err := LoadConfig(lone); err == nil || !strings.Contains(err.Error(), "copy the kernel's .config there") {

@@ -86,11 +86,18 @@ func LoadConfig(path string) (cfg Config, source string, err error) {
 	}
 	var uce *UnsupportedCompressionError
 	if errors.Is(ikErr, ErrNotKernel) {
-		// A .config given directly.
+		// A .config given directly, or gzipped (/proc/config.gz).
 		if cfg, err := ReadConfigFile(path); err == nil {
 			return cfg, path, nil
 		}
-		return nil, "", fmt.Errorf("%s: not a bzImage, ELF vmlinux or kernel .config", path)
+		if f, _, err := openRegular(path); err == nil {
+			cfg, err := gunzipConfig(f)
+			f.Close()
+			if err == nil {
+				return cfg, path, nil
+			}
+		}
+		return nil, "", fmt.Errorf("%s: not a bzImage, ELF vmlinux or kernel .config (plain or gzipped)", path)
 	}
 	if errors.Is(ikErr, os.ErrNotExist) || errors.Is(ikErr, os.ErrPermission) {
 		return nil, "", ikErr
