@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -79,12 +80,37 @@ func newApp() *cli.App {
 			{
 				Name: "fragment", Usage: "print ktstr's kernel configuration fragment",
 				Action: func(c *cli.Context) error {
-					_, err := os.Stdout.Write(kernel.Fragment)
-					return cmdutil.Exit(exitBad, err)
+					out := &checkedWriter{w: os.Stdout}
+					out.Write(kernel.Fragment)
+					return out.result(nil)
 				},
 			},
 		},
 	}
+}
+
+// stdout remembers the first failed write to standard output, so that a
+// full disk or a closed pipe is an error (exit 2), not a silent success.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.err = err
+	return n, err
+}
+
+// result reports a failed write to standard output, or returns err.
+func (c *checkedWriter) result(err error) error {
+	if err == nil && c.err != nil {
+		return cmdutil.Exitf(exitBad, "write standard output: %v", c.err)
+	}
+	return err
 }
 
 func cacheDir(c *cli.Context) (string, error) {
@@ -125,17 +151,16 @@ func check(c *cli.Context) error {
 		return cmdutil.Exit(exitBad, err)
 	}
 	r := kernel.Check(cfg, source, c.Bool("baseline"))
+	out := &checkedWriter{w: os.Stdout}
 	if c.Bool("json") {
-		if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
-			return cmdutil.Exit(exitBad, err)
-		}
+		json.NewEncoder(out).Encode(r)
 	} else {
-		r.Print(os.Stdout)
+		r.Print(out)
 	}
 	if !r.Usable {
-		return cmdutil.Exitf(exitUnusable, "")
+		return out.result(cmdutil.Exitf(exitUnusable, ""))
 	}
-	return nil
+	return out.result(nil)
 }
 
 func build(c *cli.Context) error {
@@ -168,15 +193,16 @@ func build(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(exitUnusable, err)
 	}
+	out := &checkedWriter{w: os.Stdout}
 	if c.Bool("config-only") {
-		fmt.Println(res.Report.Source)
+		fmt.Fprintln(out, res.Report.Source)
 		if !res.Report.Usable {
-			return cmdutil.Exitf(exitUnusable, "")
+			return out.result(cmdutil.Exitf(exitUnusable, ""))
 		}
-		return nil
+		return out.result(nil)
 	}
-	fmt.Println(res.Entry.Dir)
-	return nil
+	fmt.Fprintln(out, res.Entry.Dir)
+	return out.result(nil)
 }
 
 func resolve(c *cli.Context) error {
@@ -195,11 +221,13 @@ func resolve(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(exitBad, err)
 	}
+	out := &checkedWriter{w: os.Stdout}
 	if c.Bool("json") {
-		return cmdutil.Exit(exitBad, json.NewEncoder(os.Stdout).Encode(k))
+		json.NewEncoder(out).Encode(k)
+	} else {
+		kernel.PrintKernel(out, k, c.Bool("all"))
 	}
-	kernel.PrintKernel(os.Stdout, k, c.Bool("all"))
-	return nil
+	return out.result(nil)
 }
 
 func list(c *cli.Context) error {
@@ -211,11 +239,13 @@ func list(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(exitBad, err)
 	}
+	out := &checkedWriter{w: os.Stdout}
 	if c.Bool("json") {
-		return cmdutil.Exit(exitBad, kernel.PrintListJSON(os.Stdout, entries))
+		kernel.PrintListJSON(out, entries)
+	} else {
+		kernel.PrintList(out, entries)
 	}
-	kernel.PrintList(os.Stdout, entries)
-	return nil
+	return out.result(nil)
 }
 
 func gc(c *cli.Context) error {
@@ -238,12 +268,13 @@ func gc(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(exitBad, err)
 	}
+	out := &checkedWriter{w: os.Stdout}
 	for _, k := range r.Removed {
-		fmt.Printf("removed %s\n", k)
+		fmt.Fprintf(out, "removed %s\n", k)
 	}
 	for _, k := range r.SkippedInUse {
-		fmt.Printf("in use, kept %s\n", k)
+		fmt.Fprintf(out, "in use, kept %s\n", k)
 	}
-	fmt.Printf("kept %d kernels (%s), freed %s\n", r.Kept, kernel.HumanSize(r.KeptBytes), kernel.HumanSize(r.FreedBytes))
-	return nil
+	fmt.Fprintf(out, "kept %d kernels (%s), freed %s\n", r.Kept, kernel.HumanSize(r.KeptBytes), kernel.HumanSize(r.FreedBytes))
+	return out.result(nil)
 }

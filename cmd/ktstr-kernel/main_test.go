@@ -173,3 +173,35 @@ func TestManPage(t *testing.T) {
 		}
 	}
 }
+
+// TestFullStdout: output that cannot be written is an error (exit 2),
+// not a silent success.
+func TestFullStdout(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("SKIP: no /dev/full: %v", err)
+	}
+	defer full.Close()
+	dir := t.TempDir()
+	for _, args := range [][]string{{"fragment"}, {"resolve", dir + "/"}, {"list"}} {
+		os.MkdirAll(filepath.Join(dir, "arch/x86/boot"), 0o755)
+		os.WriteFile(filepath.Join(dir, "arch/x86/boot/bzImage"), []byte("x"), 0o644)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "KTSTR_KERNEL_CLI=1", "KTSTR_KERNEL_CACHE_DIR="+dir)
+		cmd.Stdout = full
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if args[0] == "list" {
+			// An empty cache prints nothing: nothing to fail.
+			if err != nil {
+				t.Errorf("list: %v %s", err, stderr.String())
+			}
+			continue
+		}
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "write standard output") {
+			t.Errorf("%v > /dev/full: %v %s", args, err, stderr.String())
+		}
+	}
+}

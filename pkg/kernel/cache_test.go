@@ -56,7 +56,7 @@ func fakeFiles(t *testing.T, image, config string) map[string]string {
 	}
 	os.WriteFile(files[FileBzImage], []byte(image), 0o644)
 	os.WriteFile(files[FileConfig], []byte(config), 0o644)
-	os.WriteFile(files[FileVmlinux], bytes.Repeat([]byte(image), 100), 0o644)
+	os.WriteFile(files[FileVmlinux], bytes.Repeat([]byte(image), 2), 0o644)
 	return files
 }
 
@@ -203,7 +203,7 @@ func helper(t *testing.T, mode string, env ...string) *exec.Cmd {
 // in tmp/.
 func TestCacheConcurrentPublish(t *testing.T) {
 	c := openCache(t)
-	image := strings.Repeat("kernel image bytes ", 1<<16)
+	image := strings.Repeat("kernel image bytes ", 1<<19) // ~10 MiB: the copies overlap
 	files := fakeFiles(t, image, "CONFIG_A=y\n")
 	const n = 8
 	var cmds []*exec.Cmd
@@ -300,4 +300,52 @@ func TestCacheGCInUse(t *testing.T) {
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// TestCacheKilledPublisher: publishers SIGKILLed at different moments
+// leave either no entry or a whole one (its bzImage matches the SHA-256
+// in its meta.json), never a half-written entry; gc sweeps their debris.
+func TestCacheKilledPublisher(t *testing.T) {
+	c := openCache(t)
+	image := strings.Repeat("0123456789abcdef", 1<<20) // 16 MiB: copying takes a while
+	files := fakeFiles(t, image, "CONFIG_A=y\n")
+	for i, delay := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		cmd := helper(t, "publish", "CACHE="+c.Dir, fmt.Sprintf("VERSION=6.12.%d", i), "BZIMAGE="+files[FileBzImage],
+			"CONFIG="+files[FileConfig], "VMLINUX="+files[FileVmlinux])
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	list, err := c.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of 6 killed publishers finished", len(list))
+	for _, e := range list {
+		got, err := os.ReadFile(filepath.Join(e.Dir, FileBzImage))
+		if err != nil || string(got) != image {
+			t.Errorf("entry %s: bzImage of %d bytes (%v)", e.Key, len(got), err)
+		}
+		if !isFile(filepath.Join(e.Dir, FileConfig)) {
+			t.Errorf("entry %s has no config", e.Key)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(c.Dir, "entries"))
+	if len(ents) != len(list) {
+		t.Errorf("%d directories in entries/, %d entries listed", len(ents), len(list))
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	tmps, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
+	for _, d := range tmps {
+		os.Chtimes(filepath.Join(c.Dir, "tmp", d.Name()), past, past)
+	}
+	if _, err := c.GC(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(c.Dir, "tmp")); len(tmps) != 0 {
+		t.Errorf("gc left %d items of debris", len(tmps))
+	}
 }
