@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
@@ -81,7 +82,7 @@ func newApp() *cli.App {
 				Name: "fragment", Usage: "print ktstr's kernel configuration fragment",
 				Action: func(c *cli.Context) error {
 					out := &checkedWriter{w: os.Stdout}
-					out.Write(kernel.Fragment)
+					out.Write(kernel.Fragment())
 					return out.result(nil)
 				},
 			},
@@ -141,10 +142,14 @@ func check(c *cli.Context) error {
 		}
 		k, release, err := kernel.Resolve(arg, kernel.ResolveOptions{CacheDir: dir})
 		defer release()
-		if err != nil {
+		switch dotconfig := filepath.Join(arg, ".config"); {
+		case err == nil:
+			path = k.BzImage
+		case errors.Is(err, kernel.ErrNotFound) && isFile(dotconfig):
+			path = dotconfig // a configured tree not built yet
+		default:
 			return cmdutil.Exit(exitBad, err)
 		}
-		path = k.BzImage
 	}
 	cfg, source, err := kernel.LoadConfig(path)
 	if err != nil {
@@ -277,4 +282,9 @@ func gc(c *cli.Context) error {
 	}
 	fmt.Fprintf(out, "kept %d kernels (%s), freed %s\n", r.Kept, kernel.HumanSize(r.KeptBytes), kernel.HumanSize(r.FreedBytes))
 	return out.result(nil)
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }

@@ -48,6 +48,9 @@ func TestExitCodes(t *testing.T) {
 	os.WriteFile(noScx, []byte(strings.Replace(frag, "CONFIG_SCHED_CLASS_EXT=y", "# CONFIG_SCHED_CLASS_EXT is not set", 1)), 0o644)
 	noMMIO := filepath.Join(dir, "nommio.config")
 	os.WriteFile(noMMIO, []byte(strings.Replace(frag, "CONFIG_VIRTIO_MMIO=y", "CONFIG_VIRTIO_MMIO=m", 1)), 0o644)
+	configured := filepath.Join(dir, "configured")
+	os.MkdirAll(configured, 0o755)
+	os.WriteFile(filepath.Join(configured, ".config"), []byte(frag), 0o644)
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("hello\n"), 0o644)
 	tests := []struct {
@@ -60,6 +63,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"check", "--baseline", noScx}, 0, "usable", ""},
 		{[]string{"check", "--baseline", noMMIO}, 1, "CONFIG_VIRTIO_MMIO=m (a module", ""},
 		{[]string{"check", "--json", noScx}, 1, `"usable":false`, ""},
+		{[]string{"check", configured}, 0, "config: " + filepath.Join(configured, ".config"), ""},
 		{[]string{"check", junk}, 2, "", "not a bzImage, ELF vmlinux or kernel .config"},
 		{[]string{"check", "/dev/zero"}, 2, "", "not a regular file"},
 		{[]string{"check", filepath.Join(dir, "nope")}, 2, "", "does not exist"},

@@ -17,10 +17,11 @@ import (
 	"time"
 )
 
-// Fragment is ktstr's kernel configuration fragment (ktstr.fragment).
-//
 //go:embed ktstr.fragment
-var Fragment []byte
+var fragment string
+
+// Fragment returns ktstr's kernel configuration fragment (ktstr.fragment).
+func Fragment() []byte { return []byte(fragment) }
 
 // BuildOptions configure Build.
 type BuildOptions struct {
@@ -69,7 +70,7 @@ func Build(ctx context.Context, o BuildOptions) (BuildResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	frags := [][]byte{Fragment}
+	frags := [][]byte{Fragment()}
 	for _, f := range o.Fragments {
 		b, err := os.ReadFile(f)
 		if err != nil {

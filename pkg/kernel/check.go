@@ -38,8 +38,10 @@ type Item struct {
 	Cost string // what is lost without it
 }
 
-// Items is what ktstr needs, in the order check prints it.
-var Items = []Item{
+// Items returns what ktstr needs, in the order check prints it.
+func Items() []Item { return append([]Item(nil), items...) }
+
+var items = []Item{
 	{"sched_ext", []string{"SCHED_CLASS_EXT"}, SchedExt, "only EEVDF baselines can run"},
 	{"BPF", []string{"BPF", "BPF_SYSCALL"}, SchedExt, "no bpf(2): no sched_ext scheduler can load"},
 	{"BPF JIT", []string{"BPF_JIT"}, SchedExt, "sched_ext's struct_ops need the JIT: no scheduler can attach"},
@@ -85,7 +87,7 @@ type Report struct {
 // kernel unusable.
 func Check(cfg Config, source string, baselineOnly bool) Report {
 	r := Report{Source: source, Usable: true, Baseline: true}
-	for _, it := range Items {
+	for _, it := range items {
 		res := Result{Item: it, Name: it.Name, Need: it.Need.String(), OK: true}
 		for _, s := range it.Syms {
 			switch cfg.Get(s) {

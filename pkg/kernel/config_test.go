@@ -60,7 +60,7 @@ func TestParseConfigTooBig(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	all := Config{}
-	for _, it := range Items {
+	for _, it := range Items() {
 		for _, s := range it.Syms {
 			all[s] = "y"
 		}
@@ -105,7 +105,7 @@ func TestCheck(t *testing.T) {
 			var buf bytes.Buffer
 			r.Print(&buf)
 			out := buf.String()
-			if n := strings.Count(out, "\n"); n != len(Items)+2 {
+			if n := strings.Count(out, "\n"); n != len(Items())+2 {
 				t.Errorf("%d lines, want one per item plus source and verdict:\n%s", n, out)
 			}
 			if tt.wantInLine != "" && !strings.Contains(out, tt.wantInLine) {
@@ -118,7 +118,7 @@ func TestCheck(t *testing.T) {
 // TestFragmentPassesCheck: a kernel configured with exactly ktstr's
 // fragment is usable (the fragment covers every item Check asks for).
 func TestFragmentPassesCheck(t *testing.T) {
-	cfg, err := ParseConfig(bytes.NewReader(Fragment))
+	cfg, err := ParseConfig(bytes.NewReader(Fragment()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestFragmentPassesCheck(t *testing.T) {
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("CONFIG_A=y\n# CONFIG_B is not set\n"))
-	f.Add(Fragment)
+	f.Add(Fragment())
 	f.Add([]byte("CONFIG_=y\n#CONFIG_X is not set"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(bytes.NewReader(data))

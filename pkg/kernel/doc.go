@@ -9,7 +9,9 @@
 // cmd/ktstr-kernel is its command-line face; ktstr-boot's --kernel and
 // ktstr-monitor's vmlinux lookup call Resolve and Companions.
 //
-// Imports: github.com/klauspost/compress (gzip, zstd), pierrec/lz4,
-// golang.org/x/sys/unix and the standard library. It holds no global
-// mutable state.
+// Build runs make (os/exec) in the source tree; nothing else here runs
+// a program. Imports: github.com/klauspost/compress (gzip, zstd),
+// pierrec/lz4, golang.org/x/sys/unix and the standard library. It holds
+// no global mutable state (the item table and the fragment are read-only
+// and handed out as copies).
 package kernel
