@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/kernel"
@@ -28,5 +29,14 @@ func resolveKernel(spec string) (path string, release func(), err error) {
 		return "", release, cmdutil.UsageError("--kernel %s: %v", spec, err)
 	}
 	fmt.Fprintf(os.Stderr, "ktstr-boot: kernel %s (from %s)\n", k.BzImage, k.How)
+	if spec == "" {
+		// Picked from the default places (often a distribution kernel):
+		// say now if it cannot boot to a verdict, rather than time out.
+		if cfg, src, err := kernel.LoadConfig(k.BzImage); err == nil {
+			if lack := kernel.Check(cfg, src, true).Lacking(kernel.Boot); len(lack) > 0 {
+				fmt.Fprintf(os.Stderr, "ktstr-boot: warning: this kernel lacks %s: expect no frames (ktstr-kernel check %s)\n", strings.Join(lack, "; "), k.BzImage)
+			}
+		}
+	}
 	return k.BzImage, release, nil
 }

@@ -116,6 +116,23 @@ func Check(cfg Config, source string, baselineOnly bool) Report {
 	return r
 }
 
+// Lacking lists the items that fail with the given need, as "name (no
+// CONFIG_X, CONFIG_Y=m)".
+func (r Report) Lacking(need Need) []string {
+	var out []string
+	for _, res := range r.Results {
+		if res.OK || res.Item.Need != need {
+			continue
+		}
+		why := append([]string(nil), res.Missing...)
+		for _, m := range res.Modules {
+			why = append(why, m+"=m")
+		}
+		out = append(out, res.Name+" ("+strings.Join(why, ", ")+")")
+	}
+	return out
+}
+
 // Print writes one line per item and a verdict line.
 func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "config: %s\n", r.Source)

@@ -153,3 +153,16 @@ func FuzzParseConfig(f *testing.F) {
 		Check(cfg, "fuzz", false)
 	})
 }
+
+func TestLacking(t *testing.T) {
+	cfg, _ := ParseConfig(bytes.NewReader(Fragment()))
+	cfg["VIRTIO_MMIO"] = "m"
+	delete(cfg, "SCHED_CLASS_EXT")
+	r := Check(cfg, "t", false)
+	if got := r.Lacking(Boot); len(got) != 1 || got[0] != "virtio-mmio command-line devices (CONFIG_VIRTIO_MMIO=m)" {
+		t.Errorf("Lacking(Boot) = %q", got)
+	}
+	if got := r.Lacking(SchedExt); len(got) != 1 || got[0] != "sched_ext (CONFIG_SCHED_CLASS_EXT)" {
+		t.Errorf("Lacking(SchedExt) = %q", got)
+	}
+}
