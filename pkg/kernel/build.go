@@ -70,6 +70,9 @@ func Build(ctx context.Context, o BuildOptions) (BuildResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.Cache == nil && !o.ConfigOnly {
+		return res, fmt.Errorf("build: no cache to store the kernel in")
+	}
 	frags := [][]byte{Fragment()}
 	for _, f := range o.Fragments {
 		b, err := os.ReadFile(f)
@@ -93,8 +96,9 @@ func Build(ctx context.Context, o BuildOptions) (BuildResult, error) {
 
 	dotconfig := filepath.Join(src, ".config")
 	if !o.KeepConfig || !isFile(dotconfig) {
-		if isFile(dotconfig) {
-			saved := dotconfig + ".before-ktstr"
+		// Save the tree's own .config once: a second build must not
+		// overwrite the user's configuration with ktstr's.
+		if saved := dotconfig + ".before-ktstr"; isFile(dotconfig) && !isFile(saved) {
 			if _, err := copyFile(saved+".tmp", dotconfig); err == nil {
 				os.Rename(saved+".tmp", saved)
 				fmt.Fprintf(o.Log, "ktstr-kernel: the tree's .config is saved as %s\n", saved)

@@ -79,7 +79,13 @@ func TestBuildFakeTree(t *testing.T) {
 	if err != nil || k.BzImage != filepath.Join(res.Entry.Dir, FileBzImage) || k.Vmlinux == "" || k.SystemMap == "" {
 		t.Errorf("Resolve(6.12.99) = %+v, %v", k, err)
 	}
-	// Building again publishes the same entry.
+	// Building again publishes the same entry, and keeps the first save
+	// of the user's .config.
+	defer func() {
+		if b, _ := os.ReadFile(filepath.Join(src, ".config.before-ktstr")); string(b) != "CONFIG_USER_OWN=y\n" {
+			t.Errorf("after a rebuild .config.before-ktstr = %q", b)
+		}
+	}()
 	res2, err := Build(context.Background(), BuildOptions{Src: src, Jobs: 1, Fragments: []string{extra}, Cache: c, Log: &log})
 	if err != nil || res2.Entry.Key != res.Entry.Key {
 		t.Errorf("rebuild: %v %v", res2.Entry.Key, err)
