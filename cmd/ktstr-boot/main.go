@@ -27,7 +27,7 @@ func main() {
 		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
 		ArgsUsage: "[-- extra kernel command line]",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", EnvVars: []string{"KTSTR_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot, or a source tree, cached kernel key or version (default: ./linux, ../linux, /boot/vmlinuz-$(uname -r))", EnvVars: []string{"KTSTR_KERNEL"}},
 			&cli.StringSliceFlag{Name: "initramfs", Usage: "initramfs blob; repeat to concatenate several"},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs (shorthand for --topology 1n1l<N>c1t)"},
 			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
@@ -55,9 +55,10 @@ func main() {
 }
 
 func run(c *cli.Context, start time.Time) error {
-	kpath := c.String("kernel")
-	if kpath == "" {
-		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
+	kpath, releaseKernel, err := resolveKernel(c.String("kernel"))
+	defer releaseKernel()
+	if err != nil {
+		return err
 	}
 	if c.Int("cpus") < 1 {
 		return cmdutil.UsageError("--cpus must be at least 1")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
+	"github.com/ktstr-go/ktstr/pkg/kernel"
 	"github.com/ktstr-go/ktstr/pkg/kernelsym"
 	"github.com/ktstr-go/ktstr/pkg/monitor"
 	"github.com/urfave/cli/v2"
@@ -149,6 +150,8 @@ func run(c *cli.Context) error {
 		o.Kernel = k
 	} else if o.GuestMem != "" {
 		return cmdutil.UsageError("--guest-mem needs --vmlinux (or KTSTR_VMLINUX) for the kernel's symbols and BTF")
+	} else {
+		o.FindKernel = findKernel(c.String("system-map"), o.Logf)
 	}
 	var in io.Reader = os.Stdin
 	if p := c.Args().First(); p != "" && p != "-" {
@@ -176,4 +179,18 @@ func run(c *cli.Context) error {
 		return cmdutil.Exitf(exitNoVerdict, "no verdict: %s", nv)
 	}
 	return nil
+}
+
+// findKernel loads the vmlinux that belongs to the bzImage a VMStart
+// frame names (beside it, in its source tree or its kernel cache entry:
+// kernel.Companions), for runs without --vmlinux.
+func findKernel(systemMap string, logf func(string, ...any)) func(string) (*kernelsym.Kernel, error) {
+	return func(bzImage string) (*kernelsym.Kernel, error) {
+		k := kernel.Companions(bzImage)
+		if k.Vmlinux == "" {
+			return nil, fmt.Errorf("none beside %s: pass --vmlinux (or KTSTR_VMLINUX)", bzImage)
+		}
+		logf("vmlinux %s (found for the kernel %s)", k.Vmlinux, bzImage)
+		return kernelsym.Load(k.Vmlinux, systemMap)
+	}
 }

@@ -74,6 +74,11 @@ func Run(app *cli.App, args []string, stderr io.Writer) int {
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 		return UsageError("%v (see --help)", err)
 	}
+	for _, cmd := range app.Commands {
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = app.OnUsageError
+		}
+	}
 	err := app.Run(args)
 	if err == nil {
 		return ExitOK

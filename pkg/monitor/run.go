@@ -28,10 +28,14 @@ type Options struct {
 
 	GuestMem string            // guest RAM file; "" waits for VMStart's
 	Regions  []guestmem.Region // its layout; nil: QEMU's split at 3 GiB
-	Kernel   *kernelsym.Kernel // nil: no sampling, frames only
-	Interval time.Duration
-	VCPUs    int // CPUs to sample; 0: VMStart's, else the guest's nr_cpu_ids
-	VMMPID   int // for vCPU thread times; 0: VMStart's
+	Kernel   *kernelsym.Kernel // nil: FindKernel's, else no sampling, frames only
+	// FindKernel, when Kernel is nil, loads the kernel's symbols and BTF
+	// for the bzImage VMStart names (its vmlinux found beside it or in
+	// its cache entry); nil: never.
+	FindKernel func(bzImage string) (*kernelsym.Kernel, error)
+	Interval   time.Duration
+	VCPUs      int // CPUs to sample; 0: VMStart's, else the guest's nr_cpu_ids
+	VMMPID     int // for vCPU thread times; 0: VMStart's
 
 	ControlFIFO string   // "" : VMStart's
 	DumpKeys    []string // nil or empty: never ask for a dump
@@ -194,6 +198,14 @@ func (r *runner) frame(f *wire.Frame) {
 			regs := make([]guestmem.Region, len(v.Regions))
 			for i, x := range v.Regions {
 				regs[i] = guestmem.Region{GPA: x.GPA, Size: x.Size, Offset: x.Offset}
+			}
+			if r.o.Kernel == nil && r.o.FindKernel != nil && v.Kernel != "" {
+				k, err := r.o.FindKernel(v.Kernel)
+				if err != nil {
+					r.o.Logf("no vmlinux for the guest kernel: %v", err)
+				} else {
+					r.o.Kernel = k
+				}
 			}
 			if err := r.startSampling(v.MemoryPath, regs); err != nil {
 				r.o.Logf("not sampling guest memory: %v", err)
