@@ -42,7 +42,10 @@ func createTemp(dir, prefix string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		// Blocking: a sweeper may hold the lock for the moment it takes
+		// to look at the file; it lets go without removing it (our pid
+		// is alive), or removes it, which sameFile below notices.
+		if err := flock(f, syscall.LOCK_EX); err != nil {
 			f.Close()
 			os.Remove(f.Name())
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
