@@ -284,6 +284,9 @@ func TestExitStatuses(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"--", "sh", "-c", "exit 7"}, 7, ""},
+		// Options end at the command: its options stay its own.
+		{[]string{"sh", "-c", "exit 5", "--status"}, 5, ""},
+		{[]string{"-v", "--", "true"}, 2, "not defined: -v"},
 		{[]string{"--", "sh", "-c", "kill -9 $$"}, 137, ""},
 		{[]string{"--", "/nonexistent/cmd"}, 127, "nonexistent"},
 		{[]string{"--", e.dir}, 126, ""},

@@ -272,6 +272,8 @@ func TestFlagsAndExitCodes(t *testing.T) {
 		{[]string{"--init", init, "--scenario", bad}, 3, "scenario has no steps"},
 		{[]string{"--init", init, "--compress", "bz9"}, 2, "unknown compression"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		// blob=$(ktstr-mkinitramfs -v ...) must not capture a version.
+		{[]string{"-v", "--init", init}, 2, "not defined: -v"},
 		{[]string{"--init", init, "--", "-v"}, 2, "without --scheduler"},
 		{[]string{"--gc"}, 2, "--keep"},
 		{[]string{"--init", init, "--keep", "3"}, 2, "only go with --gc"},
