@@ -527,6 +527,21 @@ func TestKilledBuilderTempIsSwept(t *testing.T) {
 	if left := tempFiles(dir); len(left) != 0 {
 		t.Fatalf("the next --no-cache -o build left %v", left)
 	}
+
+	// --no-cache without -o writes into $TMPDIR: the same there.
+	tmp := t.TempDir()
+	killMidWrite(t, tmp, append(env, "TMPDIR="+tmp), append([]string{"--no-cache"}, args...)...)
+	if len(tempFiles(tmp)) == 0 {
+		t.Fatal("the killed --no-cache build left no temporary file in $TMPDIR: the test proves nothing")
+	}
+	cmd := exec.Command(tool, "--no-cache", "--compress", "none", "--init", init)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if out, err := cmd.Output(); err != nil || !strings.HasPrefix(string(out), tmp+"/ktstr-initramfs-") {
+		t.Fatalf("--no-cache into $TMPDIR: %v %q", err, out)
+	}
+	if left := tempFiles(tmp); len(left) != 0 {
+		t.Fatalf("the next --no-cache build left %v in $TMPDIR", left)
+	}
 }
 
 // A temporary file being written is never swept: --gc and other builders
