@@ -80,7 +80,7 @@ func openRegular(path, flag string) (*os.File, int64, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("%s %s is not a regular file (%v); give a file", flag, path, st.Mode().Type())
+		return nil, 0, fmt.Errorf("%s %s is not a regular file but a %s; give a file", flag, path, kindOf(st.Mode()))
 	}
 	return f, st.Size(), nil
 }
@@ -161,4 +161,20 @@ func ReadInitrds(paths []string, k *Kernel, size uint64) ([]byte, error) {
 		out = append(out, b...)
 	}
 	return out, nil
+}
+
+func kindOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file"
 }
