@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -74,20 +73,17 @@ func run(c *cli.Context, start time.Time) error {
 	if c.Duration("timeout") < 0 {
 		return cmdutil.UsageError("--timeout must not be negative")
 	}
-	kernel, err := os.ReadFile(kpath)
+	if err := vmm.CheckMemory(mem); err != nil {
+		return cmdutil.UsageError("--memory: %v", err)
+	}
+	// Regular files only, sizes checked against guest RAM before reading.
+	kernel, kern, err := vmm.ReadKernel(kpath, mem)
 	if err != nil {
-		return cmdutil.UsageError("read --kernel: %v", err)
+		return cmdutil.UsageError("%v", err)
 	}
-	if _, err := vmm.ParseBzImage(kernel); err != nil {
-		return cmdutil.UsageError("--kernel %s: %v", kpath, err)
-	}
-	var initrd []byte
-	for _, p := range c.StringSlice("initramfs") {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return cmdutil.UsageError("read --initramfs: %v", err)
-		}
-		initrd = append(initrd, b...)
+	initrd, err := vmm.ReadInitrds(c.StringSlice("initramfs"), kern, mem)
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
 	}
 	cpus, _, err := hostlock.CPUsFromEnv()
 	if err != nil {
@@ -143,7 +139,7 @@ func run(c *cli.Context, start time.Time) error {
 	switch p := c.String("control-fifo"); p {
 	case "none", "":
 	case "auto":
-		cfg.ControlFIFO = filepath.Join(os.TempDir(), fmt.Sprintf("ktstr-boot-%d.ctl", os.Getpid()))
+		cfg.ControlFIFO = vmm.AutoControlFIFO(os.TempDir())
 	default:
 		cfg.ControlFIFO = p
 	}
