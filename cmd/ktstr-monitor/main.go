@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
@@ -52,6 +53,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "sustain-samples", Value: d.SustainSamples, Usage: "consecutive samples a condition must last"},
 			&cli.Float64Flag{Name: "max-imbalance", Value: d.MaxImbalance, Usage: "max/min nr_running ratio limit; 0: off"},
 			&cli.UintFlag{Name: "max-dsq-depth", Value: uint(d.MaxLocalDSQ), Usage: "local DSQ depth limit; 0: off"},
+			&cli.DurationFlag{Name: "watchdog-timeout", Usage: "write this sched_ext watchdog timeout into the guest kernel while a scheduler is enabled (off by default; at least 500ms)"},
 			&cli.BoolFlag{Name: "no-stall", Usage: "do not check for runqueue clock stalls"},
 			&cli.BoolFlag{Name: "no-sched-exit", Usage: "a sched_ext error exit is not a violation"},
 			&cli.BoolFlag{Name: "no-failed-checks", Usage: "a failed guest check is not a violation"},
@@ -117,11 +119,15 @@ func run(c *cli.Context) error {
 	if c.Duration("sample-interval") < 10e6 {
 		return cmdutil.UsageError("--sample-interval must be at least 10ms")
 	}
+	if w := c.Duration("watchdog-timeout"); c.IsSet("watchdog-timeout") && (w < 500*time.Millisecond || w > time.Hour) {
+		return cmdutil.UsageError("--watchdog-timeout %s: want 500ms to 1h", w)
+	}
 	o := monitor.Options{
 		Tee: c.Bool("tee"), Emit: c.Bool("emit"), JSON: c.Bool("json"),
 		GuestMem: c.String("guest-mem"), Interval: c.Duration("sample-interval"),
 		VCPUs: c.Int("vcpus"), VMMPID: c.Int("vmm-pid"), ControlFIFO: c.String("control-fifo"),
-		Thresholds: th, Out: os.Stdout, Report: os.Stdout,
+		WatchdogTimeout: c.Duration("watchdog-timeout"),
+		Thresholds:      th, Out: os.Stdout, Report: os.Stdout,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "ktstr-monitor: "+f+"\n", a...) },
 	}
 	if k := c.String("dump-keys"); k != "" {

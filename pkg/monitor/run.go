@@ -37,6 +37,11 @@ type Options struct {
 	VCPUs      int // CPUs to sample; 0: VMStart's, else the guest's nr_cpu_ids
 	VMMPID     int // for vCPU thread times; 0: VMStart's
 
+	// WatchdogTimeout, when above 0, overrides the sched_ext watchdog
+	// timeout in guest memory (Sampler.WatchdogOverride); guest memory is
+	// then mapped writable.
+	WatchdogTimeout time.Duration
+
 	ControlFIFO string   // "" : VMStart's
 	DumpKeys    []string // nil or empty: never ask for a dump
 	Thresholds  Thresholds
@@ -238,7 +243,11 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 		mem.Close()
 		regs = guestmem.SplitLayout(size, guestmem.MicrovmLowMemMax)
 	}
-	mem, err := guestmem.Open(path, regs)
+	open := guestmem.Open
+	if r.o.WatchdogTimeout > 0 {
+		open = guestmem.OpenWritable
+	}
+	mem, err := open(path, regs)
 	if err != nil {
 		return err
 	}
@@ -347,6 +356,7 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())
 			}
 			sm = NewSampler(g, vcpus)
+			sm.WatchdogOverride, sm.Logf = r.o.WatchdogTimeout, r.o.Logf
 			if pid > 0 {
 				sm.VCPUTime = NewVCPUThreads(pid).Times
 			}
