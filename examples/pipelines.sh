@@ -25,6 +25,23 @@ set +e; ktstr-decode --strict -q --stats "$work/damaged.ktstr" >"$work/damaged.t
 [ "$rc" = 1 ] || { echo "ktstr-decode --strict: expected exit 1, got $rc" >&2; exit 1; }
 grep -q '^ktstr-decode: corrupt stream at byte 164: CRC mismatch' "$work/damaged.err"
 grep -q '^  corrupt regions 1 (CRC errors 1), bytes skipped 252$' "$work/damaged.txt"
+# CI-style gate: --verdict prints one line naming the run and why, and
+# exits 0 pass, 1 fail, 3 no verdict. The sample run failed a check and its
+# scheduler died of a stall; an empty or cut-short stream gives no verdict.
+verdict() { set +e; ktstr-decode -q --verdict "$@" 2>/dev/null; rc=$?; set -e; }
+verdict "$here/sample.ktstr" >"$work/verdict.txt"
+case $rc in
+  0) echo "run passed" ;;
+  1) echo "run failed: $(cut -d: -f3- "$work/verdict.txt")" >"$work/ci.txt" ;;
+  *) echo "no verdict (exit $rc)" >&2; exit 1 ;;
+esac
+grep -q '^verdict: FAIL kernel=6.12.0-ktstr scheduler=? scenario=? topology=1s2l2c1t: the scheduler exited with error_stall' "$work/verdict.txt"
+grep -q '^run failed:' "$work/ci.txt"
+verdict </dev/null >"$work/verdict.txt"
+[ "$rc" = 3 ] && grep -q '^verdict: NO VERDICT .*: empty stream$' "$work/verdict.txt"
+head -c 3000 "$here/sample.ktstr" >"$work/cut.ktstr"
+verdict "$work/cut.ktstr" >"$work/verdict.txt"
+[ "$rc" = 1 ] || [ "$rc" = 3 ] || { echo "ktstr-decode --verdict on a cut stream: exit $rc" >&2; exit 1; }
 echo "pipelines: ktstr-decode ok"
 # --- end ktstr-decode ---------------------------------------------------
 

@@ -57,9 +57,10 @@ func need(t *testing.T) *env {
 	e.initrd = initramfs(t, dir, e.qmap)
 	// Baseline for the overhead figure: the same binary loading the same
 	// vmlinux (symbols, BTF, config) on an empty stream, no sampling.
+	// An empty stream is "no verdict" (exit 3), never OK.
 	b := exec.Command(e.monitor, "--vmlinux", e.vmlinux, os.DevNull)
-	if out, err := b.CombinedOutput(); err != nil {
-		t.Fatalf("ktstr-monitor on an empty stream: %v\n%s", err, out)
+	if out, err := b.CombinedOutput(); b.ProcessState == nil || b.ProcessState.ExitCode() != 3 || !bytes.Contains(out, []byte("NO VERDICT")) {
+		t.Fatalf("ktstr-monitor on an empty stream: %v, want exit 3 and NO VERDICT\n%s", err, out)
 	}
 	e.startCPU = b.ProcessState.UserTime() + b.ProcessState.SystemTime()
 	return e
