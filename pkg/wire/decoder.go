@@ -70,6 +70,7 @@ type Decoder struct {
 	minBuf int
 
 	guestOnly bool
+	refused   int64 // headers GuestOnly refused
 
 	// The region being skipped, kept across calls (a push decoder returns
 	// in the middle of one).
@@ -129,6 +130,10 @@ func (d *Decoder) Offset() int64 { return d.off }
 // Buffered returns how many bytes the decoder holds that it has not yet
 // returned or skipped.
 func (d *Decoder) Buffered() int { return d.end - d.start }
+
+// Refused returns how many headers of host frames a GuestOnly decoder
+// has refused (each counted once, whatever its CRC).
+func (d *Decoder) Refused() int64 { return d.refused }
 
 // Feed appends p to a push decoder's input. p is copied.
 func (d *Decoder) Feed(p []byte) {
@@ -275,6 +280,7 @@ func (d *Decoder) candidate() (h Header, total int, reason string, need int) {
 		return h, 0, err.Error(), 0
 	}
 	if d.guestOnly && (h.Flags&FlagHost != 0 || h.Type.IsHost()) {
+		d.refused++
 		return h, 0, fmt.Sprintf("host frame from the guest (type %s, flags %#x)", h.Type, h.Flags), 0
 	}
 	total = HeaderSize + int(h.Length)

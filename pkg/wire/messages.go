@@ -219,6 +219,10 @@ type VMExit struct {
 	// FirstGuestFrameNS is the time from the VMM's start to the first
 	// byte of the guest's stream (0: the guest sent nothing).
 	FirstGuestFrameNS uint64 `json:"first_guest_frame_ns,omitempty"`
+	// GuestHostFrames counts frame headers of host types (or with the
+	// host flag) the guest wrote; the VMM passed none of them on as a
+	// frame (see wire.GuestRelay).
+	GuestHostFrames uint64 `json:"guest_host_frames,omitempty"`
 }
 
 // Violation is a monitor finding.
