@@ -23,7 +23,7 @@ type Options struct {
 	Status io.Writer // live one-line status (a terminal); nil for none
 	Logf   func(format string, a ...any)
 
-	Tee  bool // copy In to Out unchanged
+	Tee bool // copy In to Out unchanged
 	// Live says In comes from a VMM running now (a pipe from ktstr-boot),
 	// not a recording. Only then is VMStart's memory_path sampled: a
 	// recording is judged from its recorded monitor_sample frames, even
