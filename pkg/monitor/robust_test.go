@@ -184,3 +184,21 @@ func TestRecordingIsJudgedFromItsSamples(t *testing.T) {
 		t.Error("processAlive is wrong")
 	}
 }
+
+// TestBadPayloadAgreesWithDecode: a JSON field of the wrong type is a bad
+// payload for the monitor exactly as for ktstr-decode (wire.CheckPayload).
+func TestBadPayloadAgreesWithDecode(t *testing.T) {
+	for _, tc := range []struct {
+		p   string
+		bad bool
+	}{{`{"phase":"scenario_start"}`, false}, {`{"phase":7}`, true}, {`{"phase":"x","extra":[[]]}`, false}} {
+		s := wire.AppendFrame(nil, wire.Header{Type: wire.TypePhase}, []byte(tc.p))
+		res, err := Run(context.Background(), Options{In: bytes.NewReader(s), Out: io.Discard, Report: io.Discard, Thresholds: DefaultThresholds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (res.StreamErrors > 0) != tc.bad || (wire.CheckPayload(wire.TypePhase, []byte(tc.p)) != nil) != tc.bad {
+			t.Errorf("%s: monitor stream errors %d, CheckPayload %v; want bad=%v", tc.p, res.StreamErrors, wire.CheckPayload(wire.TypePhase, []byte(tc.p)), tc.bad)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -287,3 +288,35 @@ func TestGuestOnlyRefusesHostFrames(t *testing.T) {
 }
 
 var _ = crc32.Castagnoli
+
+// TestAcceptanceIgnoresReservedAndFlags: reserved header bytes, reserved
+// flag bits and a flag that disagrees with the type range do not stop a
+// frame whose CRC checks from being accepted.
+func TestAcceptanceIgnoresReservedAndFlags(t *testing.T) {
+	var s []byte
+	for _, mod := range []func(h []byte){
+		func(h []byte) { h[24], h[27] = 0xAA, 0x55 }, // reserved bytes
+		func(h []byte) { h[5] = 0xFE },               // reserved flag bits, no host flag
+		func(h []byte) { h[5] = FlagHost },           // guest type with the host flag
+		func(h []byte) { h[6], h[7] = 0x00, 0x01 },   // host type without the flag
+		func(h []byte) { h[6], h[7] = 0x00, 0x00 },   // type 0 (reserved)
+	} {
+		f := frame(TypeLog, 0, 3, 'r')
+		mod(f)
+		binary.LittleEndian.PutUint32(f[28:], FrameCRC(f, f[HeaderSize:]))
+		s = append(s, f...)
+	}
+	offs, errs := decodeAll(t, NewDecoder(bytes.NewReader(s)))
+	if len(offs) != 5 || len(errs) != 0 {
+		t.Fatalf("frames at %v, diagnostics %v; want 5 frames", offs, errs)
+	}
+}
+
+func TestCutShortReason(t *testing.T) {
+	s := append(forged(100), frame(TypeLog, 0, 10, 'g')...)
+	_, errs := decodeAll(t, NewDecoder(bytes.NewReader(s)))
+	want := "corrupt stream at byte 0: frame of 132 bytes cut short by end of stream (74 bytes present); skipped 32 bytes"
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Fatalf("diagnostics %v, want %q", errs, want)
+	}
+}
