@@ -310,6 +310,14 @@ func CheckPayload(t Type, payload []byte) error {
 	if !t.Known() {
 		return nil
 	}
+	if sh := jsonShapes[t]; sh != nil {
+		if err := checkJSONObject(t, payload); err != nil {
+			return err
+		}
+		if typedOK(sh, payload) {
+			return nil
+		}
+	}
 	_, err := Unmarshal(t, payload)
 	return err
 }
