@@ -202,11 +202,11 @@ func run(c *cli.Context) error {
 	sig := got
 	gotMu.Unlock()
 	if sig != nil || res.Interrupted {
-		n := 0
+		n, name := 0, "a signal"
 		if s, ok := sig.(syscall.Signal); ok {
-			n = int(s)
+			n, name = int(s), unix.SignalName(s)
 		}
-		return cmdutil.Exitf(128+n, "interrupted by %v before the stream ended: no verdict (%d violation(s) so far)", sig, len(res.Violations))
+		return cmdutil.Exitf(128+n, "interrupted by %s before the stream ended: no verdict (%d violation(s) so far)", name, len(res.Violations))
 	}
 	if res.SamplingLost != "" {
 		return cmdutil.Exitf(exitBad, "sampling stopped: %s: results are incomplete", res.SamplingLost)
