@@ -34,6 +34,11 @@ func TestCheckPayload(t *testing.T) {
 		{TypeKernelSymbols, `{"symbols":{"_text":-1}}`, "want an integer from 0 to 18446744073709551615"},
 		{TypeKernelSymbols, `{"symbols":{"_text":"0xffffffff81000000"}}`, "is a JSON string"},
 		{TypeCgroupMetrics, `{"spread_pct":1e400}`, "want a number"},
+		{TypeCgroupMetrics, `{"spread_pct":1e-400}`, ""},
+		{TypeCgroupMetrics, `{"spread_pct":-0.5e3,"weight":-0}`, ""},
+		{TypeStimulus, `{"STEP":1}`, ""},
+		{TypeStimulus, `{"STEP":"x"}`, "is a JSON string"}, // names match ignoring case
+		{TypePhase, `{"phase":"a","phase":1}`, "is a JSON number"},
 		{TypeMonitorSample, `{"cpus":[{"nr_running":4294967296}]}`, "want an integer from 0 to 4294967295"},
 		{TypeMonitorSample, `{"cpus":[{"curr_pid":-2147483649}]}`, "from -2147483648 to 2147483647"},
 		{TypeMonitorSample, `{"cpus":[{"preempted":1}]}`, "want true or false"},
