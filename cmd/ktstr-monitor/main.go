@@ -212,7 +212,7 @@ func run(c *cli.Context) error {
 		return cmdutil.Exitf(exitBad, "sampling stopped: %s: results are incomplete", res.SamplingLost)
 	}
 	if res.StreamErrors > 0 {
-		return cmdutil.Exitf(exitBad, "the stream had %d corrupt or truncated region(s): results are incomplete", res.StreamErrors)
+		return cmdutil.Exitf(exitBad, "the stream had %d corrupt or truncated region(s) or bad payload(s): results are incomplete", res.StreamErrors)
 	}
 	if len(res.Violations) > 0 {
 		return cmdutil.Exitf(exitViolations, "%d violation(s)", len(res.Violations))
