@@ -94,6 +94,7 @@ const GuestCodeAddr = kernelAddr
 type Result struct {
 	Reason      string
 	Detail      string
+	EndedBy     string // with Reason guest_exit: how the machine stopped
 	ExitCode    int
 	GuestCode   *int32
 	Wall        time.Duration
@@ -233,7 +234,7 @@ waitJoin:
 		res.FirstFrame = fb.Sub(cfg.Start)
 	}
 	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
-		Detail: res.Detail, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame),
+		Detail: res.Detail, EndedBy: res.EndedBy, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame),
 		GuestHostFrames: m.stream.Refused()}
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
@@ -779,6 +780,7 @@ func (m *machine) result(wall time.Duration) Result {
 		res.ExitCode = ExitPanic
 	case haveCode && res.Reason != ReasonTimeout:
 		res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+res.Reason, "; ")
+		res.EndedBy = res.Reason
 		res.Reason = ReasonGuestExit
 		res.ExitCode = int(uint32(code) & 0xFF)
 	case res.Reason == ReasonTimeout:
