@@ -4,11 +4,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +45,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "system-map", Usage: "take symbols from this System.map `FILE` instead of the vmlinux symbol table"},
 			&cli.DurationFlag{Name: "sample-interval", Value: 100e6, Usage: "time between samples"},
 			&cli.IntFlag{Name: "vcpus", Usage: "CPUs to sample (default: VMStart's vcpus, else the guest's nr_cpu_ids)"},
+			&cli.BoolFlag{Name: "replay", Usage: "the input is a recording even if it is a pipe: never sample VMStart's memory_path"},
 			&cli.IntFlag{Name: "vmm-pid", Usage: "VMM process whose vCPU thread times exempt preempted vCPUs (default: VMStart's pid, else the process mapping --guest-mem)"},
 			&cli.StringFlag{Name: "control-fifo", Usage: "VMM control `FIFO` for dump requests (default: VMStart's control_fifo)"},
 			&cli.StringFlag{Name: "dump-keys", Value: strings.Join(monitor.DefaultDumpKeys, ","), Usage: "SysRq `KEYS` requested on the first sustained violation; empty: never"},
@@ -82,6 +83,14 @@ func parseLayout(s string) ([]guestmem.Region, error) {
 	return out, nil
 }
 
+// maxVCPUs is the most CPUs --vcpus may ask to sample (as ktstr-boot).
+const maxVCPUs = 1024
+
+func isRegular(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
@@ -115,6 +124,12 @@ func run(c *cli.Context) error {
 	th.FailedChecks = th.FailedChecks && !c.Bool("no-failed-checks")
 	if err := th.Validate(); err != nil {
 		return cmdutil.UsageError("%v", err)
+	}
+	if c.Int("vcpus") < 0 || c.Int("vcpus") > maxVCPUs {
+		return cmdutil.UsageError("--vcpus %d: want 1 to %d (0 or unset: VMStart's vcpus, else the guest's nr_cpu_ids)", c.Int("vcpus"), maxVCPUs)
+	}
+	if c.Int("vmm-pid") < 0 {
+		return cmdutil.UsageError("--vmm-pid %d: want a process id (0 or unset: VMStart's pid)", c.Int("vmm-pid"))
 	}
 	if c.Duration("sample-interval") < 10e6 {
 		return cmdutil.UsageError("--sample-interval must be at least 10ms")
@@ -159,7 +174,7 @@ func run(c *cli.Context) error {
 	} else {
 		o.FindKernel = findKernel(c.String("system-map"), o.Logf)
 	}
-	var in io.Reader = os.Stdin
+	in := os.Stdin
 	if p := c.Args().First(); p != "" && p != "-" {
 		f, err := os.Open(p)
 		if err != nil {
@@ -169,14 +184,45 @@ func run(c *cli.Context) error {
 		in = f
 	}
 	o.In = in
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// A regular file is a recording; a pipe, FIFO or socket is live.
+	o.Live = !c.Bool("replay") && !isRegular(in)
+
+	// A signal stops the run; the monitor flushes what it read and its
+	// report, then exits 128+signal (the stream did not end: no verdict).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var got os.Signal
+	var gotMu sync.Mutex
+	go func() {
+		if s, ok := <-sigs; ok {
+			gotMu.Lock()
+			got = s
+			gotMu.Unlock()
+			cancel()
+		}
+	}()
 	res, err := monitor.Run(ctx, o)
 	if err != nil {
 		return cmdutil.Exit(exitBad, err)
 	}
+	gotMu.Lock()
+	sig := got
+	gotMu.Unlock()
+	if sig != nil || res.Interrupted {
+		n, name := 0, "a signal"
+		if s, ok := sig.(syscall.Signal); ok {
+			n, name = int(s), unix.SignalName(s)
+		}
+		return cmdutil.Exitf(128+n, "interrupted by %s before the stream ended: no verdict (%d violation(s) so far)", name, len(res.Violations))
+	}
+	if res.SamplingLost != "" {
+		return cmdutil.Exitf(exitBad, "sampling stopped: %s: results are incomplete", res.SamplingLost)
+	}
 	if res.StreamErrors > 0 {
-		return cmdutil.Exitf(exitBad, "the stream had %d corrupt or truncated region(s): results are incomplete", res.StreamErrors)
+		return cmdutil.Exitf(exitBad, "the stream had %d corrupt or truncated region(s) or bad payload(s): results are incomplete", res.StreamErrors)
 	}
 	if len(res.Violations) > 0 {
 		return cmdutil.Exitf(exitViolations, "%d violation(s)", len(res.Violations))

@@ -57,6 +57,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--guest-mem", "/nonexistent", filepath.Join(td, "clean.ktstr")}, 2, "needs --vmlinux"},
 		{[]string{"--guest-mem-layout", "1:2", filepath.Join(td, "clean.ktstr")}, 2, "GPA:SIZE:OFFSET"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--vcpus", "-1", filepath.Join(td, "clean.ktstr")}, 2, "--vcpus -1"},
+		{[]string{"--vcpus", "100000", filepath.Join(td, "clean.ktstr")}, 2, "--vcpus 100000"},
+		{[]string{"--vmm-pid", "-5", filepath.Join(td, "clean.ktstr")}, 2, "--vmm-pid -5"},
 	}
 	// Reports go to stdout: silence it for the test run.
 	stdout := os.Stdout

@@ -10,7 +10,9 @@
 // pkg/verdict and the standard library.
 //
 // Payloads are untrusted: every known type's payload is checked against its
-// layout before it is shown (binary layouts exactly; JSON payloads for
-// syntax, valid UTF-8 and being one object), and a payload that fails is
-// shown as base64 with the reason, never dropped.
+// layout before it is shown, by wire.CheckPayload (the definition
+// ktstr-monitor shares: binary layouts exactly; JSON payloads for syntax,
+// valid UTF-8, nesting, being one object and the types of known fields),
+// and a payload that fails is shown as base64 with the reason, never
+// dropped.
 package decode

@@ -2,6 +2,8 @@ package decode
 
 import (
 	"unicode/utf8"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -15,7 +17,7 @@ func appendJSONString(dst []byte, s []byte) ([]byte, bool) {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i = plainRun(s, i); i >= len(s) {
+		if i = wire.JSONPlainRun(s, i); i >= len(s) {
 			break
 		}
 		c := s[i]

@@ -10,6 +10,8 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
+func validJSON(b []byte) int { off, _ := wire.ValidJSON(b); return off }
+
 // FuzzValidJSON checks validJSON against encoding/json: it must accept
 // exactly the documents json.Valid accepts whose bytes are valid UTF-8.
 func FuzzValidJSON(f *testing.F) {

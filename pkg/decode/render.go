@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -108,44 +107,10 @@ func isJSONType(t wire.Type) bool {
 
 // CheckPayload checks payload against the layout of type t: exact binary
 // layouts for output and guest_exit, UTF-8 for log, and for the JSON
-// types one JSON object with valid UTF-8. Unknown and user types have no
-// layout and always pass. It does not allocate unless it fails.
-func CheckPayload(t wire.Type, p []byte) error {
-	switch t {
-	case wire.TypeOutput:
-		if len(p) < 8 {
-			return &wire.PayloadError{Type: t, Reason: fmt.Sprintf("%d bytes, need at least 8", len(p))}
-		}
-		if p[0] != wire.StreamStdout && p[0] != wire.StreamStderr {
-			return &wire.PayloadError{Type: t, Reason: fmt.Sprintf("stream id %d is neither 1 (stdout) nor 2 (stderr)", p[0])}
-		}
-		return nil
-	case wire.TypeGuestExit:
-		if len(p) != 4 {
-			return &wire.PayloadError{Type: t, Reason: fmt.Sprintf("%d bytes, want 4", len(p))}
-		}
-		return nil
-	case wire.TypeLog:
-		if !utf8.Valid(p) {
-			return &wire.PayloadError{Type: t, Reason: "not UTF-8"}
-		}
-		return nil
-	}
-	if !isJSONType(t) {
-		return nil
-	}
-	return checkJSONObject(t, p)
-}
-
-func checkJSONObject(t wire.Type, p []byte) error {
-	if off := validJSON(p); off >= 0 {
-		return &wire.PayloadError{Type: t, Reason: fmt.Sprintf("invalid JSON at byte %d", off)}
-	}
-	if v := bytes.TrimLeft(p, " \t\r\n"); v[0] != '{' {
-		return &wire.PayloadError{Type: t, Reason: "JSON value is not an object"}
-	}
-	return nil
-}
+// types one JSON object with valid UTF-8 whose known fields have their
+// types. It is wire.CheckPayload, the definition ktstr-monitor shares.
+// Unknown and user types have no layout and always pass.
+func CheckPayload(t wire.Type, p []byte) error { return wire.CheckPayload(t, p) }
 
 // typeName is t.String() without allocating for the defined types.
 var lowNames = func() (n [0x200]string) {
@@ -247,7 +212,7 @@ func (r *Renderer) appendJSON(dst []byte, f *wire.Frame) ([]byte, error) {
 		}
 		dst = append(dst, '}')
 	case isJSONType(t):
-		if err = checkJSONObject(t, p); err != nil {
+		if err = wire.CheckPayload(t, p); err != nil {
 			break
 		}
 		dst = append(dst, `,"payload":`...)
@@ -311,24 +276,15 @@ func (r *Renderer) appendText(dst []byte, f *wire.Frame) ([]byte, error) {
 		dst = append(dst, ' ')
 	}
 	dst = append(dst, ' ')
-	err := CheckPayload(f.Type, f.Payload)
-	if err != nil {
-		dst = fmt.Appendf(dst, "BAD PAYLOAD (%d bytes): %v", len(f.Payload), err)
-		return append(dst, '\n'), err
-	}
 	if !f.Type.Known() {
 		dst = appendHexPreview(dst, f.Payload)
 		return append(dst, '\n'), nil
 	}
-	m, uerr := wire.Unmarshal(f.Type, f.Payload)
-	if uerr != nil {
-		// Syntactically valid JSON whose fields do not have the types this
-		// version expects: show it as it is rather than guess.
-		dst = append(dst, "(unexpected fields) "...)
-		r.compact.Reset()
-		json.Compact(&r.compact, f.Payload)
-		dst = appendEscaped(dst, r.compact.Bytes())
-		return append(dst, '\n'), nil
+	// Unmarshal checks the payload as CheckPayload does (one parse).
+	m, err := wire.Unmarshal(f.Type, f.Payload)
+	if err != nil {
+		dst = fmt.Appendf(dst, "BAD PAYLOAD (%d bytes): %v", len(f.Payload), err)
+		return append(dst, '\n'), err
 	}
 	if lines, ok := multiLine(m); ok {
 		return appendLines(dst, start, lines), nil

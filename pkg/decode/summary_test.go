@@ -3,6 +3,7 @@ package decode
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -57,5 +58,18 @@ func TestTimeBaseIgnoresFilter(t *testing.T) {
 	want := "  +1.000000 G phase          x\n  +0.500000 H vm_exit        reason=poweroff exit_code=0 wall=0.000s vcpus=0\n"
 	if out != want {
 		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+}
+
+// TestWrongFieldTypeIsBadPayload: ktstr-decode counts a JSON field of the
+// wrong type as a bad payload, as ktstr-monitor does.
+func TestWrongFieldTypeIsBadPayload(t *testing.T) {
+	s := wire.AppendFrame(nil, wire.Header{Type: wire.TypePhase}, []byte(`{"phase":7}`))
+	for _, f := range []Format{Text, JSON} {
+		var out bytes.Buffer
+		st, err := Run(bytes.NewReader(s), &out, Options{Format: f, Strict: true})
+		if !errors.Is(err, ErrCorrupt) || st.PayloadErrors != 1 || !strings.Contains(out.String(), "field phase is a JSON number, want a string") {
+			t.Errorf("format %d: %v, %d bad payloads, output %q", f, err, st.PayloadErrors, out.String())
+		}
 	}
 }

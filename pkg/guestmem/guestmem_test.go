@@ -3,9 +3,14 @@ package guestmem
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ptBuilder lays out page tables inside a synthetic guest RAM image.
@@ -266,4 +271,58 @@ func FuzzPageWalk(f *testing.F) {
 		buf := make([]byte, 9000)
 		_ = pt.Read(va, buf)
 	})
+}
+
+// TestGuardTruncatedFile: a RAM file truncated while mapped makes reads
+// fault (SIGBUS); Guard turns that into ErrFault instead of a crash.
+func TestGuardTruncatedFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ram")
+	if err := os.WriteFile(p, make([]byte, 4*pageSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var sink uint64
+	read := func() error { v, err := m.U64(3 * pageSize); sink += v; return err }
+	if err := m.Guard(read); err != nil {
+		t.Fatalf("read before truncation: %v", err)
+	}
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Guard(read); !errors.Is(err, ErrFault) {
+		t.Fatalf("read after truncation: %v, want ErrFault", err)
+	}
+	_ = sink
+	// A fault outside the mapping is not Guard's to hide.
+	defer func() {
+		if recover() == nil {
+			t.Error("a nil dereference inside Guard was swallowed")
+		}
+	}()
+	m.Guard(func() error { var p *int; return errors.New(fmt.Sprint(*p)) })
+}
+
+// TestOpenRefusesSpecialFiles: a FIFO (which would block the open
+// forever), a device and a directory are refused at once.
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero", t.TempDir()} {
+		done := make(chan error, 1)
+		go func() { _, err := Open(p, nil); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("Open(%s) = %v, want a not-a-regular-file error", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Open(%s) blocked", p)
+		}
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +63,11 @@ func New(data []byte, regions []Region) (*Memory, error) {
 // Open maps the file at path read-only and shared, so that reads see the
 // guest's writes as they happen. With no regions the whole file is one
 // region at GPA 0 (use DefaultLayout for QEMU's split around the PCI hole).
+//
+// Only a regular file is accepted (a memfd named as /proc/PID/fd/N is
+// one). The file is opened with O_NONBLOCK, so that a FIFO or a device
+// given by mistake, or named by a forged frame, is refused at once instead
+// of blocking the caller forever.
 func Open(path string, regions []Region) (*Memory, error) { return open(path, regions, false) }
 
 // OpenWritable is Open with a writable shared mapping, for the few writes
@@ -73,7 +80,7 @@ func open(path string, regions []Region, writable bool) (*Memory, error) {
 	if writable {
 		flag, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := os.OpenFile(path, flag|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open guest memory: %w", err)
 	}
@@ -81,6 +88,9 @@ func open(path string, regions []Region, writable bool) (*Memory, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat guest memory %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("guest memory %s is a %s, not a regular file (a RAM file or memfd)", path, fileKind(st.Mode()))
 	}
 	size := st.Size()
 	if size <= 0 {
@@ -119,6 +129,56 @@ func (m *Memory) PutU64(gpa, v uint64) error {
 	}
 	binary.LittleEndian.PutUint64(s, v)
 	return nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeDevice != 0:
+		return "block device"
+	case m.IsDir():
+		return "directory"
+	}
+	return "special file"
+}
+
+// ErrFault is wrapped by Guard's error when a read of the mapping faulted:
+// the file was truncated, or its pages taken away, while it was mapped.
+var ErrFault = errors.New("guest memory faulted: the file shrank or went away while mapped")
+
+// Guard runs fn, which reads m, and turns a memory fault inside m's
+// mapping (SIGBUS after the file shrank) into an error wrapping ErrFault
+// instead of a crash. Any other panic goes on. Reads of m must happen in
+// fn's goroutine.
+func (m *Memory) Guard(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		p := recover()
+		if p == nil {
+			return
+		}
+		if f, ok := p.(interface{ Addr() uintptr }); ok && m.contains(f.Addr()) {
+			err = fmt.Errorf("%w (%v at %#x)", ErrFault, p, f.Addr())
+			return
+		}
+		panic(p)
+	}()
+	return fn()
+}
+
+// contains reports whether addr lies in the mapping.
+func (m *Memory) contains(addr uintptr) bool {
+	if len(m.data) == 0 {
+		return false
+	}
+	lo := uintptr(unsafe.Pointer(&m.data[0]))
+	return addr >= lo && addr-lo < uintptr(len(m.data))
 }
 
 // Close unmaps a Memory made by Open. Slices it returned become invalid.

@@ -20,7 +20,8 @@
 // Every QEMU run has a hard timeout after which the process is killed; a
 // timed-out run is reported as such, never as a pass.
 //
-// Imports: the standard library only. It is test infrastructure: product
+// Imports: the standard library and pkg/wire (the reference path passes
+// the guest's stream through wire.GuestRelay, as ktstr-boot does). It is test infrastructure: product
 // binaries never import it (the developer CLI test/lab/ktstr-lab and the
 // L1 agent test/lab/ktstr-lab-agent do).
 package lab

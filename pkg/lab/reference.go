@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 // ReferenceOptions configures one plain-TCG boot.
@@ -28,7 +30,9 @@ type ReferenceOptions struct {
 	// (default 120 s).
 	Timeout time.Duration
 	// StreamPath, when set, receives a copy of the bytes the guest writes
-	// to its "ktstr" virtio-serial port.
+	// to its "ktstr" virtio-serial port, through wire.GuestRelay: guest
+	// frames unchanged, host frames the guest forged and other corrupt
+	// bytes with each 'K' defused (as ktstr-boot's stdout).
 	StreamPath string
 	// Stream, when set, receives the stream bytes live as they arrive.
 	Stream io.Writer
@@ -53,7 +57,8 @@ type ReferenceOptions struct {
 
 // Result is what one boot produced.
 type Result struct {
-	// Stream is every byte the guest wrote to its "ktstr" port.
+	// Stream is every byte the guest wrote to its "ktstr" port, as
+	// StreamPath has it.
 	Stream []byte
 	// StreamPath is ReferenceOptions.StreamPath, echoed.
 	StreamPath string
@@ -186,7 +191,11 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 	if opts.Stream != nil {
 		sinks = append(sinks, opts.Stream)
 	}
-	sink, err := newStreamSink(dir, io.MultiWriter(sinks...))
+	// The guest's bytes go through the same relay as ktstr-boot's stdout,
+	// so that a guest cannot forge host frames in the recording either
+	// (see wire.GuestRelay).
+	relay := wire.NewGuestRelay(io.MultiWriter(sinks...))
+	sink, err := newStreamSink(dir, relay)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +220,9 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 	}
 	code, wall := p.wait()
 	serr := sink.close()
+	if rerr := relay.Close(); serr == nil && rerr != nil {
+		serr = rerr
+	}
 	var first time.Duration
 	if t := sink.firstByte(); !t.IsZero() {
 		first = t.Sub(p.start)

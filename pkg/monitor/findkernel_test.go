@@ -21,13 +21,14 @@ func TestFindKernelFromVMStart(t *testing.T) {
 	mem := filepath.Join(t.TempDir(), "ram")
 	os.WriteFile(mem, make([]byte, 4096), 0o644)
 	r := newRecording()
-	r.add(wire.VMStart{VMM: "recording", VCPUs: 1, MemorySize: 4096, MemoryPath: mem, Kernel: "/k/bzImage"})
+	// A live stream (Options.Live, and a VMM pid that runs: this test's).
+	r.add(wire.VMStart{VMM: "recording", PID: os.Getpid(), VCPUs: 1, MemorySize: 4096, MemoryPath: mem, Kernel: "/k/bzImage"})
 	stream := r.buf.Bytes()
 	for _, given := range []bool{false, true} {
 		var asked []string
 		var logs strings.Builder
 		o := Options{
-			In: bytes.NewReader(stream), Out: &bytes.Buffer{}, Report: &bytes.Buffer{}, Thresholds: DefaultThresholds,
+			In: bytes.NewReader(stream), Live: true, Out: &bytes.Buffer{}, Report: &bytes.Buffer{}, Thresholds: DefaultThresholds,
 			Logf: func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) },
 			FindKernel: func(bz string) (*kernelsym.Kernel, error) {
 				asked = append(asked, bz)

@@ -12,6 +12,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kernelsym"
 	"github.com/ktstr-go/ktstr/pkg/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure Run.
@@ -22,7 +23,12 @@ type Options struct {
 	Status io.Writer // live one-line status (a terminal); nil for none
 	Logf   func(format string, a ...any)
 
-	Tee  bool // copy In to Out unchanged
+	Tee bool // copy In to Out unchanged
+	// Live says In comes from a VMM running now (a pipe from ktstr-boot),
+	// not a recording. Only then is VMStart's memory_path sampled: a
+	// recording is judged from its recorded monitor_sample frames, even
+	// if a file by that name exists now.
+	Live bool
 	Emit bool // write sample and violation frames to Out
 	JSON bool // Report as JSON lines
 
@@ -58,6 +64,11 @@ type Result struct {
 	KernelFound  bool             `json:"kernel_found"`
 	SampleErrors int              `json:"sample_errors"`
 	Dumps        int              `json:"dumps"` // dump requests delivered
+	// Interrupted is set when the context ended Run before the stream did.
+	Interrupted bool `json:"interrupted,omitempty"`
+	// SamplingLost says why sampling stopped for good mid-run (the guest
+	// memory file shrank or went away under the mapping); "" if it did not.
+	SamplingLost string `json:"sampling_lost,omitempty"`
 }
 
 type runner struct {
@@ -75,33 +86,82 @@ type runner struct {
 	lastStatus time.Time
 }
 
-// recorder keeps the raw bytes the decoder has read and not yet passed on,
-// so that the tee copies the input exactly (corrupt bytes included) and
-// the monitor's own frames go in only at frame boundaries.
+// recorder passes the input on for --tee: it copies the input exactly
+// (corrupt bytes included) and the monitor's own frames go in only at
+// frame boundaries. Without Emit every byte read is written at once.
+// With Emit it holds only the bytes the decoder has not yet consumed (a
+// frame still arriving, at most one maximal frame): before every read it
+// writes what the decoder has consumed, so a long corrupt region streams
+// through in bounded memory instead of waiting for its end.
 type recorder struct {
-	r    io.Reader
-	mu   sync.Mutex
-	buf  []byte
-	base int64 // stream offset of buf[0]
+	r      io.Reader
+	run    *runner
+	dec    *wire.Decoder // set before the first Read
+	tee    bool          // pass the input on at all
+	hold   bool          // Emit: hold unconsumed bytes (else write at once)
+	buf    []byte
+	head   int   // buf[head:] is not yet written
+	base   int64 // stream offset of buf[head]
+	closed bool  // Run has returned: write nothing more
+	err    error // first write error
 }
 
 func (c *recorder) Read(p []byte) (int, error) {
+	if !c.tee {
+		return c.r.Read(p)
+	}
+	if c.hold {
+		c.run.mu.Lock()
+		c.take(c.dec.Offset())
+		c.run.mu.Unlock()
+	}
+	if err := c.writeErr(); err != nil {
+		return 0, err
+	}
 	n, err := c.r.Read(p)
-	c.mu.Lock()
-	c.buf = append(c.buf, p[:n]...)
-	c.mu.Unlock()
+	c.run.mu.Lock()
+	if c.hold {
+		c.buf = append(c.buf, p[:n]...)
+	} else {
+		c.write(p[:n])
+		c.base += int64(n)
+	}
+	c.run.mu.Unlock()
 	return n, err
 }
 
-// take returns the bytes up to stream offset off and forgets them.
-func (c *recorder) take(off int64) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := min(max(off-c.base, 0), int64(len(c.buf)))
-	out := append([]byte(nil), c.buf[:n]...)
-	c.buf = append(c.buf[:0], c.buf[n:]...)
-	c.base += n
-	return out
+func (c *recorder) writeErr() error {
+	c.run.mu.Lock()
+	defer c.run.mu.Unlock()
+	return c.err
+}
+
+func (c *recorder) write(b []byte) {
+	if c.closed || c.err != nil || len(b) == 0 {
+		return
+	}
+	if _, err := c.run.o.Out.Write(b); err != nil {
+		c.err = fmt.Errorf("write stream: %w", err)
+	}
+}
+
+// take writes the held bytes up to stream offset off; run.mu is held.
+func (c *recorder) take(off int64) {
+	n := int(min(max(off-c.base, 0), int64(len(c.buf)-c.head)))
+	c.write(c.buf[c.head : c.head+n])
+	c.head += n
+	c.base += int64(n)
+	if c.head > len(c.buf)/2 {
+		c.buf = c.buf[:copy(c.buf, c.buf[c.head:])]
+		c.head = 0
+	}
+}
+
+// flush writes every byte read, a partial frame included, and stops the
+// tee; run.mu is held. Run calls it at the end, clean or interrupted.
+func (c *recorder) flush() {
+	c.take(c.base + int64(len(c.buf)-c.head))
+	c.closed = true
 }
 
 // Run processes the stream until it ends or ctx is done.
@@ -113,7 +173,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Logf = func(string, ...any) {}
 	}
 	r := &runner{o: o, start: time.Now(), ev: NewEvaluator(o.Thresholds), ctx: ctx}
-	r.raw.r = o.In
+	r.raw = recorder{r: o.In, run: r, tee: o.Tee, hold: o.Tee && o.Emit}
 	if o.Emit {
 		r.enc = wire.NewEncoder(o.Out, wire.WithFlags(wire.FlagHost))
 	}
@@ -137,11 +197,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.o.Tee {
+		r.raw.flush()
+	}
+	if err == nil {
+		err = r.raw.err
+	}
 	r.res.Summary = r.ev.Summary()
 	r.clearStatus()
 	r.printSummary()
 	if errors.Is(err, context.Canceled) {
 		err = nil
+		r.res.Interrupted = true
 	}
 	res := r.res
 	return &res, err
@@ -151,18 +218,16 @@ func (r *runner) elapsed() uint64 { return uint64(time.Since(r.start)) }
 
 func (r *runner) readStream() error {
 	dec := wire.NewDecoder(&r.raw)
+	r.raw.dec = dec
 	for {
 		f, err := dec.Next()
 		r.mu.Lock()
-		if r.o.Tee {
-			if b := r.raw.take(dec.Offset()); len(b) > 0 {
-				if _, werr := r.o.Out.Write(b); werr != nil {
-					r.mu.Unlock()
-					return fmt.Errorf("write stream: %w", werr)
-				}
-			}
-		} else {
+		if r.o.Tee && r.raw.hold {
 			r.raw.take(dec.Offset())
+		}
+		if werr := r.raw.err; werr != nil {
+			r.mu.Unlock()
+			return werr
 		}
 		switch {
 		case err == nil:
@@ -179,6 +244,9 @@ func (r *runner) readStream() error {
 			return nil
 		default:
 			r.mu.Unlock()
+			if r.raw.writeErr() != nil {
+				return r.raw.writeErr()
+			}
 			return fmt.Errorf("read stream: %w", err)
 		}
 		r.mu.Unlock()
@@ -196,10 +264,29 @@ func (r *runner) frame(f *wire.Frame) {
 		r.o.Logf("frame at byte %d: %v", f.Offset, err)
 		return
 	}
+	if f.Type.IsHost() && f.Flags&wire.FlagHost == 0 {
+		// Only a host writes these; ktstr-boot never passes a guest's on.
+		r.o.Logf("frame at byte %d: ignoring a %s frame without the host flag", f.Offset, f.Type)
+		return
+	}
 	switch v := m.(type) {
 	case wire.VMStart:
+		if r.vm != nil {
+			// The VMM writes its vm_start before the guest runs; a later
+			// one (a concatenated recording, or a forgery) changes nothing.
+			r.o.Logf("frame at byte %d: ignoring a second vm_start (pid %d); the first (pid %d) stays in force", f.Offset, v.PID, r.vm.PID)
+			return
+		}
 		r.vm = &v
 		if !r.res.Sampling && r.o.GuestMem == "" && v.MemoryPath != "" {
+			if !r.o.Live {
+				r.o.Logf("a recording: judging its recorded samples, not sampling %s", v.MemoryPath)
+				return
+			}
+			if !processAlive(v.PID) {
+				r.o.Logf("the VMM (pid %d) is not running: judging recorded samples, not sampling %s", v.PID, v.MemoryPath)
+				return
+			}
 			regs := make([]guestmem.Region, len(v.Regions))
 			for i, x := range v.Regions {
 				regs[i] = guestmem.Region{GPA: x.GPA, Size: x.Size, Offset: x.Offset}
@@ -227,6 +314,15 @@ func (r *runner) frame(f *wire.Frame) {
 			r.violation(viol)
 		}
 	}
+}
+
+// processAlive reports whether pid names a running process.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // startSampling opens guest memory and starts the sampler; r.mu may be held.
@@ -306,7 +402,10 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 		}
 		if now := time.Now(); now.Add(watchInterval / 2).Before(next) {
 			if sm != nil && sm.Watching() {
-				sm.Watch()
+				if err := mem.Guard(func() error { sm.Watch(); return nil }); err != nil {
+					r.lostMemory(err)
+					return
+				}
 			}
 			continue
 		} else {
@@ -324,7 +423,12 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 				lastFull = time.Now()
 				locate = LocateAnywhere
 			}
-			g, err := locate(mem, r.o.Kernel)
+			var g *Guest
+			err := mem.Guard(func() (err error) { g, err = locate(mem, r.o.Kernel); return err })
+			if errors.Is(err, guestmem.ErrFault) {
+				r.lostMemory(err)
+				return
+			}
 			if err != nil {
 				if !warned && time.Since(r.start) > 60*time.Second {
 					warned = true
@@ -361,7 +465,12 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 				sm.VCPUTime = NewVCPUThreads(pid).Times
 			}
 		}
-		ms, err := sm.Sample(r.elapsed())
+		var ms *wire.MonitorSample
+		err := mem.Guard(func() (err error) { ms, err = sm.Sample(r.elapsed()); return err })
+		if errors.Is(err, guestmem.ErrFault) {
+			r.lostMemory(err)
+			return
+		}
 		if err != nil {
 			r.mu.Lock()
 			r.res.SampleErrors++
@@ -388,6 +497,16 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 		r.evalSample(ms)
 		r.mu.Unlock()
 	}
+}
+
+// lostMemory ends sampling for good: the guest memory file faulted under
+// the mapping (it shrank or went away). The run goes on with the stream's
+// frames; Result.SamplingLost says why the samples stop.
+func (r *runner) lostMemory(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.SamplingLost = err.Error()
+	r.o.Logf("sampling stopped: %v", err)
 }
 
 // evalSample evaluates a sample; r.mu is held.
@@ -505,6 +624,10 @@ func (r *runner) printSummary() {
 	switch {
 	case s.Violations > 0:
 		verdict = fmt.Sprintf("monitor FAILED: %d violation(s)", s.Violations)
+	case r.res.Interrupted:
+		verdict = "monitor INTERRUPTED (stopped before the stream ended)"
+	case r.res.SamplingLost != "":
+		verdict = "monitor NO VERDICT (sampling lost: " + r.res.SamplingLost + ")"
 	case nv != "":
 		verdict = "monitor NO VERDICT (" + nv + ")"
 	}

@@ -17,19 +17,26 @@ var update = flag.Bool("update", false, "rewrite testdata/*.ktstr from their gen
 
 // A recording is built from frames; generators describe each run.
 type recording struct {
-	buf bytes.Buffer
-	enc *wire.Encoder
-	now uint64
+	buf  bytes.Buffer
+	enc  *wire.Encoder
+	host *wire.Encoder // host types carry the host flag, as ktstr-boot writes them
+	now  uint64
 }
 
 func newRecording() *recording {
 	r := &recording{}
-	r.enc = wire.NewEncoder(&r.buf, wire.WithClock(func() uint64 { return r.now }))
+	clock := wire.WithClock(func() uint64 { return r.now })
+	r.enc = wire.NewEncoder(&r.buf, clock)
+	r.host = wire.NewEncoder(&r.buf, clock, wire.WithFlags(wire.FlagHost))
 	return r
 }
 
 func (r *recording) add(m wire.Message) {
-	if err := r.enc.Encode(m); err != nil {
+	enc := r.enc
+	if m.MsgType().IsHost() {
+		enc = r.host
+	}
+	if err := enc.Encode(m); err != nil {
 		panic(err)
 	}
 }

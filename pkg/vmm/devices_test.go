@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,8 +123,67 @@ func TestStreamTracking(t *testing.T) {
 	if _, ok := s.GuestExit(); ok {
 		t.Fatal("corrupted exit frame accepted")
 	}
-	if _, n := s.Counts(); n != 3 {
-		t.Fatalf("resync found %d frames, want 3", n)
+	if _, n := s.Counts(); n != 2 {
+		t.Fatalf("resync found %d frames, want the 2 intact ones", n)
+	}
+	s.CloseGuest()
+	if out.Len() != len(bad) {
+		t.Fatalf("%d bytes out for %d in: the relay must keep offsets", out.Len(), len(bad))
+	}
+}
+
+// TestStreamRefusesForgedHostFrames: a guest that writes host frames
+// (vm_start naming its own control FIFO, a monitor sample, a frame with
+// the host flag) gets none of them through as a frame, not even one
+// hidden in the payload of a damaged frame; offsets are kept and the
+// VMM's own host frames still decode.
+func TestStreamRefusesForgedHostFrames(t *testing.T) {
+	var g bytes.Buffer
+	genc := wire.NewEncoder(&g)
+	genc.Encode(wire.Log{Text: "before"})
+	forger := wire.NewEncoder(&g, wire.WithFlags(wire.FlagHost))
+	forger.Encode(wire.VMStart{VMM: "evil", PID: 1, VCPUs: 64, ControlFIFO: "/tmp/evil"})
+	wire.NewEncoder(&g).Encode(wire.MonitorSample{Seq: 1})
+	// A damaged output frame whose payload holds a forged vm_exit.
+	var inner bytes.Buffer
+	wire.NewEncoder(&inner, wire.WithFlags(wire.FlagHost)).Encode(wire.VMExit{Reason: "poweroff"})
+	dmg := wire.AppendFrame(nil, wire.Header{Type: wire.TypeOutput}, append([]byte{1, 0, 0, 0, 0, 0, 0, 0}, inner.Bytes()...))
+	dmg[wire.HeaderSize] = 2 // payload change after the CRC: CRC mismatch
+	g.Write(dmg)
+	genc.Encode(wire.Log{Text: "after"})
+	all := g.Bytes()
+	for _, chunk := range []int{1, 13, len(all)} {
+		var out bytes.Buffer
+		s := NewStream(&out)
+		s.WriteHost(wire.VMStart{VMM: "ktstr-boot", PID: 42, VCPUs: 2})
+		start := out.Len()
+		for i := 0; i < len(all); i += chunk {
+			s.Write(all[i:min(i+chunk, len(all))])
+		}
+		s.CloseGuest()
+		if out.Len()-start != len(all) {
+			t.Fatalf("chunk %d: %d bytes out for %d in", chunk, out.Len()-start, len(all))
+		}
+		s.WriteHost(wire.VMExit{Reason: "guest_exit"})
+		d := wire.NewDecoder(bytes.NewReader(out.Bytes()))
+		var got []string
+		for {
+			f, err := d.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				continue
+			}
+			got = append(got, fmt.Sprintf("%s/%d", f.Type, f.Flags))
+		}
+		want := "[vm_start/1 log/0 log/0 vm_exit/1]"
+		if fmt.Sprint(got) != want {
+			t.Fatalf("chunk %d: frames %v, want %s", chunk, got, want)
+		}
+		if s.Refused() != 3 {
+			t.Errorf("chunk %d: %d refused frames, want 3 (vm_start, monitor_sample, the hidden vm_exit)", chunk, s.Refused())
+		}
 	}
 }
 
@@ -149,12 +209,61 @@ func FuzzStream(f *testing.F) {
 	wire.NewEncoder(&b).Encode(wire.GuestExit{Code: 1})
 	f.Add(b.Bytes())
 	f.Add([]byte("KTSRKTSRKTSR"))
+	var h bytes.Buffer
+	wire.NewEncoder(&h, wire.WithFlags(wire.FlagHost)).Encode(wire.VMStart{VMM: "x"})
+	f.Add(append([]byte("KT"), h.Bytes()...))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		var out bytes.Buffer
-		s := NewStream(&out)
-		s.Write(p)
-		if !bytes.Equal(out.Bytes(), p) {
-			t.Fatal("stream changed guest bytes")
+		// What the relay must write: the guest frames a GuestOnly decoder
+		// accepts, unchanged; every other byte with 'K' defused.
+		want := bytes.Clone(p)
+		inFrame := make([]bool, len(p))
+		var offs []int64
+		d := wire.NewDecoder(bytes.NewReader(p), wire.GuestOnly())
+		for {
+			f, err := d.Next()
+			if err == io.EOF {
+				break
+			}
+			if err == nil {
+				offs = append(offs, f.Offset)
+				for i := range f.Raw {
+					inFrame[int(f.Offset)+i] = true
+				}
+			}
+		}
+		for i, c := range want {
+			if c == 'K' && !inFrame[i] {
+				want[i] = wire.Defused
+			}
+		}
+		for _, chunk := range []int{len(p) + 1, 5} {
+			var out bytes.Buffer
+			s := NewStream(&out)
+			for i := 0; i < len(p); i += chunk {
+				s.Write(p[i:min(i+chunk, len(p))])
+			}
+			s.CloseGuest()
+			if !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("chunk %d: relay wrote\n%q\nwant\n%q", chunk, out.Bytes(), want)
+			}
+			// Any reader finds exactly those frames, and no host frame.
+			var got []int64
+			rd := wire.NewDecoder(bytes.NewReader(out.Bytes()))
+			for {
+				f, err := rd.Next()
+				if err == io.EOF {
+					break
+				}
+				if err == nil {
+					if f.Flags&wire.FlagHost != 0 || f.Type.IsHost() {
+						t.Fatalf("a reader found a host frame at %d in the relayed guest stream", f.Offset)
+					}
+					got = append(got, f.Offset)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(offs) {
+				t.Fatalf("reader found frames at %v, relay passed %v", got, offs)
+			}
 		}
 	})
 }

@@ -8,23 +8,19 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
-// Stream is stdout: the guest's port-1 bytes pass through unchanged and
-// in order, and host frames are placed only between complete guest frames.
-// It follows the guest's frame boundaries with wire.ParseHeader and
-// notices the guest-exit frame (checked with wire.FrameCRC).
+// Stream is stdout: the guest's port-1 bytes pass through a
+// wire.GuestRelay, so guest frames go out whole, unchanged and in order,
+// while a frame only a host may write (host flag, or a type in
+// 0x0100-0x01FF) is not passed on as a frame: its bytes go out with every
+// 'K' defused, as do the bytes of every other corrupt region (see
+// ktstr-boot(1) and ktstr-stream(5)). Host frames therefore always land
+// between complete guest frames. It notices the guest-exit frame.
 type Stream struct {
-	mu   sync.Mutex
-	w    io.Writer
-	host *wire.Encoder
-	err  error
-
-	// frame tracking
-	hdr       [wire.HeaderSize]byte
-	hdrN      int
-	remaining uint32
-	cur       wire.Header
-	payload   []byte // captured payload of small frames (guest exit)
-	capture   bool
+	mu    sync.Mutex
+	w     io.Writer
+	host  *wire.Encoder
+	relay *wire.GuestRelay
+	err   error
 
 	firstByte   time.Time
 	guestBytes  uint64
@@ -32,12 +28,12 @@ type Stream struct {
 	exitCode    *int32
 }
 
-const capturePayloadMax = 64
-
 // NewStream returns a Stream writing to w.
 func NewStream(w io.Writer) *Stream {
 	s := &Stream{w: w}
 	s.host = wire.NewEncoder(w, wire.WithFlags(wire.FlagHost))
+	s.relay = wire.NewGuestRelay(w)
+	s.relay.OnFrame = s.frameDone
 	return s
 }
 
@@ -47,13 +43,27 @@ func NewStream(w io.Writer) *Stream {
 func (s *Stream) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err == nil {
-		if _, err := s.w.Write(p); err != nil {
-			s.err = err
-		}
+	if s.firstByte.IsZero() && len(p) > 0 {
+		s.firstByte = time.Now()
 	}
-	s.track(p)
+	s.guestBytes += uint64(len(p))
+	s.relay.Write(p)
+	if s.err == nil {
+		s.err = s.relay.Err()
+	}
 	return len(p), nil
+}
+
+// CloseGuest ends the guest's stream: a guest frame cut off by the end of
+// the run goes out (defused, as a corrupt region). Call it once the guest
+// can write no more, before the VM-exit frame.
+func (s *Stream) CloseGuest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.relay.Close()
+	if s.err == nil {
+		s.err = s.relay.Err()
+	}
 }
 
 // Err returns the first write error.
@@ -63,79 +73,32 @@ func (s *Stream) Err() error {
 	return s.err
 }
 
-func (s *Stream) track(p []byte) {
-	if s.firstByte.IsZero() && len(p) > 0 {
-		s.firstByte = time.Now()
-	}
-	s.guestBytes += uint64(len(p))
-	for len(p) > 0 {
-		if s.remaining > 0 {
-			n := min(uint32(len(p)), s.remaining)
-			if s.capture {
-				s.payload = append(s.payload, p[:n]...)
-			}
-			s.remaining -= n
-			p = p[n:]
-			if s.remaining == 0 {
-				s.frameDone()
-			}
-			continue
-		}
-		// collecting a header
-		if s.hdrN < 4 && p[0] != wire.Magic[s.hdrN] {
-			// not a frame start: resynchronise on the next magic byte
-			s.hdrN = 0
-			if p[0] != wire.Magic[0] {
-				p = p[1:]
-			}
-			continue
-		}
-		n := copy(s.hdr[s.hdrN:], p)
-		s.hdrN += n
-		p = p[n:]
-		if s.hdrN < wire.HeaderSize {
-			continue
-		}
-		h, err := wire.ParseHeader(s.hdr[:])
-		if err != nil {
-			// bad header: drop its first byte and rescan the rest
-			rest := append([]byte(nil), s.hdr[1:]...)
-			s.hdrN = 0
-			s.track(rest)
-			s.guestBytes -= uint64(len(rest))
-			continue
-		}
-		s.cur = h
-		s.remaining = h.Length
-		s.capture = h.Type == wire.TypeGuestExit && h.Length <= capturePayloadMax
-		s.payload = s.payload[:0]
-		if s.remaining == 0 {
-			s.frameDone()
-		}
-	}
-}
-
-func (s *Stream) frameDone() {
-	s.hdrN = 0
+// frameDone is called, with s.mu held, for every guest frame passed on.
+func (s *Stream) frameDone(f *wire.Frame) {
 	s.guestFrames++
-	if !s.capture {
+	if f.Type != wire.TypeGuestExit {
 		return
 	}
-	s.capture = false
-	if wire.FrameCRC(s.hdr[:], s.payload) != s.cur.CRC {
-		return
-	}
-	if m, err := wire.Unmarshal(wire.TypeGuestExit, s.payload); err == nil {
+	if m, err := wire.Unmarshal(wire.TypeGuestExit, f.Payload); err == nil {
 		c := m.(wire.GuestExit).Code
 		s.exitCode = &c
 	}
 }
 
-// AtBoundary reports whether no guest frame is partially written.
+// Refused returns how many frames of host-only types (or with the host
+// flag) the guest wrote; none was passed on as a frame.
+func (s *Stream) Refused() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint64(s.relay.Refused())
+}
+
+// AtBoundary reports whether no guest bytes are held back undecided (a
+// frame partly received). Host frames may be written either way.
 func (s *Stream) AtBoundary() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.hdrN == 0 && s.remaining == 0
+	return s.relay.Held() == 0
 }
 
 // GuestExit returns the code of the guest-exit frame, if one arrived.
@@ -155,9 +118,8 @@ func (s *Stream) Counts() (bytes, frames uint64) {
 	return s.guestBytes, s.guestFrames
 }
 
-// WriteHost writes a host frame. Called between guest writes it always
-// lands on a frame boundary unless the guest stopped mid-frame (then the
-// partial frame is cut, which decoders report as corruption).
+// WriteHost writes a host frame. It always lands between whole guest
+// frames: the relay holds a partly received guest frame back.
 func (s *Stream) WriteHost(m wire.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -228,12 +228,14 @@ waitJoin:
 	}
 	m.watch.Flush()
 
+	m.stream.CloseGuest()
 	res := m.result(time.Since(cfg.Start))
 	if fb := m.stream.FirstByte(); !fb.IsZero() {
 		res.FirstFrame = fb.Sub(cfg.Start)
 	}
 	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
-		Detail: res.Detail, EndedBy: res.EndedBy, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
+		Detail: res.Detail, EndedBy: res.EndedBy, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame),
+		GuestHostFrames: m.stream.Refused()}
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}

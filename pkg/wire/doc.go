@@ -13,6 +13,13 @@
 //
 // Decoding treats its input as untrusted: a length field above MaxPayload is
 // a corruption report, never an allocation; corrupted regions are skipped by
-// scanning for the next header whose CRC checks, and are reported with their
-// byte offset so that tools can say exactly what was lost.
+// trying every later offset in order until a frame's CRC checks (no valid
+// frame is ever lost, in time linear in the input), and are reported with
+// their byte offset so that tools can say exactly what was lost. The
+// Decoder reads from an io.Reader or is fed bytes (NewPushDecoder).
+//
+// It also owns the one definition of a bad payload (CheckPayload, used by
+// ktstr-decode and ktstr-monitor alike) and GuestRelay, which passes a
+// guest's stream on for a host that adds its own frames without letting the
+// guest forge them (ktstr-boot, the lab).
 package wire

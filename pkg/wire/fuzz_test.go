@@ -23,7 +23,7 @@ func account(t testing.TB, stream []byte, chunk int) (payloads [][]byte, errs []
 			t.Fatalf("decoder made no progress after %d results", i)
 		}
 		f, err := d.Next()
-		if cap(d.buf) > limit || cap(d.buf) > HeaderSize+MaxPayload+defaultBuf {
+		if cap(d.buf) > limit || cap(d.buf) > d.maxBuf() {
 			t.Fatalf("decoder buffer grew to %d for a %d-byte stream", cap(d.buf), len(stream))
 		}
 		if err == io.EOF {
@@ -95,6 +95,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(good.Bytes())
 	f.Add(append([]byte("garbage KTSR"), good.Bytes()...))
 	f.Add(good.Bytes()[:good.Len()-3])
+	f.Add(append(forged(MaxPayload), forged(70000)...))
+	f.Add([]byte("junkKTSR\x01"))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		p1, e1 := account(t, stream, len(stream)+1)
 		p2, e2 := account(t, stream, 7)
@@ -109,6 +111,68 @@ func FuzzDecode(f *testing.F) {
 		for i := range e1 {
 			if e1[i].Error() != e2[i].Error() {
 				t.Fatalf("diagnostic %d differs with small reads: %v vs %v", i, e1[i], e2[i])
+			}
+		}
+		// No valid frame is lost behind garbage: a good frame appended to
+		// the input is returned at its offset, unless a frame the decoder
+		// accepted earlier contains it.
+		at := int64(len(stream))
+		withGood := append(bytes.Clone(stream), frame(TypeLog, 0, 9, 'g')...)
+		withGood = append(withGood, frame(TypeOutput, 0, directCRCMax+3, 'G')...)
+		for _, d := range []*Decoder{NewDecoder(bytes.NewReader(withGood)), NewDecoder(&chunkReader{b: withGood, n: 5})} {
+			found, covered := false, false
+			for {
+				f, err := d.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					continue
+				}
+				if f.Offset == at {
+					found = true
+				} else if f.Offset < at && f.Offset+int64(len(f.Raw)) > at {
+					covered = true
+				}
+			}
+			if !found && !covered {
+				t.Fatalf("a valid frame appended at byte %d was lost", at)
+			}
+		}
+		// A push decoder fed in small pieces agrees with the reader.
+		pd := NewPushDecoder()
+		var np int
+		var pe []error
+		for rest := stream; ; {
+			f, err := pd.Next()
+			if err == ErrNeedInput {
+				if len(rest) == 0 {
+					pd.CloseInput()
+				} else {
+					n := min(3, len(rest))
+					pd.Feed(rest[:n])
+					rest = rest[n:]
+				}
+				continue
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				pe = append(pe, err)
+				continue
+			}
+			if !bytes.Equal(f.Payload, p1[np]) {
+				t.Fatalf("push decoder frame %d differs", np)
+			}
+			np++
+		}
+		if np != len(p1) || len(pe) != len(e1) {
+			t.Fatalf("push decoder: %d frames %d diagnostics, reader: %d and %d", np, len(pe), len(p1), len(e1))
+		}
+		for i := range pe {
+			if pe[i].Error() != e1[i].Error() {
+				t.Fatalf("push decoder diagnostic %d: %v vs %v", i, pe[i], e1[i])
 			}
 		}
 	})

@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"unicode/utf8"
 )
 
@@ -229,6 +232,10 @@ type VMExit struct {
 	// guest reported its code): poweroff, reboot, triple_fault, or
 	// guest_exit when it did not shut down within the grace period.
 	EndedBy string `json:"ended_by,omitempty"`
+	// GuestHostFrames counts frame headers of host types (or with the
+	// host flag) the guest wrote; the VMM passed none of them on as a
+	// frame (see wire.GuestRelay).
+	GuestHostFrames uint64 `json:"guest_host_frames,omitempty"`
 }
 
 // Violation is a monitor finding.
@@ -295,9 +302,84 @@ type PayloadError struct {
 
 func (e *PayloadError) Error() string { return fmt.Sprintf("bad %s payload: %s", e.Type, e.Reason) }
 
-// Unmarshal decodes a payload of a known type. Byte slices in the result
-// (Output.Data) alias payload. Unknown and user types return an error
-// wrapping ErrUnknownType.
+// IsJSON reports whether t is a defined type whose payload is a JSON
+// object.
+func (t Type) IsJSON() bool {
+	switch t {
+	case TypeOutput, TypeGuestExit, TypeLog:
+		return false
+	}
+	return t.Known()
+}
+
+// CheckPayload reports whether payload matches the layout of type t, the
+// one definition of a bad payload that every reader (ktstr-decode,
+// ktstr-monitor) shares; see man/ktstr-stream.5. Unknown and user types
+// have no layout and always pass. The error is a *PayloadError.
+func CheckPayload(t Type, payload []byte) error {
+	if !t.Known() {
+		return nil
+	}
+	if sh := jsonShapes[t]; sh != nil {
+		if err := checkJSONObject(t, payload); err != nil {
+			return err
+		}
+		if typedOK(sh, payload) {
+			return nil
+		}
+	}
+	_, err := Unmarshal(t, payload)
+	return err
+}
+
+// checkJSONObject checks the syntax of a JSON payload: one RFC 8259 value,
+// strings in valid UTF-8, nested at most MaxJSONDepth deep, an object.
+func checkJSONObject(t Type, p []byte) error {
+	if off, deep := ValidJSON(p); deep {
+		return &PayloadError{t, fmt.Sprintf("JSON nested deeper than %d levels at byte %d", MaxJSONDepth, off)}
+	} else if off >= 0 {
+		return &PayloadError{t, fmt.Sprintf("invalid JSON at byte %d", off)}
+	}
+	if v := bytes.TrimLeft(p, " \t\r\n"); v[0] != '{' {
+		return &PayloadError{t, "JSON value is not an object"}
+	}
+	return nil
+}
+
+// typeError says which field of a JSON payload has the wrong type, in the
+// man page's terms.
+func typeError(t Type, e *json.UnmarshalTypeError) error {
+	want := ""
+	switch e.Type.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		want = fmt.Sprintf("an integer from %d to %d", int64(-1)<<(e.Type.Bits()-1), uint64(1)<<(e.Type.Bits()-1)-1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = fmt.Sprintf("an integer from 0 to %d", uint64(1)<<(e.Type.Bits()-1)*2-1)
+	case reflect.Float32, reflect.Float64:
+		want = "a number within the range of an IEEE 754 double"
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	default:
+		want = e.Type.String()
+	}
+	field := e.Field
+	if field == "" {
+		field = "(the payload)"
+	}
+	return &PayloadError{t, fmt.Sprintf("field %s is a JSON %s, want %s", field, e.Value, want)}
+}
+
+// Unmarshal decodes a payload of a known type, after checking it as
+// CheckPayload does: a payload that does not match its type's layout,
+// including a JSON field of the wrong type, returns a *PayloadError. Byte
+// slices in the result (Output.Data) alias payload. Unknown and user types
+// return an error wrapping ErrUnknownType.
 func Unmarshal(t Type, payload []byte) (Message, error) {
 	switch t {
 	case TypeOutput:
@@ -349,7 +431,14 @@ func Unmarshal(t Type, payload []byte) (Message, error) {
 	default:
 		return nil, fmt.Errorf("type %s: %w", t, ErrUnknownType)
 	}
+	if err := checkJSONObject(t, payload); err != nil {
+		return nil, err
+	}
 	if err := json.Unmarshal(payload, m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, typeError(t, te)
+		}
 		return nil, &PayloadError{t, err.Error()}
 	}
 	return deref(m), nil

@@ -1,4 +1,4 @@
-package decode
+package wire
 
 import (
 	"encoding/binary"
@@ -6,14 +6,20 @@ import (
 	"unicode/utf8"
 )
 
-// maxJSONDepth matches encoding/json's nesting limit, so validJSON accepts
-// exactly what json.Valid accepts, less documents with invalid UTF-8.
-const maxJSONDepth = 10000
+// MaxJSONDepth is the deepest nesting of arrays and objects a JSON payload
+// may have; it matches encoding/json's limit, so ValidJSON accepts exactly
+// what json.Valid accepts, less documents with invalid UTF-8.
+const MaxJSONDepth = 10000
 
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080
 )
+
+// JSONPlainRun returns the index of the first byte at or after i that a
+// JSON string scan (or an escaper, as pkg/decode's) must stop at: a control
+// character, a quote, a backslash or a non-ASCII byte; len(b) if none.
+func JSONPlainRun(b []byte, i int) int { return plainRun(b, i) }
 
 // plainRun returns the index of the first byte at or after i that a JSON
 // string scan must stop at (see strSpecial), or len(b). It tests eight
@@ -151,13 +157,40 @@ func jsonLiteral(b []byte, i int, lit string) int {
 	return i + len(lit)
 }
 
-// validJSON reports whether b is one RFC 8259 JSON value (surrounded by
-// optional whitespace) whose strings are valid UTF-8. It returns -1 when
-// b is valid, else the offset of the first offending byte (len(b) when
-// the input ends early). It exists because ktstr-decode --json embeds JSON
-// payloads verbatim after validating them, and encoding/json's validator
-// is several times slower. It is iterative (an explicit stack of open
-// containers) and does not allocate below 64 levels of nesting.
+// ValidJSON reports whether b is one RFC 8259 JSON value (surrounded by
+// optional whitespace) whose strings are valid UTF-8 and whose arrays and
+// objects nest at most MaxJSONDepth deep. It returns -1 when b is valid,
+// else the offset of the first offending byte (len(b) when the input ends
+// early); tooDeep says the fault is the nesting limit, at the bracket that
+// opens level MaxJSONDepth+1. It exists because ktstr-decode --json embeds
+// JSON payloads verbatim after validating them, and encoding/json's
+// validator is several times slower. It is iterative (an explicit stack
+// of open containers) and does not allocate below 64 levels of nesting.
+func ValidJSON(b []byte) (off int, tooDeep bool) {
+	off = validJSON(b)
+	return off, off >= 0 && off < len(b) && (b[off] == '[' || b[off] == '{') && depthAt(b, off) >= MaxJSONDepth
+}
+
+// depthAt counts the containers open before b[off] in a document that
+// validJSON accepted up to off.
+func depthAt(b []byte, off int) int {
+	depth, inStr := 0, false
+	for i := 0; i < off; i++ {
+		switch c := b[i]; {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return depth
+}
+
 func validJSON(b []byte) int {
 	var stackBuf [64]byte
 	stack := stackBuf[:0]
@@ -169,7 +202,7 @@ func validJSON(b []byte) int {
 		}
 		switch c := b[i]; c {
 		case '{', '[':
-			if len(stack) >= maxJSONDepth {
+			if len(stack) >= MaxJSONDepth {
 				return i
 			}
 			stack = append(stack, c)
