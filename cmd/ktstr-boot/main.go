@@ -15,6 +15,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/interactive"
 	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
@@ -44,6 +45,7 @@ func main() {
 			&cli.StringFlag{Name: "exec", Usage: "run CMD in the guest through hvc0 and exit with its status"},
 			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
 			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
+			&cli.StringFlag{Name: "vmm", Value: qemu.ModeKVM, EnvVars: []string{"KTSTR_VMM"}, Usage: "kvm (this VMM on /dev/kvm), qemu (QEMU: -accel kvm on hardware KVM, else TCG) or auto (this VMM on hardware KVM, else QEMU TCG)"},
 			&cli.BoolFlag{Name: "probe", Usage: "decide whether /dev/kvm is hardware-assisted (exit 0) or not (exit 1), print the verdict and the evidence"},
 		},
 		Action: func(c *cli.Context) error {
@@ -100,8 +102,20 @@ func run(c *cli.Context, start time.Time) error {
 	if perf != nil {
 		cpus = nil // each vCPU gets its own CPU from the plan
 	}
+	choice, err := qemu.Choose(c.String("vmm"), func() kvmprobe.Result { return kvmprobe.Probe(kvmprobe.Options{}) })
+	if err != nil {
+		if c.String("vmm") == qemu.ModeKVM || !strings.Contains(err.Error(), "needs QEMU") {
+			return cmdutil.UsageError("%v", err)
+		}
+		return cmdutil.Exit(vmm.ExitVMMError, err)
+	}
+	if choice.QEMU {
+		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
+	} else if c.String("vmm") != qemu.ModeKVM {
+		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
+	}
 	var parts []string
-	if !c.Bool("no-default-cmdline") {
+	if !c.Bool("no-default-cmdline") && !choice.QEMU {
 		parts = append(parts, vmm.DefaultCmdline())
 	}
 	ask := interactive.Request{Shell: c.Bool("shell"), Exec: c.String("exec"), HasExec: c.IsSet("exec")}
@@ -152,6 +166,9 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
 
+	if choice.QEMU {
+		return runQEMU(c, choice, cfg, c.StringSlice("initramfs"), ask)
+	}
 	if ask.Shell || ask.HasExec {
 		return runInteractive(ask, cfg)
 	}

@@ -1,14 +1,13 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 )
 
 // ReferenceOptions configures one plain-TCG boot.
@@ -77,167 +76,45 @@ type Result struct {
 
 // Err returns nil for a run that ended by itself with exit status 0, and an
 // error saying what went wrong otherwise (timeout, QEMU failure).
-func (r *Result) Err() error {
-	switch {
-	case r.TimedOut:
-		return fmt.Errorf("QEMU killed after the %v timeout; console tail: %s", r.Wall.Round(time.Second), tail(r.Console, 300))
-	case r.ExitCode != 0:
-		return fmt.Errorf("QEMU exited with status %d: %s", r.ExitCode, strings.TrimSpace(tail(r.Stderr, 300)))
-	}
-	return nil
-}
+func (r *Result) Err() error { return (*qemu.Result)(r).Err() }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.ToValidUTF8(string(b), "?")
-}
+func tail(b []byte, n int) string { return qemu.Tail(b, n) }
 
-// BaseCmdline is the kernel command line every lab boot starts with: the
-// console on the 8250 port, reboot (and so QEMU exit, with -no-reboot) on
-// panic, and the triple-fault reboot that needs no firmware.
-const BaseCmdline = "console=ttyS0 panic=-1 reboot=t"
+// BaseCmdline is the kernel command line every lab boot starts with
+// (pkg/qemu owns it).
+const BaseCmdline = qemu.BaseCmdline
 
 // ReferenceArgs returns QEMU's arguments for opts. stream is the chardev
 // backend for the guest's "ktstr" port ("socket,path=S" to connect to a
 // unix socket, "file,path=F" to write a file); empty leaves the port out.
 func ReferenceArgs(opts *ReferenceOptions, stream string) []string {
-	cpus, mem := opts.CPUs, opts.MemoryMiB
-	if cpus <= 0 {
-		cpus = 2
-	}
-	if mem <= 0 {
-		mem = 512
-	}
-	machine := "microvm"
-	if opts.MachineOpts != "" {
-		machine += "," + opts.MachineOpts
-	}
-	var args []string
-	if opts.MemFile != "" {
-		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", mem, opts.MemFile))
-		machine += ",memory-backend=mem"
-	}
-	args = append(args,
-		"-M", machine, "-accel", or(opts.Accel, "tcg"), "-cpu", or(opts.CPUModel, "max"),
-		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
-		"-nodefaults", "-no-reboot", "-display", "none",
-		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-device", "virtio-serial-device",
-	)
-	if stream != "" {
-		args = append(args,
-			"-chardev", stream+",id=ktstr",
-			"-device", "virtserialport,chardev=ktstr,name=ktstr")
-	}
-	cmdline := BaseCmdline
-	if or(opts.Accel, "tcg") == "tcg" {
-		if t := TCGTimeCmdline(); t != "" {
-			cmdline += " " + t
-		}
-	}
-	if opts.Cmdline != "" {
-		cmdline += " " + opts.Cmdline
-	}
-	args = append(args, "-kernel", opts.Kernel, "-initrd", opts.Initramfs, "-append", cmdline)
-	return append(args, opts.ExtraArgs...)
+	o := opts.qemu()
+	return qemu.Args(&o, stream)
 }
 
-// Reference boots opts.Kernel with opts.Initramfs under plain QEMU TCG and
-// waits for QEMU to exit or the timeout to kill it. The error is non-nil
-// only when the run could not be started or its outputs not written; check
-// Result.Err (or TimedOut and ExitCode) for how the run itself ended.
+func (opts *ReferenceOptions) qemu() qemu.Options {
+	return qemu.Options{
+		Kernel: opts.Kernel, Initramfs: opts.Initramfs, CPUs: opts.CPUs, MemoryMiB: opts.MemoryMiB,
+		Cmdline: opts.Cmdline, Timeout: opts.Timeout, StreamPath: opts.StreamPath, Stream: opts.Stream,
+		ConsolePath: opts.ConsolePath, Console: opts.Console, MemFile: opts.MemFile, ExtraArgs: opts.ExtraArgs,
+		QEMU: opts.QEMU, MachineOpts: opts.MachineOpts, Accel: opts.Accel, CPUModel: opts.CPUModel,
+	}
+}
+
+// Reference boots opts.Kernel with opts.Initramfs under plain QEMU TCG
+// (pkg/qemu) and waits for QEMU to exit or the timeout to kill it. The
+// error is non-nil only when the run could not be started or its outputs
+// not written; check Result.Err (or TimedOut and ExitCode) for how the run
+// itself ended.
 func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
-	if opts.Kernel == "" || opts.Initramfs == "" {
-		return nil, fmt.Errorf("reference boot needs a kernel and an initramfs")
-	}
-	for _, f := range []string{opts.Kernel, opts.Initramfs} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("reference boot: %w", err)
+	r, err := qemu.Run(ctx, opts.qemu())
+	if r == nil {
+		if err != nil {
+			err = fmt.Errorf("reference boot: %w", err)
 		}
-	}
-	q := opts.QEMU
-	if q == "" {
-		var err error
-		if q, err = FindQEMU(); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 120 * time.Second
-	}
-	dir, err := os.MkdirTemp("", "ktstr-lab-")
-	if err != nil {
-		return nil, fmt.Errorf("reference boot: %w", err)
-	}
-	defer os.RemoveAll(dir)
-
-	var stream bytes.Buffer
-	sinks := []io.Writer{&stream}
-	var streamFile *os.File
-	if opts.StreamPath != "" {
-		if streamFile, err = os.Create(opts.StreamPath); err != nil {
-			return nil, fmt.Errorf("reference boot: stream file: %w", err)
-		}
-		defer streamFile.Close()
-		sinks = append(sinks, streamFile)
-	}
-	if opts.Stream != nil {
-		sinks = append(sinks, opts.Stream)
-	}
-	sink, err := newStreamSink(dir, io.MultiWriter(sinks...))
-	if err != nil {
 		return nil, err
 	}
-	var conFile *os.File
-	console := opts.Console
-	if opts.ConsolePath != "" {
-		if conFile, err = os.Create(opts.ConsolePath); err != nil {
-			sink.close()
-			return nil, fmt.Errorf("reference boot: console file: %w", err)
-		}
-		defer conFile.Close()
-		if console != nil {
-			console = io.MultiWriter(conFile, console)
-		} else {
-			console = conFile
-		}
-	}
-	p := &process{qemu: q, args: ReferenceArgs(&opts, "socket,path="+sink.path), timeout: opts.Timeout, console: console}
-	if err := p.startProc(ctx); err != nil {
-		sink.close()
-		return nil, err
-	}
-	code, wall := p.wait()
-	serr := sink.close()
-	var first time.Duration
-	if t := sink.firstByte(); !t.IsZero() {
-		first = t.Sub(p.start)
-	}
-	r := &Result{
-		FirstStream: first,
-		Stream:      stream.Bytes(), StreamPath: opts.StreamPath,
-		Console: p.conBuf.Bytes(), Stderr: p.errBuf.Bytes(),
-		ExitCode: code, TimedOut: p.timedOut, Wall: wall,
-		Args: append([]string{q}, p.args...),
-	}
-	if serr != nil {
-		return r, fmt.Errorf("reference boot: reading the guest stream: %w", serr)
-	}
-	if streamFile != nil {
-		if err := streamFile.Close(); err != nil {
-			return r, fmt.Errorf("reference boot: stream file: %w", err)
-		}
-	}
-	return r, nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return (*Result)(r), err
 }
 
 // L2Options returns options for booting kernel and initramfs as an L2
@@ -261,3 +138,10 @@ func L2Options(kernel, initramfs string, cpus, memMiB int, cmdline string) Refer
 // L2Cmdline is what every nested-lab L2 kernel gets on its command line
 // (a lab workaround, not a ktstr default).
 const L2Cmdline = "idle=poll"
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
