@@ -25,7 +25,8 @@ func main() {
 			&cli.BoolFlag{Name: "json", Aliases: []string{"j"}, Usage: "one JSON object per line instead of text"},
 			&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "show only these types (names, numbers, or user); repeatable, comma lists"},
 			&cli.BoolFlag{Name: "stats", Usage: "print frame, byte and corruption counts after the stream"},
-			&cli.BoolFlag{Name: "summary", Usage: "print a table of cgroup metrics, check results and exits after the stream"},
+			&cli.BoolFlag{Name: "summary", Usage: "print a table of cgroup metrics, check results, exits and the verdict line after the stream"},
+			&cli.BoolFlag{Name: "verdict", Usage: "print the run's verdict line after the stream and exit 0 pass, 1 fail, 3 no verdict"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no frame records (diagnostics, --stats and --summary still print)"},
 			&cli.BoolFlag{Name: "strict", Usage: "exit 1 if the stream had any corruption, truncated frame or bad payload"},
 			&cli.BoolFlag{Name: "line-buffered", Usage: "write each record as soon as it is made (default when stdout is a terminal)"},
@@ -49,6 +50,7 @@ func run(c *cli.Context) error {
 		Quiet:        c.Bool("quiet"),
 		Stats:        c.Bool("stats"),
 		Summary:      c.Bool("summary"),
+		Verdict:      c.Bool("verdict"),
 		Strict:       c.Bool("strict"),
 		LineBuffered: c.Bool("line-buffered") || decode.IsTerminal(os.Stdout),
 		DiagPrefix:   c.App.Name + ": ",
@@ -59,7 +61,11 @@ func run(c *cli.Context) error {
 	if !decode.SameFile(os.Stdout, os.Stderr) {
 		o.Diag = os.Stderr
 	}
-	_, err = decode.Run(in, os.Stdout, o)
+	st, err := decode.Run(in, os.Stdout, o)
+	if o.Verdict && st != nil && st.Verdict != nil && (err == nil || errors.Is(err, decode.ErrCorrupt)) {
+		// The verdict's code covers corruption too (no verdict, or fail).
+		return cmdutil.Quiet(st.Verdict.ExitCode)
+	}
 	if errors.Is(err, decode.ErrCorrupt) {
 		return cmdutil.Exit(exitCorrupt, err)
 	}

@@ -192,3 +192,44 @@ func TestBinaryStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestVerdictExitCodes: --verdict's exit code is the run's verdict: 0
+// pass, 1 fail, 3 no verdict (empty, cut short, no guest_exit), with one
+// verdict line on stdout; --strict does not override it.
+func TestVerdictExitCodes(t *testing.T) {
+	bin := decodeBin(t)
+	var good bytes.Buffer
+	h := wire.NewEncoder(&good, wire.WithFlags(wire.FlagHost))
+	g := wire.NewEncoder(&good)
+	h.Encode(wire.VMStart{VMM: "ktstr-boot", Topology: "1n1l2c1t"})
+	g.Encode(wire.GuestReady{Kernel: "6.12.117", Scheduler: "scx_simple", Scenario: "steady"})
+	g.Encode(wire.CheckResult{Name: "starvation", Pass: true})
+	hung := append([]byte(nil), good.Bytes()...) // the guest stopped here
+	g.Encode(wire.GuestExit{Code: 0})
+	h.Encode(wire.VMExit{Reason: "guest_exit", EndedBy: "poweroff"})
+	stream, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		in    []byte
+		args  []string
+		code  int
+		start string
+	}{
+		{"pass", good.Bytes(), []string{"-q", "--verdict"}, 0, "verdict: PASS kernel=6.12.117 scheduler=scx_simple scenario=steady topology=1n1l2c1t: "},
+		{"fail", stream, []string{"-q", "--verdict", "--strict"}, 1, "verdict: FAIL "},
+		{"empty", []byte{}, []string{"--verdict"}, 3, "verdict: NO VERDICT kernel=? scheduler=? scenario=? topology=?: empty stream"},
+		{"hung", hung, []string{"-q", "--verdict"}, 3, "verdict: NO VERDICT kernel=6.12.117 scheduler=scx_simple scenario=steady topology=1n1l2c1t: no guest_exit and no vm_exit"},
+		{"summary alone keeps exit 0", []byte{}, []string{"--summary"}, 0, "summary:"},
+		{"json", good.Bytes(), []string{"-q", "-j", "--verdict"}, 0, `{"verdict":{"result":"pass"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBin(t, bin, c.in, c.args...)
+			if r.code != c.code || !strings.HasPrefix(r.stdout, c.start) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and stdout starting %q", r.code, r.stdout, r.stderr, c.code, c.start)
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ import (
 const (
 	exitViolations = 1
 	exitBad        = 2
+	exitNoVerdict  = 3 // nothing to judge: empty stream, no guest frame, guest memory not understood
 )
 
 func main() { cmdutil.Main(newApp()) }
@@ -170,6 +171,9 @@ func run(c *cli.Context) error {
 	}
 	if len(res.Violations) > 0 {
 		return cmdutil.Exitf(exitViolations, "%d violation(s)", len(res.Violations))
+	}
+	if nv := res.NoVerdict(); nv != "" {
+		return cmdutil.Exitf(exitNoVerdict, "no verdict: %s", nv)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 // Exit statuses on the recorded streams in pkg/monitor/testdata.
@@ -15,6 +17,24 @@ func TestExitCodes(t *testing.T) {
 	td := filepath.Join("..", "..", "pkg", "monitor", "testdata")
 	cfg := filepath.Join(t.TempDir(), "th.json")
 	os.WriteFile(cfg, []byte(`{"sustain_samples": 50}`), 0o600)
+	empty := filepath.Join(t.TempDir(), "empty.ktstr")
+	os.WriteFile(empty, nil, 0o600)
+	var hostOnly, frozen bytes.Buffer
+	h := wire.NewEncoder(&hostOnly, wire.WithFlags(wire.FlagHost))
+	h.Encode(wire.VMStart{VMM: "ktstr-boot", VCPUs: 1})
+	h.Encode(wire.VMExit{Reason: "timeout", ExitCode: 124})
+	hostOnlyP := filepath.Join(t.TempDir(), "hostonly.ktstr")
+	os.WriteFile(hostOnlyP, hostOnly.Bytes(), 0o600)
+	// A guest that said hello, then samples whose runqueue clocks never
+	// move (a guest hung from the start): not "OK".
+	g := wire.NewEncoder(&frozen)
+	fh := wire.NewEncoder(&frozen, wire.WithFlags(wire.FlagHost))
+	g.Encode(wire.GuestReady{Kernel: "6.12"})
+	for i := 0; i < 20; i++ {
+		fh.Encode(wire.MonitorSample{Seq: uint64(i), CPUs: []wire.CPUSample{{CPU: 0, ClockNS: 5e9}}})
+	}
+	frozenP := filepath.Join(t.TempDir(), "frozen.ktstr")
+	os.WriteFile(frozenP, frozen.Bytes(), 0o600)
 	tests := []struct {
 		args []string
 		code int
@@ -27,6 +47,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--no-stall", filepath.Join(td, "stall.ktstr")}, 0, ""},
 		{[]string{filepath.Join(td, "schedexit.ktstr")}, 1, "2 violation(s)"},
 		{[]string{filepath.Join(td, "corrupt.ktstr")}, 2, "corrupt or truncated"},
+		{[]string{empty}, 3, "no verdict: empty stream"},
+		{[]string{hostOnlyP}, 3, "no verdict: no frame from the guest"},
+		{[]string{frozenP}, 3, "no verdict: no runqueue clock advanced in 20 samples"},
 		{[]string{filepath.Join(td, "missing.ktstr")}, 2, "open stream"},
 		{[]string{"a", "b"}, 2, "at most one STREAM"},
 		{[]string{"--sustain-samples", "0", filepath.Join(td, "clean.ktstr")}, 2, "sustain_samples"},

@@ -42,6 +42,15 @@ func Exitf(code int, format string, a ...any) error {
 	return &ExitError{Code: code, Err: fmt.Errorf(format, a...)}
 }
 
+// Quiet exits with code and prints nothing: the tool has already said
+// why (e.g. a verdict line on standard output). Quiet(0) is nil.
+func Quiet(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &ExitError{Code: code, Err: errors.New("")}
+}
+
 // UsageError is returned for bad flags or arguments (exit 2).
 func UsageError(format string, a ...any) error { return Exitf(ExitUsage, format, a...) }
 

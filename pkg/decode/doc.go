@@ -1,12 +1,13 @@
 // Package decode owns what ktstr-decode does with a frame stream: it turns
 // frames into human-readable text lines or JSON lines, filters them by
 // type, reports corruption with byte offsets, counts what it saw (Stats),
-// collects an end-of-run Summary of cgroup metrics and check results, and
+// collects an end-of-run Summary of cgroup metrics and check results,
+// prints the run's verdict (judged by pkg/verdict), and
 // runs the streaming loop that prints each frame as soon as it is complete.
 //
 // It reads frames only through pkg/wire (Decoder, Unmarshal, the message
-// structs) and never parses the header itself. Imports: pkg/wire and the
-// standard library.
+// structs) and never parses the header itself. Imports: pkg/wire,
+// pkg/verdict and the standard library.
 //
 // Payloads are untrusted: every known type's payload is checked against its
 // layout before it is shown (binary layouts exactly; JSON payloads for

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ktstr-go/ktstr/pkg/verdict"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -67,7 +68,8 @@ type Options struct {
 	Filter       Filter
 	Quiet        bool // print no frame records (diagnostics still print)
 	Stats        bool // print Stats after the stream
-	Summary      bool // print the Summary after the stream
+	Summary      bool // print the Summary (and the verdict line) after the stream
+	Verdict      bool // judge the run (Stats.Verdict) and print the verdict line
 	Strict       bool // any corruption, truncation or bad payload makes Run fail with ErrCorrupt
 	LineBuffered bool // write out every record as soon as it is made
 	// Diag, when set, also gets every diagnostic and payload error as one
@@ -142,6 +144,10 @@ func Run(in io.Reader, out io.Writer, o Options) (*Stats, error) {
 	if o.Summary {
 		sum = &Summary{}
 	}
+	var judge *verdict.Judge
+	if o.Summary || o.Verdict {
+		judge = &verdict.Judge{}
+	}
 	dec := wire.NewDecoder(&flushingReader{in, s})
 	var line []byte
 	diag := func(off int64, err error) {
@@ -174,6 +180,9 @@ func Run(in io.Reader, out io.Writer, o Options) (*Stats, error) {
 				return st, err
 			}
 			st.diag(err)
+			if judge != nil {
+				judge.Corrupt(err)
+			}
 			s.buf = r.AppendDiag(s.buf, err)
 			diag(-1, err)
 		} else {
@@ -188,6 +197,13 @@ func Run(in io.Reader, out io.Writer, o Options) (*Stats, error) {
 			if perr != nil {
 				st.PayloadErrors++
 				diag(f.Offset, perr)
+			}
+			if judge != nil {
+				if perr != nil {
+					judge.PayloadError(f, perr)
+				} else {
+					judge.Frame(f)
+				}
 			}
 			if sum != nil {
 				sum.frame(f)
@@ -212,6 +228,15 @@ func Run(in io.Reader, out io.Writer, o Options) (*Stats, error) {
 			s.buf = st.AppendJSON(s.buf)
 		} else {
 			s.buf = st.AppendText(s.buf)
+		}
+	}
+	if judge != nil {
+		v := judge.Verdict(st.BytesRead)
+		st.Verdict = &v
+		if o.Format == JSON {
+			s.buf = v.AppendJSON(s.buf)
+		} else {
+			s.buf = v.AppendText(s.buf)
 		}
 	}
 	if err := s.flush(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ktstr-go/ktstr/pkg/verdict"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -31,6 +32,7 @@ type Stats struct {
 	TruncatedBytes int64                    // bytes of those frames that were present
 	PayloadErrors  int64                    // good frames whose payload breaks its type's layout
 	SeqGaps        int64                    // seq discontinuities per origin (a restart at 0 is not one)
+	Verdict        *verdict.Verdict         // the run's verdict, with Options.Verdict or Summary
 
 	lastSeq [2]uint32
 	haveSeq [2]bool

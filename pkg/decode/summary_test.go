@@ -22,15 +22,20 @@ func TestSummaryIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	first, last, _ := strings.Cut(out, "\n")
+	if !strings.HasPrefix(last, `{"verdict":{"result":"fail","reason":"check starvation failed`) {
+		t.Fatalf("verdict line after the summary: %q", last)
+	}
 	var s struct{ Summary Summary }
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
+	if err := json.Unmarshal([]byte(first), &s); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Summary.Cgroups) != maxSummaryItems || s.Summary.Omitted != 5 || s.Summary.Failed != 1 || len(s.Summary.Checks) != 1 {
 		t.Fatalf("summary kept %d cgroups, omitted %d, %d failed checks", len(s.Summary.Cgroups), s.Summary.Omitted, s.Summary.Failed)
 	}
 	text, _, _ := render(t, b.Bytes(), Options{Quiet: true, Summary: true})
-	if !strings.HasSuffix(text, "  checks: 0 passed, 1 failed\n    FAIL starvation observed=0 threshold=0 step=0\n  5 more items omitted (over 10000 per list)\n") {
+	if !strings.HasSuffix(text, "  checks: 0 passed, 1 failed\n    FAIL starvation observed=0 threshold=0 step=0\n  5 more items omitted (over 10000 per list)\n"+
+		"verdict: FAIL kernel=? scheduler=? scenario=? topology=?: check starvation failed: observed 0, threshold 0 (step 0)\n") {
 		t.Fatalf("text summary ends %q", text[len(text)-200:])
 	}
 }

@@ -243,7 +243,21 @@ func runInit(e *env, version string) int {
 	if topoErr == nil {
 		cpus = len(topo.Online)
 	}
-	e.send(wire.GuestReady{Kernel: unameRelease(), CPUs: cpus, MemoryKiB: memKiB(), InitVersion: version, UptimeNS: bootNS(), Cmdline: cmdline})
+	// The plan is made before guest_ready so that the frame can name the
+	// scheduler and scenario; its errors are reported after it.
+	var p *plan
+	var planErr error
+	if ovErr == nil {
+		p, planErr = makePlan(ov)
+	}
+	ready := wire.GuestReady{Kernel: unameRelease(), CPUs: cpus, MemoryKiB: memKiB(), InitVersion: version, UptimeNS: bootNS(), Cmdline: cmdline}
+	if topoErr == nil {
+		ready.Topology = fmt.Sprintf("%dcpu/%dllc/%dnode", len(topo.Online), len(topo.LLCs), len(topo.Nodes))
+	}
+	if p != nil {
+		ready.Scheduler, ready.Scenario = p.schedulerName(), p.scName
+	}
+	e.send(ready)
 	for _, p := range pending {
 		e.send(wire.Log{Text: p})
 	}
@@ -259,9 +273,8 @@ func runInit(e *env, version string) int {
 		e.logf("%v", topoErr)
 		return ExitInternal
 	}
-	p, err := makePlan(ov)
-	if err != nil {
-		e.logf("%v", err)
+	if planErr != nil {
+		e.logf("%v", planErr)
 		return ExitBadConfig
 	}
 	if err := checkCpusets(p.sc, topo); err != nil {
@@ -269,6 +282,19 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	return execute(e, p, topo)
+}
+
+// schedulerName is the scheduler's name and arguments as the verdict
+// line shows them; "eevdf" for a baseline run.
+func (p *plan) schedulerName() string {
+	if p.sched == nil {
+		return "eevdf"
+	}
+	name := p.sched.Name
+	if name == "" {
+		name = filepath.Base(p.sched.Path)
+	}
+	return strings.Join(append([]string{name}, p.sched.Args...), " ")
 }
 
 // makePlan reads the run configuration and applies the command line.

@@ -44,7 +44,8 @@ type Result struct {
 	Violations   []wire.Violation `json:"violations"`
 	StreamErrors int              `json:"stream_errors"` // corrupt or truncated regions
 	Frames       int              `json:"frames"`
-	Sampling     bool             `json:"sampling"` // the monitor read guest memory
+	GuestFrames  int              `json:"guest_frames"` // frames without the host flag
+	Sampling     bool             `json:"sampling"`     // the monitor read guest memory
 	KernelFound  bool             `json:"kernel_found"`
 	SampleErrors int              `json:"sample_errors"`
 	Dumps        int              `json:"dumps"` // dump requests delivered
@@ -157,6 +158,9 @@ func (r *runner) readStream() error {
 		switch {
 		case err == nil:
 			r.res.Frames++
+			if f.Flags&wire.FlagHost == 0 {
+				r.res.GuestFrames++
+			}
 			r.frame(f)
 		case wire.IsCorruption(err):
 			r.res.StreamErrors++
@@ -437,35 +441,55 @@ func (r *runner) clearStatus() {
 	}
 }
 
+// NoVerdict says why the run gave the monitor nothing to judge, or ""
+// when it did: an empty stream, no frame from the guest, guest memory
+// that never showed the kernel, or runqueue clocks that never moved (a
+// guest that hung from the start, or memory that is not this kernel's).
+// None of these may read as "monitor OK".
+func (res *Result) NoVerdict() string {
+	s := res.Summary
+	switch {
+	case res.Frames == 0:
+		return "empty stream: no frame arrived"
+	case res.GuestFrames == 0:
+		return fmt.Sprintf("no frame from the guest in %d frames: the guest never reported", res.Frames)
+	case res.Sampling && !res.KernelFound:
+		return "the kernel was never found in guest memory: nothing was watched"
+	case s.Samples > 1 && !s.ClocksAdvanced:
+		return fmt.Sprintf("no runqueue clock advanced in %d samples: the guest hung from the start, or the samples are not this kernel's", s.Samples)
+	}
+	return ""
+}
+
 func (r *runner) printSummary() {
 	s := r.res.Summary
 	if r.o.JSON {
 		b, _ := json.Marshal(struct {
 			Event string `json:"event"`
 			Summary
-			StreamErrors int  `json:"stream_errors"`
-			Frames       int  `json:"frames"`
-			Sampling     bool `json:"sampling"`
-			KernelFound  bool `json:"kernel_found"`
-			Dumps        int  `json:"dumps"`
-		}{"summary", s, r.res.StreamErrors, r.res.Frames, r.res.Sampling, r.res.KernelFound, r.res.Dumps})
+			StreamErrors int    `json:"stream_errors"`
+			Frames       int    `json:"frames"`
+			Sampling     bool   `json:"sampling"`
+			KernelFound  bool   `json:"kernel_found"`
+			Dumps        int    `json:"dumps"`
+			GuestFrames  int    `json:"guest_frames"`
+			NoVerdict    string `json:"no_verdict,omitempty"`
+		}{"summary", s, r.res.StreamErrors, r.res.Frames, r.res.Sampling, r.res.KernelFound, r.res.Dumps, r.res.GuestFrames, r.res.NoVerdict()})
 		fmt.Fprintf(r.o.Report, "%s\n", b)
 		return
 	}
 	verdict := "monitor OK"
-	if s.Violations > 0 {
+	nv := r.res.NoVerdict()
+	switch {
+	case s.Violations > 0:
 		verdict = fmt.Sprintf("monitor FAILED: %d violation(s)", s.Violations)
+	case nv != "":
+		verdict = "monitor NO VERDICT (" + nv + ")"
 	}
 	fmt.Fprintf(r.o.Report, "%s: %d frames, %d samples (%d evaluated after warm-up), max nr_running %d, max imbalance %.1f, max local DSQ %d",
 		verdict, r.res.Frames, s.Samples, s.Evaluated, s.MaxNrRunning, s.MaxImbalance, s.MaxLocalDSQ)
 	if r.res.StreamErrors > 0 {
 		fmt.Fprintf(r.o.Report, ", %d corrupt stream region(s)", r.res.StreamErrors)
-	}
-	if r.res.Sampling && !r.res.KernelFound {
-		fmt.Fprint(r.o.Report, "; the kernel was never found in guest memory")
-	}
-	if s.Samples > 1 && !s.ClocksAdvanced {
-		fmt.Fprint(r.o.Report, "; no runqueue clock ever advanced (monitor data not initialised?)")
 	}
 	fmt.Fprintln(r.o.Report)
 }

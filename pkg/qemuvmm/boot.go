@@ -50,6 +50,7 @@ type BootResult struct {
 	Detail      string
 	ExitCode    int // ktstr-boot's exit status (vmm.Classify)
 	GuestCode   *int32
+	EndedBy     string // with Reason guest_exit: how the machine stopped
 	Wall        time.Duration
 	FirstFrame  time.Duration
 	GuestBytes  uint64
@@ -230,8 +231,11 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	}
 	res.Reason, res.ExitCode = vmm.Classify(reason, sawPanic, res.GuestCode, sig)
 	res.Detail = detail
+	if res.Reason == vmm.ReasonGuestExit {
+		res.EndedBy = reason
+	}
 	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
-		Detail: res.Detail, FirstGuestFrameNS: uint64(res.FirstFrame)}
+		Detail: res.Detail, EndedBy: res.EndedBy, FirstGuestFrameNS: uint64(res.FirstFrame)}
 	if err := stream.WriteHost(ve); err != nil && res.Reason != vmm.ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}

@@ -94,6 +94,7 @@ const GuestCodeAddr = kernelAddr
 type Result struct {
 	Reason      string
 	Detail      string
+	EndedBy     string // with Reason guest_exit: how the machine stopped
 	ExitCode    int
 	GuestCode   *int32
 	Wall        time.Duration
@@ -232,7 +233,7 @@ waitJoin:
 		res.FirstFrame = fb.Sub(cfg.Start)
 	}
 	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
-		Detail: res.Detail, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
+		Detail: res.Detail, EndedBy: res.EndedBy, KVMStats: res.Stats, FirstGuestFrameNS: uint64(res.FirstFrame)}
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}
@@ -767,8 +768,11 @@ func (m *machine) result(wall time.Duration) Result {
 		sig = int(m.signal.Load())
 	}
 	res.Reason, res.ExitCode = Classify(res.Reason, m.panicked.Load(), res.GuestCode, sig)
-	if res.Reason == ReasonGuestExit && m.end.reason != ReasonGuestExit {
-		res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+m.end.reason, "; ")
+	if res.Reason == ReasonGuestExit {
+		res.EndedBy = m.end.reason
+		if m.end.reason != ReasonGuestExit {
+			res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+m.end.reason, "; ")
+		}
 	}
 	return res
 }

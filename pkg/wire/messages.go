@@ -21,6 +21,12 @@ type GuestReady struct {
 	InitVersion string `json:"init_version"` // ktstr version of the init
 	UptimeNS    uint64 `json:"uptime_ns"`    // guest CLOCK_BOOTTIME at send
 	Cmdline     string `json:"cmdline,omitempty"`
+	// What runs, for the run's verdict line: the scheduler's name and
+	// arguments ("" or absent: EEVDF), the scenario's name, and the
+	// topology the guest sees ("2cpu/1llc/1node").
+	Scheduler string `json:"scheduler,omitempty"`
+	Scenario  string `json:"scenario,omitempty"`
+	Topology  string `json:"topology,omitempty"`
 }
 
 // Phase names. New phases may be added; decoders show unknown ones as text.
@@ -219,6 +225,10 @@ type VMExit struct {
 	// FirstGuestFrameNS is the time from the VMM's start to the first
 	// byte of the guest's stream (0: the guest sent nothing).
 	FirstGuestFrameNS uint64 `json:"first_guest_frame_ns,omitempty"`
+	// EndedBy is how the machine stopped when Reason is guest_exit (the
+	// guest reported its code): poweroff, reboot, triple_fault, or
+	// guest_exit when it did not shut down within the grace period.
+	EndedBy string `json:"ended_by,omitempty"`
 }
 
 // Violation is a monitor finding.
