@@ -123,7 +123,12 @@ func signalAll(cmds []*exec.Cmd, started []bool, sig os.Signal) {
 	}
 }
 
+// toolOf names a stage by its command; the ktstr-hostlock stage by the
+// ktstr-boot it runs, whose exit status it passes through.
 func toolOf(path string, t Tools) string {
+	if path == t[Hostlock] {
+		return Boot
+	}
 	for name, p := range t {
 		if p == path {
 			return name

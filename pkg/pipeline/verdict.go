@@ -47,8 +47,8 @@ func Combine(st []Status) (int, string) {
 			tool = append(tool, s.Tool+" was killed by a signal")
 		default:
 			kind, what := classify(s.Tool, s.Code)
-			if s.Tool == Hostlock && kind == ExitFail && s.Code <= 120 && !streamDone {
-				kind, what = ExitTool, fmt.Sprintf("%s exited %d with no complete stream (a lock or VMM error, see its message)", s.Tool, s.Code)
+			if (s.Tool == Hostlock || s.Tool == Boot) && kind == ExitFail && s.Code <= 120 && !streamDone {
+				kind, what = ExitTool, fmt.Sprintf("%s (under ktstr-hostlock) exited %d with no complete stream (a lock or VMM error, see its message)", Boot, s.Code)
 			}
 			switch kind {
 			case ExitFail:
@@ -93,7 +93,7 @@ func classify(tool string, code int) (int, string) {
 			return say(ExitNoVerdict, "no verdict")
 		}
 		return say(ExitTool, "bad arguments or corrupt stream")
-	case Hostlock, Boot: // ktstr-hostlock passes ktstr-boot's status through
+	case Hostlock, Boot: // the stage ktstr-hostlock -- ktstr-boot: hostlock passes boot's status through
 		switch {
 		case code >= 1 && code <= 120 && code != 2:
 			return say(ExitFail, "the guest's exit code")

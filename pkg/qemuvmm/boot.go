@@ -126,17 +126,21 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	vs := wire.VMStart{VMM: "qemu", VCPUs: len(cfg.Topology.CPUs), Topology: cfg.Topology.Shape.String(), MemorySize: cfg.Memory, Kernel: cfg.Kernel}
 	if len(shape.NodeSizes) > 0 {
 		for i, sz := range shape.NodeSizes {
-			opts.NodeMemFiles = append(opts.NodeMemFiles, qemu.NodeMem{Path: filepath.Join(dir, fmt.Sprintf("node%d.ram", i)), Size: sz})
+			n := qemu.NodeMem{Path: filepath.Join(dir, fmt.Sprintf("node%d.ram", i)), Size: sz}
+			if err := sizedFile(n.Path, sz); err != nil {
+				return fail(err)
+			}
+			opts.NodeMemFiles = append(opts.NodeMemFiles, n)
 		}
 		logf(cfg.Log, "guest RAM is one file per NUMA node under QEMU (%d files): the vm_start frame names none, so ktstr-monitor cannot sample guest memory", len(shape.NodeSizes))
 	} else {
 		opts.MemFile = filepath.Join(dir, "guest.ram")
-		// Create it now so that it exists when vm_start names it.
-		f, err := os.OpenFile(opts.MemFile, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fail(fmt.Errorf("guest RAM file: %w", err))
+		// Create it at its full size now (sparse: no RAM is used until the
+		// guest touches it), so that ktstr-monitor, which opens it as soon
+		// as vm_start names it, never finds it empty or short.
+		if err := sizedFile(opts.MemFile, cfg.Memory); err != nil {
+			return fail(err)
 		}
-		f.Close()
 		vs.MemoryPath = opts.MemFile
 		for _, r := range guestmem.SplitLayout(cfg.Memory, guestmem.MicrovmLowMemMax) {
 			vs.Regions = append(vs.Regions, wire.MemRegion{GPA: r.GPA, Size: r.Size, Offset: r.Offset})
@@ -310,6 +314,19 @@ func memDir(dir string) string {
 		}
 	}
 	return os.TempDir()
+}
+
+// sizedFile creates path as a sparse file of size bytes.
+func sizedFile(path string, size uint64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("guest RAM file: %w", err)
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		f.Close()
+		return fmt.Errorf("guest RAM file %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // joinInitramfs returns the one initramfs file QEMU takes: the only blob,
