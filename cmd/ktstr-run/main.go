@@ -14,8 +14,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func main() {
-	cmdutil.Main(&cli.App{
+func main() { cmdutil.Main(app()) }
+
+func app() *cli.App {
+	return &cli.App{
 		Name:      "ktstr-run",
 		Usage:     "one run, one verdict: build the initramfs, reserve host CPUs, boot, monitor and decode",
 		ArgsUsage: "[-- scheduler arguments]",
@@ -35,7 +37,7 @@ func main() {
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the pipeline as a shell script and exit"},
 		},
 		Action: run,
-	})
+	}
 }
 
 func run(c *cli.Context) error {
