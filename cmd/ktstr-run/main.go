@@ -63,6 +63,14 @@ func run(c *cli.Context) error {
 		fmt.Print(s.Script(tools, vcpus))
 		return nil
 	}
+	if s.Save != "" {
+		// Find out now, not after the boot, that the stream cannot be saved.
+		f, err := os.OpenFile(s.Save, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return cmdutil.UsageError("--save: %v", err)
+		}
+		f.Close()
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	res, err := pipeline.Run(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)

@@ -22,8 +22,9 @@ type Result struct {
 // Run builds the initramfs, then runs the pipeline with the decoder's
 // output on stdout and every tool's diagnostics (and, unless
 // Spec.Console is set, the guest console) on stderr. Signals in sigs are
-// forwarded to every running tool, which end the run their own way
-// (ktstr-boot still writes its vm_exit frame). The error is for what
+// forwarded to the pipeline's first stage (ktstr-hostlock, which passes
+// them to ktstr-boot: it ends the run with a vm_exit frame and the rest
+// of the pipeline judges what came); ctx's end terminates every stage. The error is for what
 // prevented the run from starting at all.
 func Run(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stderr io.Writer, sigs <-chan os.Signal) (*Result, error) {
 	res := &Result{}
@@ -97,7 +98,13 @@ func Run(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stderr io.Wri
 					sigs = nil
 					continue
 				}
-				signalAll(cmds, started, sig)
+				// Only the source: ktstr-boot ends the run its own way
+				// (a vm_exit frame), and the rest of the pipeline drains
+				// the stream and judges it. (A terminal's Ctrl-C reaches
+				// the whole process group by itself.)
+				if started[0] {
+					cmds[0].Process.Signal(sig)
+				}
 			}
 		}
 	}()
