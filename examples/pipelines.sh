@@ -91,6 +91,15 @@ case "$verdict:$rc" in
 esac
 grep -q '^reason: ' "$work/probe.txt"
 [ "$verdict" = none ] || grep -q '^ratio ' "$work/probe.txt"
+# --vmm: an unknown VMM is a usage error; what only ktstr-boot's own VMM
+# offers is refused up front on the QEMU path (exit 2, naming the flag).
+set +e; ktstr-boot --vmm xen --kernel "$here/sample.ktstr" 2>"$work/vmm.err"; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q 'want kvm, qemu or auto' "$work/vmm.err"
+if [ -n "${KTSTR_KERNEL:-}" ] && [ -e "${KTSTR_KERNEL:-}" ] && command -v qemu-system-x86_64 >/dev/null; then
+  set +e; ktstr-boot --vmm qemu --kernel "$KTSTR_KERNEL" --perf-mode 2>"$work/vmm.err"; rc=$?; set -e
+  [ "$rc" = 2 ] && grep -q -- '--perf-mode needs ktstr-boot.s own VMM' "$work/vmm.err" \
+    || { echo "ktstr-boot --vmm qemu --perf-mode: exit $rc:" >&2; cat "$work/vmm.err" >&2; exit 1; }
+fi
 echo "pipelines: ktstr-boot ok (probe: $(tr '\n' ' ' <"$work/probe.txt"))"
 # --- end ktstr-boot -----------------------------------------------------
 # --- ktstr-init (guest) --------------------------------------------------

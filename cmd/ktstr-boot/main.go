@@ -58,6 +58,11 @@ func main() {
 }
 
 func run(c *cli.Context, start time.Time) error {
+	switch c.String("vmm") {
+	case qemu.ModeKVM, qemu.ModeQEMU, qemu.ModeAuto:
+	default:
+		return cmdutil.UsageError("--vmm %q: want kvm, qemu or auto", c.String("vmm"))
+	}
 	kpath := c.String("kernel")
 	if kpath == "" {
 		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
@@ -95,24 +100,22 @@ func run(c *cli.Context, start time.Time) error {
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
+	choice, err := qemu.Choose(c.String("vmm"), func() kvmprobe.Result { return kvmprobe.Probe(kvmprobe.Options{}) })
+	if err != nil { // the mode is valid: QEMU is missing
+		return cmdutil.Exit(vmm.ExitVMMError, err)
+	}
+	if c.String("vmm") != qemu.ModeKVM { // it probed: say what it chose and why
+		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
+	}
+	if choice.QEMU && c.Bool("perf-mode") {
+		return cmdutil.UsageError("--perf-mode needs ktstr-boot's own VMM (--vmm kvm on hardware KVM); the QEMU path (%s) does not offer it", choice)
+	}
 	perf, err := perfFlag(c, len(topo.CPUs), mem, cpus)
 	if err != nil {
 		return err
 	}
 	if perf != nil {
 		cpus = nil // each vCPU gets its own CPU from the plan
-	}
-	choice, err := qemu.Choose(c.String("vmm"), func() kvmprobe.Result { return kvmprobe.Probe(kvmprobe.Options{}) })
-	if err != nil {
-		if c.String("vmm") == qemu.ModeKVM || !strings.Contains(err.Error(), "needs QEMU") {
-			return cmdutil.UsageError("%v", err)
-		}
-		return cmdutil.Exit(vmm.ExitVMMError, err)
-	}
-	if choice.QEMU {
-		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
-	} else if c.String("vmm") != qemu.ModeKVM {
-		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
 	}
 	var parts []string
 	if !c.Bool("no-default-cmdline") && !choice.QEMU {
