@@ -45,8 +45,8 @@ type ReferenceOptions struct {
 	QEMU string
 	// MachineOpts are appended to "-M microvm," (for example "rtc=off").
 	MachineOpts string
-	// Accel and CPUModel default to "tcg" and "max". The nested lab's L2
-	// guests use the same arguments with "kvm" and "host".
+	// Accel and CPUModel default to qemu.DefaultAccel and "max". The
+	// nested lab's L2 guests use the same arguments with "kvm" and "host".
 	Accel, CPUModel string
 }
 
@@ -76,7 +76,15 @@ type Result struct {
 
 // Err returns nil for a run that ended by itself with exit status 0, and an
 // error saying what went wrong otherwise (timeout, QEMU failure).
-func (r *Result) Err() error { return (*qemu.Result)(r).Err() }
+func (r *Result) Err() error {
+	switch {
+	case r.TimedOut:
+		return fmt.Errorf("QEMU killed after the %v timeout; console tail: %s", r.Wall.Round(time.Second), tail(r.Console, 300))
+	case r.ExitCode != 0:
+		return fmt.Errorf("QEMU exited with status %d: %s", r.ExitCode, strings.TrimSpace(tail(r.Stderr, 300)))
+	}
+	return nil
+}
 
 func tail(b []byte, n int) string { return qemu.Tail(b, n) }
 
@@ -107,14 +115,18 @@ func (opts *ReferenceOptions) qemu() qemu.Options {
 // not written; check Result.Err (or TimedOut and ExitCode) for how the run
 // itself ended.
 func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
-	r, err := qemu.Run(ctx, opts.qemu())
-	if r == nil {
+	q, err := qemu.Run(ctx, opts.qemu())
+	if q == nil {
 		if err != nil {
 			err = fmt.Errorf("reference boot: %w", err)
 		}
 		return nil, err
 	}
-	return (*Result)(r), err
+	r := &Result{
+		Stream: q.Stream, StreamPath: q.StreamPath, Console: q.Console, Stderr: q.Stderr,
+		ExitCode: q.ExitCode, TimedOut: q.TimedOut, Wall: q.Wall, FirstStream: q.FirstStream, Args: q.Args,
+	}
+	return r, err
 }
 
 // L2Options returns options for booting kernel and initramfs as an L2

@@ -62,7 +62,7 @@ func TestArgs(t *testing.T) {
 	}
 	o = Options{Kernel: "/k", Initramfs: "/i", MemFile: "/m/ram", MemoryMiB: 256}
 	a = strings.Join(Args(&o, ""), " ")
-	for _, w := range []string{"memory-backend-file,id=mem,size=256M,mem-path=/m/ram,share=on", "-M microvm,memory-backend=mem -accel tcg -cpu max -smp 2", "virtio-serial-device", "-append " + BaseCmdline} {
+	for _, w := range []string{"memory-backend-file,id=mem,size=256M,mem-path=/m/ram,share=on", "-M microvm,memory-backend=mem -accel tcg,thread=single -cpu max -smp 2", "virtio-serial-device", "-append " + BaseCmdline} {
 		if !strings.Contains(a, w) {
 			t.Errorf("args lack %q:\n%s", w, a)
 		}

@@ -121,7 +121,7 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	if cfg.KVM {
 		opts.Accel, opts.CPUModel = "kvm", "host"
 	} else {
-		opts.Accel, opts.CPUModel = "tcg,thread=single", "max"
+		opts.Accel, opts.CPUModel = qemu.DefaultAccel, "max"
 	}
 	vs := wire.VMStart{VMM: "qemu", VCPUs: len(cfg.Topology.CPUs), Topology: cfg.Topology.Shape.String(), MemorySize: cfg.Memory, Kernel: cfg.Kernel}
 	if len(shape.NodeSizes) > 0 {
@@ -227,6 +227,8 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 		// -no-reboot: QEMU exits 0 on the guest's shutdown and reset alike.
 		reason, detail = vmm.ReasonReboot, "QEMU exited: the guest shut down or reset"
 	}
+	// With robust-stream's vmm.Stream (wire.GuestRelay), call
+	// stream.CloseGuest() here, before the VM-exit frame, as pkg/vmm does.
 	if serr := stream.Err(); serr != nil && reason != vmm.ReasonError {
 		detail = strings.TrimPrefix(detail+"; stdout: "+serr.Error(), "; ")
 		if reason != vmm.ReasonSignal {
