@@ -114,6 +114,9 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 		Kernel: cfg.Kernel, Initramfs: initrd, SMP: shape.SMP, Machine: shape.Machine,
 		MemoryMiB: int(cfg.Memory >> 20), Cmdline: cfg.Cmdline, NoBaseCmdline: cfg.NoBaseCmdline,
 		Timeout: cfg.Timeout, DiscardStream: true, ConsoleKeep: consoleKeep, QEMU: q,
+		// vCPU threads named "CPU N/KVM" (or /TCG): ktstr-monitor reads
+		// their CPU time to exempt a preempted vCPU from its stall check.
+		ExtraArgs: []string{"-name", "ktstr,debug-threads=on"},
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 100 * 365 * 24 * time.Hour
