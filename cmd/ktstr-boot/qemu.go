@@ -35,7 +35,7 @@ func runQEMU(c *cli.Context, choice qemu.Choice, cfg vmm.Config, initramfs []str
 	res, err := qemuvmm.Boot(context.Background(), qemuvmm.BootConfig{
 		Kernel: cfg.KernelPath, Initramfs: initramfs, Topology: cfg.Topology, Memory: cfg.Memory,
 		Cmdline: cfg.Cmdline, NoBaseCmdline: c.Bool("no-default-cmdline"), Timeout: cfg.Timeout, KVM: choice.KVM,
-		Stream: cfg.Stream, Console: cfg.Console, Log: os.Stderr, Signals: cfg.Signals, Start: cfg.Start,
+		Stream: cfg.Stream, Console: cfg.Console, Log: os.Stderr, Signals: cfg.Signals, Start: cfg.Start, CPUs: cfg.CPUs,
 	})
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)

@@ -9,10 +9,13 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Process is one QEMU run: a child in its own process group with a hard
@@ -26,6 +29,9 @@ type Process struct {
 	// Keep bounds the console and stderr kept in memory to about their
 	// last Keep bytes (0: keep everything).
 	Keep int
+	// CPUs, when set, is the host CPU set QEMU and all its threads run on
+	// (KTSTR_CPUS from ktstr-hostlock).
+	CPUs []int
 
 	cmd      *exec.Cmd
 	conBuf   lockedBuffer
@@ -79,7 +85,7 @@ func (p *Process) Start(ctx context.Context) error {
 	}
 	p.cmd.Stderr = &p.errBuf
 	p.start = time.Now()
-	if err := p.cmd.Start(); err != nil {
+	if err := startPinned(p.cmd, p.CPUs); err != nil {
 		p.cancel()
 		return fmt.Errorf("start %s: %w", p.QEMU, err)
 	}
@@ -200,6 +206,35 @@ func (s *streamSink) close() error {
 		<-s.done
 	}
 	return s.err
+}
+
+// startPinned starts cmd with its CPU affinity set to cpus (none: this
+// process's): the child inherits the mask of the thread that forks it, so
+// that thread's mask is set for the fork and restored after; QEMU's
+// threads inherit it from there.
+func startPinned(cmd *exec.Cmd, cpus []int) error {
+	if len(cpus) == 0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return fmt.Errorf("read CPU affinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin to CPUs %v: %w", cpus, err)
+	}
+	err := cmd.Start()
+	if rerr := unix.SchedSetaffinity(0, &old); rerr != nil && err == nil {
+		// This thread stays locked (and dies with the goroutine's end)
+		// rather than run other goroutines on the reserved CPUs.
+		return fmt.Errorf("restore CPU affinity: %w", rerr)
+	}
+	return err
 }
 
 // Done is closed when QEMU has exited and its console is drained.

@@ -1,6 +1,11 @@
 package qemu
 
 import (
+	"fmt"
+	"os/exec"
+	"runtime"
+
+	"golang.org/x/sys/unix"
 	"strings"
 	"testing"
 
@@ -128,5 +133,37 @@ func TestLockedBufferBounded(t *testing.T) {
 	}
 	if n := len(b.Bytes()); n < 100 || n > 200 {
 		t.Errorf("bounded buffer holds %d bytes, want 100..200", n)
+	}
+}
+
+// TestStartPinned starts a real child pinned to one CPU: it sees only that
+// CPU in its affinity mask, and this thread's mask is restored.
+func TestStartPinned(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var before unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &before); err != nil {
+		t.Skipf("SKIP: sched_getaffinity: %v", err)
+	}
+	cpu := -1
+	for i := 0; i < 1024; i++ {
+		if before.IsSet(i) {
+			cpu = i
+		}
+	}
+	cmd := exec.Command("sh", "-c", "grep Cpus_allowed_list /proc/self/status")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := startPinned(cmd, []int{cpu}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if got := strings.TrimSpace(out.String()); got != fmt.Sprintf("Cpus_allowed_list:\t%d", cpu) {
+		t.Errorf("child affinity %q, want CPU %d", got, cpu)
+	}
+	var after unix.CPUSet
+	unix.SchedGetaffinity(0, &after)
+	if after != before {
+		t.Errorf("affinity not restored: %d CPUs -> %d", before.Count(), after.Count())
 	}
 }

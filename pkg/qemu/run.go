@@ -68,6 +68,8 @@ type Options struct {
 	// Accel and CPUModel default to DefaultAccel and "max". Hardware KVM
 	// takes "kvm" and "host".
 	Accel, CPUModel string
+	// PinCPUs, when set, pins QEMU to these host CPUs (KTSTR_CPUS).
+	PinCPUs []int
 	// Started, when set, is called once QEMU runs, with its process.
 	Started func(*Process)
 }
@@ -248,7 +250,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			console = conFile
 		}
 	}
-	p := &Process{QEMU: q, Args: Args(&opts, "socket,path="+sink.path), Timeout: opts.Timeout, Console: console, Keep: opts.ConsoleKeep}
+	p := &Process{QEMU: q, Args: Args(&opts, "socket,path="+sink.path), Timeout: opts.Timeout, Console: console, Keep: opts.ConsoleKeep, CPUs: opts.PinCPUs}
 	if err := p.Start(ctx); err != nil {
 		sink.close()
 		return nil, err

@@ -37,6 +37,9 @@ type BootConfig struct {
 	Console io.Writer // the guest console
 	Log     io.Writer // ktstr-boot's own messages
 	Signals <-chan os.Signal
+	// CPUs pins QEMU to these host CPUs (KTSTR_CPUS from ktstr-hostlock;
+	// nil: not pinned).
+	CPUs []int
 	// MemDir holds guest RAM's shared file (default /dev/shm when it is
 	// a directory, else $TMPDIR); it is removed at exit.
 	MemDir string
@@ -113,7 +116,7 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	opts := qemu.Options{
 		Kernel: cfg.Kernel, Initramfs: initrd, SMP: shape.SMP, Machine: shape.Machine,
 		MemoryMiB: int(cfg.Memory >> 20), Cmdline: cfg.Cmdline, NoBaseCmdline: cfg.NoBaseCmdline,
-		Timeout: cfg.Timeout, DiscardStream: true, ConsoleKeep: consoleKeep, QEMU: q,
+		Timeout: cfg.Timeout, DiscardStream: true, ConsoleKeep: consoleKeep, QEMU: q, PinCPUs: cfg.CPUs,
 		// vCPU threads named "CPU N/KVM" (or /TCG): ktstr-monitor reads
 		// their CPU time to exempt a preempted vCPU from its stall check.
 		ExtraArgs: []string{"-name", "ktstr,debug-threads=on"},

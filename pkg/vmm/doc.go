@@ -8,6 +8,10 @@
 // stream), plus run control (timeout, exit reasons, host frames, a control
 // FIFO for SysRq).
 //
+// Run outcomes are shared with ktstr-boot's QEMU path (pkg/qemuvmm):
+// Classify (reason and exit code), ConsoleWatch (panic and power-down on
+// the console) and Stream (the guest's bytes and host frames on stdout).
+//
 // Every address, length and index that comes from the guest is checked
 // against guest RAM before use; a malicious guest can make the run fail,
 // never make the VMM read or write outside guest memory, spin or panic.
