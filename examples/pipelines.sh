@@ -166,6 +166,24 @@ KTSTR_VMLINUX= ktstr-monitor --tee "$td/clean.ktstr" 2>/dev/null | cmp - "$td/cl
   || { echo "ktstr-monitor --tee changed the stream" >&2; exit 1; }
 echo "pipelines: ktstr-monitor ok"
 # --- end ktstr-monitor ------------------------------------------------------
+# --- ktstr-kernel -----------------------------------------------------------
+# Is a kernel good for ktstr guests? Exit 0: usable; 1: the MISSING lines
+# say what it lacks. resolve --all lists the files that go with a kernel.
+if [ -n "${KTSTR_KERNEL:-}" ] && [ -f "$KTSTR_KERNEL" ]; then
+  ktstr-kernel check "$KTSTR_KERNEL" >"$work/check.txt"
+  grep -q '^ok       sched_ext ' "$work/check.txt" && grep -q '^usable' "$work/check.txt"
+  vmlinux=$(ktstr-kernel resolve --all "$KTSTR_KERNEL" | awk '$1 == "vmlinux" { print $2 }')
+  [ -z "${KTSTR_VMLINUX:-}" ] || [ "$vmlinux" -ef "$KTSTR_VMLINUX" ]
+  echo "pipelines: ktstr-kernel ok"
+else
+  echo "pipelines: SKIP ktstr-kernel example: KTSTR_KERNEL (a bzImage) is not set" >&2
+fi
+# A configuration without sched_ext: unusable (exit 1) except for baselines.
+ktstr-kernel fragment | sed 's/^CONFIG_SCHED_CLASS_EXT=y$/# CONFIG_SCHED_CLASS_EXT is not set/' >"$work/noscx.config"
+set +e; ktstr-kernel check "$work/noscx.config" >"$work/noscx.txt"; rc=$?; set -e
+[ "$rc" = 1 ] && grep -q 'no CONFIG_SCHED_CLASS_EXT: only EEVDF baselines can run' "$work/noscx.txt"
+ktstr-kernel check --baseline "$work/noscx.config" >/dev/null
+# --- end ktstr-kernel -------------------------------------------------------
 # --- ktstr-run ------------------------------------------------------------
 # One command, one verdict: ktstr-run builds the initramfs, reserves host
 # CPUs, boots (ktstr-boot --vmm auto: QEMU TCG where there is no hardware

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +28,7 @@ func main() {
 		Usage:     "boot a bzImage under KVM; guest frame stream on stdout, console on stderr",
 		ArgsUsage: "[-- extra kernel command line]",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", EnvVars: []string{"KTSTR_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot, or a source tree, cached kernel key or version (default: ./linux, ../linux, /boot/vmlinuz-$(uname -r))", EnvVars: []string{"KTSTR_KERNEL"}},
 			&cli.StringSliceFlag{Name: "initramfs", Usage: "initramfs blob; repeat to concatenate several"},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "number of vCPUs (shorthand for --topology 1n1l<N>c1t)"},
 			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
@@ -63,9 +62,10 @@ func run(c *cli.Context, start time.Time) error {
 	default:
 		return cmdutil.UsageError("--vmm %q: want kvm, qemu or auto", c.String("vmm"))
 	}
-	kpath := c.String("kernel")
-	if kpath == "" {
-		return cmdutil.UsageError("--kernel is required (or set KTSTR_KERNEL)")
+	kpath, releaseKernel, err := resolveKernel(c.String("kernel"))
+	defer releaseKernel()
+	if err != nil {
+		return err
 	}
 	if c.Int("cpus") < 1 {
 		return cmdutil.UsageError("--cpus must be at least 1")
@@ -81,20 +81,17 @@ func run(c *cli.Context, start time.Time) error {
 	if c.Duration("timeout") < 0 {
 		return cmdutil.UsageError("--timeout must not be negative")
 	}
-	kernel, err := os.ReadFile(kpath)
+	if err := vmm.CheckMemory(mem); err != nil {
+		return cmdutil.UsageError("--memory: %v", err)
+	}
+	// Regular files only, sizes checked against guest RAM before reading.
+	kernel, kern, err := vmm.ReadKernel(kpath, mem)
 	if err != nil {
-		return cmdutil.UsageError("read --kernel: %v", err)
+		return cmdutil.UsageError("%v", err)
 	}
-	if _, err := vmm.ParseBzImage(kernel); err != nil {
-		return cmdutil.UsageError("--kernel %s: %v", kpath, err)
-	}
-	var initrd []byte
-	for _, p := range c.StringSlice("initramfs") {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return cmdutil.UsageError("read --initramfs: %v", err)
-		}
-		initrd = append(initrd, b...)
+	initrd, err := vmm.ReadInitrds(c.StringSlice("initramfs"), kern, mem)
+	if err != nil {
+		return cmdutil.UsageError("%v", err)
 	}
 	cpus, _, err := hostlock.CPUsFromEnv()
 	if err != nil {
@@ -160,7 +157,7 @@ func run(c *cli.Context, start time.Time) error {
 	switch p := c.String("control-fifo"); p {
 	case "none", "":
 	case "auto":
-		cfg.ControlFIFO = filepath.Join(os.TempDir(), fmt.Sprintf("ktstr-boot-%d.ctl", os.Getpid()))
+		cfg.ControlFIFO = vmm.AutoControlFIFO(os.TempDir())
 	default:
 		cfg.ControlFIFO = p
 	}

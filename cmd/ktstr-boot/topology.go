@@ -4,6 +4,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 	"github.com/ktstr-go/ktstr/pkg/topology"
+	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
 )
 
@@ -24,6 +25,9 @@ func topologyFlag(c *cli.Context) (*topology.Topology, error) {
 	}
 	t, err := topology.New(s)
 	if err != nil {
+		return nil, cmdutil.UsageError("--topology: %v", err)
+	}
+	if err := vmm.CheckTopology(t); err != nil {
 		return nil, cmdutil.UsageError("--topology: %v", err)
 	}
 	return t, nil

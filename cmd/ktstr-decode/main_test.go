@@ -87,6 +87,9 @@ func TestBinaryFileAndPipe(t *testing.T) {
 		{"pipe text", stream, []string{"--summary", "--stats"}, "every_type.txt"},
 		{"pipe json dash", stream, []string{"-j", "--summary", "--stats", "-"}, "every_type.jsonl"},
 		{"filtered", stream, []string{"-t", "cgroup_metrics", "-t", "check_result,0x8001"}, "every_type_filtered.txt"},
+		// Options after the file name are options, not files.
+		{"options after file", nil, []string{sample, "--stats", "--summary"}, "every_type.txt"},
+		{"options around file", nil, []string{"--json", sample, "--summary", "--stats"}, "every_type.jsonl"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runBin(t, bin, c.stdin, c.args...)
@@ -131,6 +134,11 @@ func TestExitCodes(t *testing.T) {
 		{"directory", nil, []string{"."}, 2, "ktstr-decode: open input: . is a directory, not a stream file\n"},
 		{"bad type", nil, []string{"--type", "bogus"}, 2, `ktstr-decode: --type: unknown message type "bogus"`},
 		{"bad flag", nil, []string{"--bogus"}, 2, "ktstr-decode: flag provided but not defined: -bogus (see --help)\n"},
+		// -v is not --version: data tools must not print a version as data.
+		{"-v", nil, []string{"-v"}, 2, "flag provided but not defined: -v"},
+		{"--version", nil, []string{"--version"}, 0, ""},
+		// After --, a name that looks like an option is a file.
+		{"-- then option-like file", nil, []string{"--", "--summary"}, 2, "open input: open --summary: no such file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runBin(t, bin, c.stdin, c.args...)

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func main() { cmdutil.Main(app()) }
+func main() { cmdutil.MainCommand(app()) }
 
 func app() *cli.App {
 	return &cli.App{

@@ -284,6 +284,9 @@ func TestExitStatuses(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"--", "sh", "-c", "exit 7"}, 7, ""},
+		// Options end at the command: its options stay its own.
+		{[]string{"sh", "-c", "exit 5", "--status"}, 5, ""},
+		{[]string{"-v", "--", "true"}, 2, "not defined: -v"},
 		{[]string{"--", "sh", "-c", "kill -9 $$"}, 137, ""},
 		{[]string{"--", "/nonexistent/cmd"}, 127, "nonexistent"},
 		{[]string{"--", e.dir}, 126, ""},
@@ -295,6 +298,19 @@ func TestExitStatuses(t *testing.T) {
 		{[]string{"--cpus", "1", "--llcs", "1", "--", "true"}, 2, "exclude"},
 		{[]string{"--timeout", "soon", "--", "true"}, 2, "timeout"},
 		{[]string{"--cpu-cap", "0%", "--", "true"}, 2, "percentage"},
+		// A timeout that would round to 0 ("wait forever") or is not a
+		// finite, sane number is a usage error, not a silent forever.
+		{[]string{"--timeout", "1e-12", "--", "true"}, 2, "shorter than 1ms"},
+		{[]string{"--timeout", "1ns", "--", "true"}, 2, "shorter than 1ms"},
+		{[]string{"--timeout", "NaN", "--", "true"}, 2, "finite"},
+		{[]string{"--timeout", "Inf", "--", "true"}, 2, "finite"},
+		{[]string{"--timeout", "-inf", "--", "true"}, 2, "finite"},
+		{[]string{"--timeout", "1e300", "--", "true"}, 2, "too long"},
+		{[]string{"--timeout", "99999999h", "--", "true"}, 2, "out of range"},
+		{[]string{"--timeout", "9000h", "--", "true"}, 2, "too long"},
+		{[]string{"--timeout", "-1", "--", "true"}, 2, "negative"},
+		{[]string{"--timeout", "0", "--", "true"}, 0, ""},
+		{[]string{"--timeout", "0.5", "--", "true"}, 0, ""},
 	} {
 		rc, _, stderr := e.run(tc.args...)
 		if rc != tc.rc || !strings.Contains(stderr, tc.stderr) {
@@ -308,6 +324,58 @@ func TestExitStatuses(t *testing.T) {
 	}
 	if rc, _, stderr := e.run("--", "true"); rc != 125 || !strings.Contains(stderr, "llc-0.lock is a symbolic link") {
 		t.Errorf("symlink lock file: exit %d %q", rc, stderr)
+	}
+}
+
+// Output that cannot be written is a failure (exit 1), never a 0.
+func TestOutputToFullDevice(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full here")
+	}
+	e := newEnv(t, single)
+	for _, args := range [][]string{{"--status"}, {"--status", "--json"}, {"--print"}, {"--print", "--json"}} {
+		c := e.cmd(args...)
+		full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		c.Stdout, c.Stderr = full, &stderr
+		err = c.Run()
+		full.Close()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "no space left") {
+			t.Errorf("%v > /dev/full: %v, stderr %q; want exit 1 naming the write error", args, err, stderr.String())
+		}
+	}
+}
+
+// A lock directory that others may write but without the sticky bit lets
+// them remove or replace lock files: refused (125) with what to do.
+func TestLockDirWithoutStickyBit(t *testing.T) {
+	e := newEnv(t, single)
+	if err := os.Mkdir(e.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o777, 0o770} {
+		if err := os.Chmod(e.dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		rc, _, stderr := e.run("--", "true")
+		if rc != 125 || !strings.Contains(stderr, "sticky") || !strings.Contains(stderr, "chmod +t") {
+			t.Errorf("mode %o: exit %d %q; want 125 naming the sticky bit", mode, rc, stderr)
+		}
+		if rc, _, stderr := e.run("--status"); rc != 125 {
+			t.Errorf("mode %o --status: exit %d %q; want 125", mode, rc, stderr)
+		}
+	}
+	for _, mode := range []os.FileMode{0o777 | os.ModeSticky, 0o755, 0o700} {
+		if err := os.Chmod(e.dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		if rc, _, stderr := e.run("--", "true"); rc != 0 {
+			t.Errorf("mode %v: exit %d %q; want 0", mode, rc, stderr)
+		}
 	}
 }
 

@@ -19,6 +19,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == guest.WorkerArg {
 		os.Exit(guest.RunWorker(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == guest.StallWatchArg {
+		os.Exit(guest.RunStallWatch(os.Args[2:]))
+	}
 	cmdutil.Main(&cli.App{
 		Name:      "ktstr-init",
 		Usage:     "the ktstr guest init (runs as PID 1 inside a guest); on the host it lists and checks scenarios",

@@ -68,3 +68,28 @@ func TestHostCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestStallWatchProcess: the task-stall scan's process protocol. Run as
+// /init __ktstr_stallwatch MS, it scans until its standard input ends,
+// then prints one {"done":{...}} line with the task_stall check.
+func TestStallWatchProcess(t *testing.T) {
+	bin := initBin(t)
+	cmd := exec.Command(bin, "__ktstr_stallwatch", "4000")
+	cmd.Stdin = strings.NewReader("") // ends at once: one scan, then the result
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	last := strings.TrimSpace(string(out))
+	if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+		last = last[i+1:]
+	}
+	if !strings.HasPrefix(last, `{"done":{"name":"task_stall",`) || !strings.Contains(last, `"threshold":4000`) {
+		t.Fatalf("last line %q", last)
+	}
+	for _, bad := range [][]string{{"__ktstr_stallwatch"}, {"__ktstr_stallwatch", "0"}, {"__ktstr_stallwatch", "x"}} {
+		if err := exec.Command(bin, bad...).Run(); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

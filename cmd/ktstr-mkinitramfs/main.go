@@ -4,6 +4,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -63,6 +64,13 @@ func run(c *cli.Context) error {
 	}
 	if c.Bool("no-cache") && c.Bool("parts") {
 		return cmdutil.UsageError("--parts needs the cache; drop --no-cache")
+	}
+	if o := c.String("output"); o != "" {
+		// Before any work: -o /dev/null must fail at once, not replace
+		// the device node after a build.
+		if _, err := initramfs.CheckOutputPath(o); err != nil {
+			return cmdutil.UsageError("-o: %v", err)
+		}
 	}
 	spec := &initramfs.Spec{
 		Scheduler:       c.String("scheduler"),
@@ -151,28 +159,34 @@ func run(c *cli.Context) error {
 }
 
 // buildUncached writes the blob to --output, or to a new file under
-// $TMPDIR that the caller then owns.
+// $TMPDIR that the caller then owns; either way through a temporary file
+// and a rename (initramfs.WriteOutput), so a failed or killed build never
+// leaves a partial blob under the printed name nor alters an old one.
 func buildUncached(c *cli.Context, b *initramfs.Builder, spec *initramfs.Spec) error {
 	o := c.String("output")
-	var f *os.File
-	var err error
+	reserved := false
 	if o == "" {
-		f, err = os.CreateTemp("", "ktstr-initramfs-*"+spec.Compression.Ext())
-	} else {
-		f, err = os.Create(o)
+		// Sweep what killed uncached builds left in $TMPDIR, then reserve
+		// a unique name to rename the blob onto.
+		initramfs.SweepTemps(os.TempDir(), ".ktstr-initramfs-")
+		f, err := os.CreateTemp("", "ktstr-initramfs-*"+spec.Compression.Ext())
+		if err != nil {
+			return cmdutil.Exitf(exitFailure, "create output: %v", err)
+		}
+		f.Close()
+		o, reserved = f.Name(), true
 	}
+	err := initramfs.WriteOutput(o, func(w io.Writer) error {
+		_, err := b.WriteTo(w, spec)
+		return err
+	})
 	if err != nil {
-		return cmdutil.Exitf(exitFailure, "create output: %v", err)
-	}
-	_, err = b.WriteTo(f, spec)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
+		if reserved {
+			os.Remove(o)
+		}
 		return classify(err)
 	}
-	_, err = fmt.Fprintln(c.App.Writer, f.Name())
+	_, err = fmt.Fprintln(c.App.Writer, o)
 	return err
 }
 
@@ -221,6 +235,10 @@ func classify(err error) error {
 	var ie *initramfs.InputError
 	if errors.As(err, &ie) {
 		return cmdutil.Exit(exitInput, err)
+	}
+	var oe *initramfs.OutputError
+	if errors.As(err, &oe) {
+		return cmdutil.Exit(cmdutil.ExitUsage, err)
 	}
 	return cmdutil.Exit(exitFailure, err)
 }

@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
+	"github.com/ktstr-go/ktstr/pkg/kernel"
 	"github.com/ktstr-go/ktstr/pkg/kernelsym"
 	"github.com/ktstr-go/ktstr/pkg/monitor"
 	"github.com/urfave/cli/v2"
@@ -51,6 +53,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "sustain-samples", Value: d.SustainSamples, Usage: "consecutive samples a condition must last"},
 			&cli.Float64Flag{Name: "max-imbalance", Value: d.MaxImbalance, Usage: "max/min nr_running ratio limit; 0: off"},
 			&cli.UintFlag{Name: "max-dsq-depth", Value: uint(d.MaxLocalDSQ), Usage: "local DSQ depth limit; 0: off"},
+			&cli.DurationFlag{Name: "watchdog-timeout", Usage: "write this sched_ext watchdog timeout into the guest kernel while a scheduler is enabled (off by default; at least 500ms)"},
 			&cli.BoolFlag{Name: "no-stall", Usage: "do not check for runqueue clock stalls"},
 			&cli.BoolFlag{Name: "no-sched-exit", Usage: "a sched_ext error exit is not a violation"},
 			&cli.BoolFlag{Name: "no-failed-checks", Usage: "a failed guest check is not a violation"},
@@ -116,11 +119,15 @@ func run(c *cli.Context) error {
 	if c.Duration("sample-interval") < 10e6 {
 		return cmdutil.UsageError("--sample-interval must be at least 10ms")
 	}
+	if w := c.Duration("watchdog-timeout"); c.IsSet("watchdog-timeout") && (w < 500*time.Millisecond || w > time.Hour) {
+		return cmdutil.UsageError("--watchdog-timeout %s: want 500ms to 1h", w)
+	}
 	o := monitor.Options{
 		Tee: c.Bool("tee"), Emit: c.Bool("emit"), JSON: c.Bool("json"),
 		GuestMem: c.String("guest-mem"), Interval: c.Duration("sample-interval"),
 		VCPUs: c.Int("vcpus"), VMMPID: c.Int("vmm-pid"), ControlFIFO: c.String("control-fifo"),
-		Thresholds: th, Out: os.Stdout, Report: os.Stdout,
+		WatchdogTimeout: c.Duration("watchdog-timeout"),
+		Thresholds:      th, Out: os.Stdout, Report: os.Stdout,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "ktstr-monitor: "+f+"\n", a...) },
 	}
 	if k := c.String("dump-keys"); k != "" {
@@ -149,6 +156,8 @@ func run(c *cli.Context) error {
 		o.Kernel = k
 	} else if o.GuestMem != "" {
 		return cmdutil.UsageError("--guest-mem needs --vmlinux (or KTSTR_VMLINUX) for the kernel's symbols and BTF")
+	} else {
+		o.FindKernel = findKernel(c.String("system-map"), o.Logf)
 	}
 	var in io.Reader = os.Stdin
 	if p := c.Args().First(); p != "" && p != "-" {
@@ -176,4 +185,18 @@ func run(c *cli.Context) error {
 		return cmdutil.Exitf(exitNoVerdict, "no verdict: %s", nv)
 	}
 	return nil
+}
+
+// findKernel loads the vmlinux that belongs to the bzImage a VMStart
+// frame names (beside it, in its source tree or its kernel cache entry:
+// kernel.Companions), for runs without --vmlinux.
+func findKernel(systemMap string, logf func(string, ...any)) func(string) (*kernelsym.Kernel, error) {
+	return func(bzImage string) (*kernelsym.Kernel, error) {
+		k := kernel.Companions(bzImage)
+		if k.Vmlinux == "" {
+			return nil, fmt.Errorf("none beside %s: pass --vmlinux (or KTSTR_VMLINUX)", bzImage)
+		}
+		logf("vmlinux %s (found for the kernel %s)", k.Vmlinux, bzImage)
+		return kernelsym.Load(k.Vmlinux, systemMap)
+	}
 }

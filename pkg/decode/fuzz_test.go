@@ -36,23 +36,58 @@ func checkRecords(t *testing.T, text, js string) {
 	}
 	tl := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	jl := strings.Split(strings.TrimSuffix(js, "\n"), "\n")
-	if len(tl) != len(jl) {
-		t.Fatalf("%d text records vs %d JSON records\n%s\n%s", len(tl), len(jl), text, js)
-	}
-	for i, l := range jl {
-		if l == "" && js == "" {
-			continue
+	if js == "" {
+		if text != "" {
+			t.Fatalf("text records without JSON records:\n%s", text)
 		}
-		var rec map[string]json.RawMessage
+		return
+	}
+	// Each JSON record is one frame or diagnostic; its text record is one
+	// line, or, for output and log text of several lines, one line per
+	// line of text, each repeating the first one's prefix (time, origin,
+	// type column).
+	at := 0
+	for i, l := range jl {
+		var rec struct {
+			Diagnostic *string `json:"diagnostic"`
+			Type       string  `json:"type"`
+			Error      string  `json:"error"`
+			Payload    struct {
+				Text *string `json:"text"`
+				Data []byte  `json:"data_b64"`
+			} `json:"payload"`
+		}
 		if !utf8.ValidString(l) || json.Unmarshal([]byte(l), &rec) != nil {
 			t.Fatalf("JSON record %d is not one valid UTF-8 JSON object: %q", i, l)
 		}
-		if !utf8.ValidString(tl[i]) {
-			t.Fatalf("text record %d is not UTF-8: %q", i, tl[i])
+		lines := 1
+		if rec.Error == "" && rec.Diagnostic == nil && (rec.Type == "output" || rec.Type == "log") {
+			body := rec.Payload.Data
+			if rec.Payload.Text != nil {
+				body = []byte(*rec.Payload.Text)
+			}
+			lines += bytes.Count(bytes.TrimSuffix(body, []byte{'\n'}), []byte{'\n'})
 		}
-		if _, isDiag := rec["diagnostic"]; isDiag != strings.HasPrefix(tl[i], "! ") {
-			t.Fatalf("record %d: text %q and JSON %q disagree on being a diagnostic", i, tl[i], l)
+		if at+lines > len(tl) {
+			t.Fatalf("%d text lines for %d JSON records (record %d wants %d more)\n%s\n%s", len(tl), len(jl), i, lines, text, js)
 		}
+		first := tl[at]
+		if !utf8.ValidString(first) {
+			t.Fatalf("text record %d is not UTF-8: %q", i, first)
+		}
+		if (rec.Diagnostic != nil) != strings.HasPrefix(first, "! ") {
+			t.Fatalf("record %d: text %q and JSON %q disagree on being a diagnostic", i, first, l)
+		}
+		const prefix = len("  +0.000000 G ") + 15
+		for _, c := range tl[at+1 : at+lines] {
+			if len(first) < prefix || !strings.HasPrefix(c, first[:prefix]) || !utf8.ValidString(c) {
+				t.Fatalf("record %d: continuation line %q does not repeat %q's prefix", i, c, first)
+			}
+		}
+		at += lines
+	}
+	if at != len(tl) {
+		t.Fatalf("%d text lines for %d JSON records (%d accounted for)\n%s\n%s", len(tl), len(jl), at, text, js)
 	}
 }
 

@@ -298,6 +298,7 @@ func (r *Renderer) appendRelTime(dst []byte, f *wire.Frame) []byte {
 }
 
 func (r *Renderer) appendText(dst []byte, f *wire.Frame) ([]byte, error) {
+	start := len(dst)
 	dst = r.appendRelTime(dst, f)
 	if f.Flags&wire.FlagHost != 0 {
 		dst = append(dst, " H "...)
@@ -329,8 +330,56 @@ func (r *Renderer) appendText(dst []byte, f *wire.Frame) ([]byte, error) {
 		dst = appendEscaped(dst, r.compact.Bytes())
 		return append(dst, '\n'), nil
 	}
+	if lines, ok := multiLine(m); ok {
+		return appendLines(dst, start, lines), nil
+	}
 	dst = appendSummary(dst, m)
 	return append(dst, '\n'), nil
+}
+
+// multiLine returns the lines of an output or log message whose text has
+// more than one: a scheduler's debug dump or a payload's report is shown
+// as the lines it is, each a record of its own that repeats the time,
+// origin, type and (for output) program/stream, rather than as one line of
+// escaped newlines. A final newline ends the last line; it starts no
+// empty one. Within a line, other control bytes stay escaped.
+func multiLine(m wire.Message) (lines multi, ok bool) {
+	var text []byte
+	switch v := m.(type) {
+	case wire.Output:
+		text = v.Data
+		lines.label = ProgramName(v.Program) + "/" + streamName(v.Stream) + ": "
+	case wire.Log:
+		text = []byte(v.Text)
+	default:
+		return lines, false
+	}
+	text = bytes.TrimSuffix(text, []byte{'\n'})
+	if bytes.IndexByte(text, '\n') < 0 {
+		return lines, false
+	}
+	lines.text = bytes.Split(text, []byte{'\n'})
+	return lines, true
+}
+
+type multi struct {
+	label string
+	text  [][]byte
+}
+
+// appendLines appends one record per line of m; the record's prefix (time,
+// origin, type column) is what was written from start on.
+func appendLines(dst []byte, start int, m multi) []byte {
+	prefix := append([]byte(nil), dst[start:]...)
+	for i, l := range m.text {
+		if i > 0 {
+			dst = append(dst, prefix...)
+		}
+		dst = append(dst, m.label...)
+		dst = appendEscaped(dst, l)
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 func appendHexPreview(dst []byte, p []byte) []byte {

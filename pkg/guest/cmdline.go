@@ -37,6 +37,7 @@ type Overrides struct {
 	KthreaddCPU  int
 	SpreadPct    float64
 	StarvationMS int
+	TaskStallMS  int // 0: not given; -1: the check is off
 	// Shell (ktstr.mode=shell) and Exec (ktstr.exec=BASE64) are
 	// ktstr-boot's --shell and --exec: instead of a scenario, the init
 	// runs an interactive shell, or one command, on /dev/hvc0.
@@ -133,6 +134,15 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 			o.StarvationMS, err = strconv.Atoi(v)
 			if err == nil && o.StarvationMS <= 0 {
 				err = fmt.Errorf("want a positive number of milliseconds")
+			}
+		case "ktstr.task_stall_ms":
+			o.TaskStallMS, err = strconv.Atoi(v)
+			switch {
+			case err != nil:
+			case o.TaskStallMS == 0:
+				o.TaskStallMS = -1 // 0 turns the check off
+			case o.TaskStallMS < 0:
+				err = fmt.Errorf("want a number of milliseconds, 0 to turn the check off")
 			}
 		case runconfig.ModeKey:
 			if v != runconfig.ModeShell {

@@ -222,12 +222,12 @@ func TestRecorder(t *testing.T) {
 }
 
 func TestOverrides(t *testing.T) {
-	o, err := ParseOverrides(`console=ttyS0 ktstr.scenario=mixed-burst ktstr.attach_timeout=5s ktstr.hold=1500 ktstr.sched_args=-e,100 "ktstr.port=my port" ktstr.future=1 ktstr.kthreadd_cpu=1 ktstr.spread_pct=35.5 ktstr.starvation_ms=3000`)
+	o, err := ParseOverrides(`console=ttyS0 ktstr.scenario=mixed-burst ktstr.attach_timeout=5s ktstr.hold=1500 ktstr.sched_args=-e,100 "ktstr.port=my port" ktstr.future=1 ktstr.kthreadd_cpu=1 ktstr.spread_pct=35.5 ktstr.starvation_ms=3000 ktstr.task_stall_ms=1500`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Overrides{Scenario: "mixed-burst", AttachTimeout: 5 * time.Second, Hold: 1500 * time.Millisecond,
-		SchedArgs: []string{"-e", "100"}, HasSchedArgs: true, Port: "my port", KthreaddCPU: 1, SpreadPct: 35.5, StarvationMS: 3000, Unknown: []string{"ktstr.future"}}
+		SchedArgs: []string{"-e", "100"}, HasSchedArgs: true, Port: "my port", KthreaddCPU: 1, SpreadPct: 35.5, StarvationMS: 3000, TaskStallMS: 1500, Unknown: []string{"ktstr.future"}}
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("got %+v\nwant %+v", o, want)
 	}
@@ -235,7 +235,10 @@ func TestOverrides(t *testing.T) {
 	if err != nil || !o.HasSchedArgs || o.SchedArgs != nil || !o.NoScheduler {
 		t.Fatalf("empty args / none: %+v %v", o, err)
 	}
-	for _, bad := range []string{"ktstr.spread_pct=0", "ktstr.starvation_ms=-1", "ktstr.kthreadd_cpu=x", "ktstr.attach_timeout=soon", "ktstr.hold=-5", "ktstr.scheduler=scx_simple", "ktstr.port=a/b", "ktstr.scenario="} {
+	if o, err := ParseOverrides("ktstr.task_stall_ms=0"); err != nil || o.TaskStallMS != -1 {
+		t.Fatalf("task_stall_ms=0 must turn the check off: %+v %v", o, err)
+	}
+	for _, bad := range []string{"ktstr.task_stall_ms=-5", "ktstr.task_stall_ms=2s", "ktstr.spread_pct=0", "ktstr.starvation_ms=-1", "ktstr.kthreadd_cpu=x", "ktstr.attach_timeout=soon", "ktstr.hold=-5", "ktstr.scheduler=scx_simple", "ktstr.port=a/b", "ktstr.scenario="} {
 		if _, err := ParseOverrides(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -188,6 +189,11 @@ func unameRelease() string {
 
 // RunInit is PID 1's main. It never returns: it powers the guest off.
 func RunInit(version string) {
+	// Spare Ps: a scheduler under test can stall any of the init's
+	// fair-class threads while it holds a P; the task-stall scan (on a
+	// SCHED_FIFO thread of its own) must still find an idle P when its
+	// system calls return. Idle Ps cost nothing.
+	runtime.GOMAXPROCS(max(8, 2*runtime.NumCPU()))
 	ensureConsole()
 	e := &env{console: os.Stderr}
 	defer func() {
@@ -216,6 +222,9 @@ func runInit(e *env, version string) int {
 	if err := doMounts(e); err != nil {
 		e.logf("%v", err)
 		return ExitInternal
+	}
+	if _, err := RealtimeThreads(os.Getpid()); err != nil { // needs /proc; see taskstall.go
+		e.logf("cannot run the init at SCHED_FIFO: %v; a scheduler that stalls the init's threads can stall its checks", err)
 	}
 	cmdlineB, _ := os.ReadFile("/proc/cmdline")
 	cmdline := strings.TrimSpace(string(cmdlineB))
@@ -267,7 +276,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.mode, ktstr.exec, ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.mode, ktstr.exec, ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms, ktstr.task_stall_ms)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
@@ -362,6 +371,12 @@ func makePlan(ov *Overrides) (*plan, error) {
 	}
 	if ov.StarvationMS > 0 {
 		p.sc.Checks.StarvationMS = ov.StarvationMS
+	}
+	switch {
+	case ov.TaskStallMS > 0:
+		p.sc.Checks.TaskStallMS = ov.TaskStallMS
+	case ov.TaskStallMS < 0:
+		p.sc.Checks.Disable = append(p.sc.Checks.Disable, CheckTaskStall)
 	}
 	return p, nil
 }

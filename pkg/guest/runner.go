@@ -625,6 +625,25 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 		e.logf("set up cgroups: %v", err)
 		return ExitInternal
 	}
+	// The task-stall scan watches from before the scheduler starts (a
+	// stall while it attaches counts too) to the end of the scenario.
+	var stallWatch *taskStallWatch
+	if p.sc.Checks.Enabled(CheckTaskStall) {
+		stallWatch = startTaskStallWatch(e, p.sc.Checks.TaskStallThreshold())
+	}
+	endStallWatch := func() {
+		if stallWatch == nil {
+			return
+		}
+		// Failures were sent as they were found; a pass is sent now.
+		c, sent := stallWatch.finish()
+		stallWatch = nil
+		if !sent {
+			e.send(c)
+		}
+		out.Checks = append(out.Checks, c)
+	}
+	defer endStallWatch() // the early returns below
 	var sp *schedProc
 	died := make(chan string, 1)
 	stopWatch := make(chan struct{})
@@ -682,6 +701,7 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 	e.phase(wire.PhaseScenarioStart, p.scName)
 	checks, runErr := r.run()
 	out.Checks = append(out.Checks, checks...)
+	endStallWatch()
 	e.phase(wire.PhaseScenarioEnd, p.scName)
 	if runErr != nil {
 		e.logf("scenario %s: %v", p.scName, runErr)

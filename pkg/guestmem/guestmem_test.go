@@ -213,6 +213,26 @@ func TestOpenFile(t *testing.T) {
 	if _, err := Open(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
 		t.Error("Open of a missing file succeeded")
 	}
+	// A read-only mapping refuses writes; a writable one writes through to
+	// the file, and stays inside guest RAM.
+	if err := m.PutU64(pageSize, 1); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("PutU64 on a read-only mapping: %v", err)
+	}
+	w, err := OpenWritable(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.PutU64(pageSize+8, 0x1122334455667788); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if got := binary.LittleEndian.Uint64(b[pageSize+8:]); got != 0x1122334455667788 {
+		t.Fatalf("file holds %#x after PutU64", got)
+	}
+	if err := w.PutU64(2*pageSize-4, 1); !errors.Is(err, ErrUnmapped) {
+		t.Fatalf("PutU64 past the end: %v", err)
+	}
 }
 
 // FuzzPageWalk feeds arbitrary page-table contents and addresses: the walk

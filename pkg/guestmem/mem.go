@@ -22,11 +22,13 @@ type Region struct {
 // region covers.
 var ErrUnmapped = errors.New("guest-physical address not in guest RAM")
 
-// Memory is a read-only view of guest RAM.
+// Memory is a view of guest RAM: read-only when Open mapped it, writable
+// (PutU64) when OpenWritable mapped it or New wraps plain memory.
 type Memory struct {
-	data    []byte
-	regions []Region // sorted by GPA
-	unmap   func() error
+	data     []byte
+	regions  []Region // sorted by GPA
+	unmap    func() error
+	writable bool
 }
 
 // New returns a Memory over data with the given layout. Each region must
@@ -52,14 +54,26 @@ func New(data []byte, regions []Region) (*Memory, error) {
 			return nil, fmt.Errorf("guest memory regions at GPA %#x and %#x overlap", rs[i-1].GPA, r.GPA)
 		}
 	}
-	return &Memory{data: data, regions: rs}, nil
+	// Plain memory (not a mapping) takes writes: PutU64 works on it.
+	return &Memory{data: data, regions: rs, writable: true}, nil
 }
 
 // Open maps the file at path read-only and shared, so that reads see the
 // guest's writes as they happen. With no regions the whole file is one
 // region at GPA 0 (use DefaultLayout for QEMU's split around the PCI hole).
-func Open(path string, regions []Region) (*Memory, error) {
-	f, err := os.Open(path)
+func Open(path string, regions []Region) (*Memory, error) { return open(path, regions, false) }
+
+// OpenWritable is Open with a writable shared mapping, for the few writes
+// a host tool makes into guest RAM on request (ktstr-monitor's sched_ext
+// watchdog override): see PutU64.
+func OpenWritable(path string, regions []Region) (*Memory, error) { return open(path, regions, true) }
+
+func open(path string, regions []Region, writable bool) (*Memory, error) {
+	flag, prot := os.O_RDONLY, unix.PROT_READ
+	if writable {
+		flag, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open guest memory: %w", err)
 	}
@@ -75,7 +89,7 @@ func Open(path string, regions []Region) (*Memory, error) {
 	if int64(int(size)) != size {
 		return nil, fmt.Errorf("guest memory %s is too large to map", path)
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, err := unix.Mmap(int(f.Fd()), 0, int(size), prot, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map guest memory %s: %w", path, err)
 	}
@@ -85,7 +99,26 @@ func Open(path string, regions []Region) (*Memory, error) {
 		return nil, err
 	}
 	m.unmap = func() error { return unix.Munmap(data) }
+	m.writable = writable
 	return m, nil
+}
+
+// ErrReadOnly is returned by writes to a Memory not opened with
+// OpenWritable.
+var ErrReadOnly = errors.New("guest memory is mapped read-only")
+
+// PutU64 writes a little-endian uint64 at gpa (one aligned store when gpa
+// is 8-byte aligned, as a kernel variable is).
+func (m *Memory) PutU64(gpa, v uint64) error {
+	if !m.writable {
+		return ErrReadOnly
+	}
+	s, err := m.Slice(gpa, 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(s, v)
+	return nil
 }
 
 // Close unmaps a Memory made by Open. Slices it returned become invalid.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -44,19 +45,45 @@ type Options struct {
 
 // ParseTimeout accepts a Go duration ("90s", "10m") or plain seconds
 // ("1.5"); 0 means no limit.
+// A value that is not a number (NaN, Inf), negative, above MaxTimeout, or
+// non-zero but shorter than a millisecond (it would round to 0, "wait
+// forever") is an error.
 func ParseTimeout(s string) (time.Duration, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("--timeout %q: %s; want 0 (no limit) or a duration from 1ms to %v, such as 90s, 10m or 1.5 (seconds)", s, why, MaxTimeout)
+	}
+	var d time.Duration
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 {
-			return 0, fmt.Errorf("--timeout %q is negative", s)
+		switch {
+		case math.IsNaN(f) || math.IsInf(f, 0):
+			return 0, bad("not a finite number")
+		case f < 0:
+			return 0, bad("negative")
+		case f > MaxTimeout.Seconds():
+			return 0, bad("too long")
 		}
-		return time.Duration(f * float64(time.Second)), nil
+		d = time.Duration(f * float64(time.Second))
+		if f > 0 && d < time.Millisecond {
+			return 0, bad("shorter than 1ms")
+		}
+		return d, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("--timeout %q: want a duration such as 90s or 10m, or seconds", s)
+	switch {
+	case err != nil:
+		return 0, bad("not a duration, or out of range")
+	case d < 0:
+		return 0, bad("negative")
+	case d > MaxTimeout:
+		return 0, bad("too long")
+	case d > 0 && d < time.Millisecond:
+		return 0, bad("shorter than 1ms")
 	}
 	return d, nil
 }
+
+// MaxTimeout is the longest --timeout (a year): longer waits are a typo.
+const MaxTimeout = 365 * 24 * time.Hour
 
 // ParseCPUCap accepts "N" CPUs or "P%" of the allowed CPUs.
 func ParseCPUCap(s string) (count, percent int, err error) {
@@ -98,9 +125,11 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	if o.Status {
 		st := l.Status()
 		if o.JSON {
-			return 0, st.WriteJSON(stdout)
+			err = st.WriteJSON(stdout)
+		} else {
+			err = st.WriteText(stdout)
 		}
-		return 0, st.WriteText(stdout)
+		return outputStatus(err)
 	}
 
 	// Signals: registered before waiting so an interrupt while queued
@@ -181,15 +210,25 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 	defer res.Release()
 	switch {
 	case o.Print:
-		return 0, printReservation(stdout, res, o.JSON)
+		return outputStatus(printReservation(stdout, res, o.JSON))
 	case o.Hold:
 		if err := printReservation(stdout, res, o.JSON); err != nil {
-			return 1, err
+			return outputStatus(err)
 		}
 		<-sigs
 		return 0, nil
 	}
 	return RunCommand(res, o.Argv, o.Pin, sigs, stdin, stdout, stderr)
+}
+
+// outputStatus turns the result of writing --print's, --hold's or
+// --status's output into an exit status: output that could not be written
+// (a full disk, a closed pipe) is a failure, never a 0.
+func outputStatus(err error) (int, error) {
+	if err != nil {
+		return 1, fmt.Errorf("write output: %w", err)
+	}
+	return 0, nil
 }
 
 func printReservation(w io.Writer, res *Reservation, asJSON bool) error {

@@ -76,6 +76,9 @@ func ensureDir(dir string, follow bool) error {
 	if !fi.IsDir() {
 		return lockErr("lock directory %s is not a directory", dir)
 	}
+	if err := checkShared(dir, fi); err != nil {
+		return err
+	}
 	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
 		return lockErr("lock directory %s is not writable: %w", dir, err)
 	}
@@ -86,6 +89,18 @@ func ensureDir(dir string, follow bool) error {
 		}
 	}
 	return nil
+}
+
+// checkShared refuses a lock directory that users other than its owner
+// may write (group or other write permission) without the sticky bit:
+// there anyone could remove or replace another user's lock file, so a
+// holder's lock could vanish under it (two "exclusive" holders), or a
+// planted file that nobody else may open would lock everyone out.
+func checkShared(dir string, fi os.FileInfo) error {
+	if fi.Mode().Perm()&0o022 == 0 || fi.Mode()&os.ModeSticky != 0 {
+		return nil
+	}
+	return lockErr("lock directory %s is writable by other users (mode %04o) but lacks the sticky bit, so they could remove or replace its lock files: run `chmod +t %s` (or `chmod go-w %s` for a private one), or set %s to another directory", dir, fi.Mode().Perm(), dir, dir, EnvLockDir)
 }
 
 var remoteFS = map[int64]string{
@@ -104,7 +119,9 @@ func mkdir1777(dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o777); err != nil {
+	// 0700 first: a peer that sees the directory before the chmod below
+	// must not find it world-writable without the sticky bit.
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil // a peer won the race
 		}

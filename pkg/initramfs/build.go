@@ -394,36 +394,52 @@ func (b *Builder) WriteTo(w io.Writer, spec *Spec) (string, error) {
 	return p.key, nil
 }
 
-func appendFile(w io.Writer, p string) error {
-	f, err := os.Open(p)
+// WriteOutput writes a file at dst through write, atomically: into a
+// locked temporary file in dst's directory (see TempMarker), then renamed
+// over dst. dst must be absent or a regular file (see CheckOutputPath); on
+// any error it is left exactly as it was. Stale temporary files of earlier
+// killed writes to the same dst are removed first.
+func WriteOutput(dst string, write func(io.Writer) error) error {
+	real, err := CheckOutputPath(dst)
 	if err != nil {
+		return &OutputError{err}
+	}
+	dir, prefix := filepath.Dir(real), "."+filepath.Base(real)
+	SweepTemps(dir, prefix)
+	f, err := createTemp(dir, prefix)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	if err := write(f); err != nil {
+		abortTemp(f)
 		return err
 	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	if err := f.Chmod(0o644); err != nil {
+		abortTemp(f)
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return commitTemp(f, real)
 }
 
-// CopyAtomic copies src to dst through a temporary file in dst's directory
-// and a rename, so dst is never seen half written.
+// OutputError is an output path that cannot be written to (not a regular
+// file, no such directory).
+type OutputError struct{ Err error }
+
+func (e *OutputError) Error() string { return e.Err.Error() }
+func (e *OutputError) Unwrap() error { return e.Err }
+
+// CopyAtomic copies src to dst with WriteOutput, so dst is never seen half
+// written.
 func CopyAtomic(src, dst string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	err = appendFile(tmp, src)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	return nil
+	return WriteOutput(dst, func(w io.Writer) error {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := io.Copy(w, f); err != nil {
+			return fmt.Errorf("write %s: %w", dst, err)
+		}
+		return nil
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,7 +54,11 @@ func OpenCache(dir string) (*Cache, error) {
 			return nil, fmt.Errorf("create cache directory: %w", err)
 		}
 	}
-	return &Cache{Dir: dir}, nil
+	c := &Cache{Dir: dir}
+	// Debris of builders killed mid-write goes now, not an hour later:
+	// a killed build of a large base part leaves tens of MB.
+	c.sweepTmp()
+	return c, nil
 }
 
 // meta is a blob's sidecar.
@@ -203,13 +208,13 @@ func verifyBlob(p string, m *meta) bool {
 	return total == m.Size
 }
 
-// tempFile creates a file under tmp/ (same file system as blobs/).
+// tempFile creates a locked temporary file under tmp/ (same file system
+// as blobs/); see TempMarker.
 func (c *Cache) tempFile(key string) (*os.File, error) {
-	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), fmt.Sprintf("%.16s.%d.*", key, os.Getpid()))
+	f, err := createTemp(filepath.Join(c.Dir, "tmp"), fmt.Sprintf("%.16s", key))
 	if err == nil {
 		if err = f.Chmod(0o644); err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			abortTemp(f)
 		}
 	}
 	if err != nil {
@@ -218,23 +223,47 @@ func (c *Cache) tempFile(key string) (*os.File, error) {
 	return f, nil
 }
 
+// sweepTmp removes stale files under tmp/: those of killed builders (see
+// TempMarker), and unlocked files older than an hour without the marker
+// (left by older versions). It returns how many it removed.
+func (c *Cache) sweepTmp() int {
+	dir := filepath.Join(c.Dir, "tmp")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, de := range ents {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		name := de.Name()
+		pid, age := 0, time.Hour
+		if i := strings.Index(name, TempMarker); i >= 0 {
+			rest := name[i+len(TempMarker):]
+			p, err := strconv.Atoi(strings.SplitN(rest, ".", 2)[0])
+			if err != nil || p <= 0 {
+				continue
+			}
+			pid, age = p, staleTempAge
+		}
+		if removeIfStale(filepath.Join(dir, name), pid, age) {
+			n++
+		}
+	}
+	return n
+}
+
 func writeFileAtomic(c *Cache, dst string, data []byte) error {
 	f, err := c.tempFile(filepath.Base(dst))
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		abortTemp(f)
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
-	return nil
+	return commitTemp(f, dst)
 }
 
 // store writes a blob through write and publishes it under key with a
@@ -297,28 +326,18 @@ func (c *Cache) publish(key string, comp Compression, m *meta, write func(*os.Fi
 	if err != nil {
 		return "", err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
 	if err := write(f); err != nil {
+		abortTemp(f)
 		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("write cache file: %w", err)
 	}
 	if written != nil {
 		written()
 	}
 	bp := c.blobPath(key, comp)
 	os.Remove(bp + ".meta") // a stale sidecar must never describe the new blob
-	if err := os.Rename(f.Name(), bp); err != nil {
+	if err := commitTemp(f, bp); err != nil {
 		return "", fmt.Errorf("store blob: %w", err)
 	}
-	ok = true
 	st, err := statPath(bp)
 	if err != nil {
 		return "", err
@@ -410,8 +429,7 @@ type GCResult struct {
 
 // GC removes least recently used blobs until at most keep blobs (keep < 0:
 // no limit) totalling at most maxSize bytes (maxSize < 0: no limit)
-// remain, plus temporary files older than an hour (left by killed
-// builders), blobs without a sidecar, and index entries whose blob is
+// remain, plus temporary files of killed builders (see sweepTmp), blobs without a sidecar, and index entries whose blob is
 // gone. A blob whose key is locked (being built or used by a build) is
 // skipped.
 func (c *Cache) GC(keep int, maxSize int64) (GCResult, error) {
@@ -448,14 +466,8 @@ func (c *Cache) GC(keep int, maxSize int64) (GCResult, error) {
 // sweep removes debris: old temporary files, sidecar-less blobs, dangling
 // index entries.
 func (c *Cache) sweep() {
+	c.sweepTmp()
 	cutoff := time.Now().Add(-time.Hour)
-	if ents, err := os.ReadDir(filepath.Join(c.Dir, "tmp")); err == nil {
-		for _, de := range ents {
-			if info, err := de.Info(); err == nil && info.ModTime().Before(cutoff) {
-				os.Remove(filepath.Join(c.Dir, "tmp", de.Name()))
-			}
-		}
-	}
 	live := map[string]bool{}
 	if ents, err := os.ReadDir(filepath.Join(c.Dir, "blobs")); err == nil {
 		for _, de := range ents {

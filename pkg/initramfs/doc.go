@@ -9,9 +9,11 @@
 // hand-written newc header for device nodes, which that package cannot
 // write); compression (zstd, gzip, lz4 legacy, none); the split into a base
 // part (rarely changes) and a run part (changes every run), each cached
-// separately, and their concatenation; and the cache (keys, per-key flock,
+// separately, and their concatenation; the cache (keys, per-key flock,
 // stat-keyed index, atomic rename, verification, listing and garbage
-// collection).
+// collection); and writing outputs (-o) atomically, with temporary files
+// that their writer keeps flocked so that debris of killed writers can be
+// told apart and swept (tmpfile.go).
 //
 // It imports pkg/elfdeps (library resolution), pkg/runconfig (the guest
 // contract), pkg/scenario (the --scenario catalog and validation), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the

@@ -1,8 +1,11 @@
 package initramfs
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/elfdeps"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
@@ -278,7 +282,7 @@ func (p *planner) addBusybox(bb string) error {
 	if err := p.addBinary(bb, "/bin/busybox", "--busybox"); err != nil {
 		return err
 	}
-	out, err := exec.Command(bb, "--list-full").Output()
+	out, err := listApplets(bb)
 	if err != nil {
 		return inputErr("--busybox %s: cannot list its applets (%v): is it busybox built for this machine?", bb, err)
 	}
@@ -295,6 +299,64 @@ func (p *planner) addBusybox(bb string) error {
 		}
 	}
 	return nil
+}
+
+// Bounds on running `busybox --list-full`: a real busybox lists a few
+// hundred applets (about 5 KB) at once.
+const (
+	appletListMax     = 1 << 20
+	appletListTimeout = 10 * time.Second
+)
+
+// listApplets runs `bb --list-full`. Only the binary knows which applets
+// it was built with (its applet table is not a stable format to parse), so
+// it is run, but bounded: it must be an ELF file, it gets no stdin, an
+// empty environment, at most appletListTimeout and appletListMax bytes of
+// output (a binary that is not busybox might print without end).
+func listApplets(bb string) ([]byte, error) {
+	f, err := os.Open(bb)
+	if err != nil {
+		return nil, unwrapPathErr(err)
+	}
+	magic := make([]byte, 4)
+	_, err = io.ReadFull(f, magic)
+	f.Close()
+	if err != nil || string(magic) != "\x7fELF" {
+		return nil, errors.New("not an ELF binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), appletListTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bb, "--list-full")
+	cmd.Env = []string{}
+	out := &limitedBuffer{max: appletListMax}
+	cmd.Stdout = out
+	cmd.WaitDelay = time.Second
+	err = cmd.Run()
+	switch {
+	case out.over:
+		return nil, fmt.Errorf("it printed more than %d bytes", appletListMax)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("it ran for more than %v", appletListTimeout)
+	case err != nil:
+		return nil, err
+	}
+	return out.buf.Bytes(), nil
+}
+
+// limitedBuffer keeps up to max bytes and then fails the write, which
+// ends the child's output (and, through the closed pipe, the child).
+type limitedBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if l.buf.Len()+len(p) > l.max {
+		l.over = true
+		return 0, errors.New("output too large")
+	}
+	return l.buf.Write(p)
 }
 
 // plan is the planned content of both parts.

@@ -20,7 +20,7 @@ var wantedSymbols = []string{
 	"kernel_config_data", "kernel_config_data_end", "_text",
 	// sched_ext, 6.12 names (optional)
 	"scx_ops_enable_state_var", "scx_ops", "scx_watchdog_timeout",
-	"scx_exit_kind", "scx_exit_info",
+	"scx_exit_kind", "scx_exit_info", "scx_watchdog_timestamp", "jiffies",
 	// newer kernels (optional)
 	"scx_root",
 }

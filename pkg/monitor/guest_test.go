@@ -3,8 +3,10 @@ package monitor
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kernelsym"
@@ -38,6 +40,8 @@ const (
 	synWatchdog = 0xffffffff82002008
 	synExitKind = 0xffffffff82002010
 	synExitInfo = 0xffffffff82002018
+	synWDStamp  = 0xffffffff82002020
+	synJiffies  = 0xffffffff82002028
 	synOps      = 0xffffffff82002100
 	synInitTask = 0xffffffff82003000
 	synTopPgt   = 0xffffffff82010000
@@ -65,7 +69,8 @@ func newSynthetic(t testing.TB, levels int) *synthetic {
 		Symbols: kernelsym.Symbols{"linux_banner": synBanner, "phys_base": synPhysBase, "page_offset_base": synPOB,
 			"__pgtable_l5_enabled": synL5, "nr_cpu_ids": synNrCPU, "__per_cpu_offset": synPCPU, "init_top_pgt": synTopPgt,
 			"runqueues": synRunq, "scx_ops_enable_state_var": synState, "scx_watchdog_timeout": synWatchdog,
-			"scx_exit_kind": synExitKind, "scx_exit_info": synExitInfo, "scx_ops": synOps},
+			"scx_exit_kind": synExitKind, "scx_exit_info": synExitInfo, "scx_ops": synOps,
+			"scx_watchdog_timestamp": synWDStamp, "jiffies": synJiffies},
 		Banner:        []byte("Linux version 6.12.0-synthetic (test@ktstr) #1 SMP\n\x00"),
 		HZ:            1000,
 		PhysicalAlign: 0x200000,
@@ -307,5 +312,73 @@ func TestLocateUnaligned(t *testing.T) {
 	}
 	if _, err := LocateAnywhere(m, &k); err == nil || !strings.Contains(err.Error(), "banner found") {
 		t.Fatalf("full scan: %v", err)
+	}
+}
+
+// TestWatchdogOverride: the sampler writes the override into
+// scx_watchdog_timeout while a scheduler is enabled, keeps the kernel's
+// check-in timestamp fresh until the kernel's watchdog work has run once
+// on its own, then leaves it alone; a new scheduler starts over.
+func TestWatchdogOverride(t *testing.T) {
+	s := newSynthetic(t, 4)
+	s.setTask(s.pa(synInitTask), 0, "swapper/0")
+	s.setRq(0, 0, 1, s.va(synInitTask), 0, 0)
+	s.setRq(1, 0, 1, s.va(synInitTask), 0, 0)
+	s.put32(s.pa(synState), 1) // enabled
+	s.put64(s.pa(synWatchdog), 5000)
+	s.put64(s.pa(synWDStamp), 90_000) // set at enable
+	s.put64(s.pa(synJiffies), 90_100)
+	g, err := Locate(s.memory(), s.k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := NewSampler(g, 0)
+	var logs []string
+	sm.WatchdogOverride, sm.Logf = 2*time.Second, func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+	get := func(link uint64) uint64 { return binary.LittleEndian.Uint64(s.ram[s.pa(link):]) }
+	ms, err := sm.Sample(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if get(synWatchdog) != 2000 || ms.WatchdogTimeout != 2e9 || get(synWDStamp) != 90_100 {
+		t.Fatalf("after the first sample: timeout %d (sample says %d ns), timestamp %d", get(synWatchdog), ms.WatchdogTimeout, get(synWDStamp))
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "set to 2s") || !strings.Contains(logs[0], "was 5.000s") {
+		t.Fatalf("logs %q", logs)
+	}
+	// Before the kernel's work runs: the timestamp follows jiffies.
+	s.put64(s.pa(synJiffies), 90_200)
+	sm.Sample(2)
+	if get(synWDStamp) != 90_200 {
+		t.Fatalf("timestamp %d, want it refreshed to 90200", get(synWDStamp))
+	}
+	// The kernel's watchdog work runs and writes its own timestamp: from
+	// now on the sampler leaves it alone.
+	s.put64(s.pa(synWDStamp), 90_250)
+	s.put64(s.pa(synJiffies), 90_300)
+	sm.Sample(3)
+	s.put64(s.pa(synJiffies), 90_900)
+	sm.Sample(4)
+	if get(synWDStamp) != 90_250 {
+		t.Fatalf("timestamp %d, want the kernel's 90250 kept", get(synWDStamp))
+	}
+	// The scheduler goes; a new one sets its own timeout and is overridden
+	// again.
+	s.put32(s.pa(synState), 3)
+	sm.Sample(5)
+	s.put32(s.pa(synState), 1)
+	s.put64(s.pa(synWatchdog), 30000)
+	s.put64(s.pa(synWDStamp), 95_000)
+	s.put64(s.pa(synJiffies), 95_010)
+	sm.Sample(6)
+	if get(synWatchdog) != 2000 || get(synWDStamp) != 95_010 || len(logs) != 2 {
+		t.Fatalf("new scheduler: timeout %d, timestamp %d, logs %q", get(synWatchdog), get(synWDStamp), logs)
+	}
+	// Off by default: nothing is written.
+	sm2 := NewSampler(g, 0)
+	s.put64(s.pa(synWatchdog), 30000)
+	sm2.Sample(7)
+	if get(synWatchdog) != 30000 {
+		t.Fatal("a sampler without the override wrote the timeout")
 	}
 }

@@ -28,10 +28,19 @@ type Options struct {
 
 	GuestMem string            // guest RAM file; "" waits for VMStart's
 	Regions  []guestmem.Region // its layout; nil: QEMU's split at 3 GiB
-	Kernel   *kernelsym.Kernel // nil: no sampling, frames only
-	Interval time.Duration
-	VCPUs    int // CPUs to sample; 0: VMStart's, else the guest's nr_cpu_ids
-	VMMPID   int // for vCPU thread times; 0: VMStart's
+	Kernel   *kernelsym.Kernel // nil: FindKernel's, else no sampling, frames only
+	// FindKernel, when Kernel is nil, loads the kernel's symbols and BTF
+	// for the bzImage VMStart names (its vmlinux found beside it or in
+	// its cache entry); nil: never.
+	FindKernel func(bzImage string) (*kernelsym.Kernel, error)
+	Interval   time.Duration
+	VCPUs      int // CPUs to sample; 0: VMStart's, else the guest's nr_cpu_ids
+	VMMPID     int // for vCPU thread times; 0: VMStart's
+
+	// WatchdogTimeout, when above 0, overrides the sched_ext watchdog
+	// timeout in guest memory (Sampler.WatchdogOverride); guest memory is
+	// then mapped writable.
+	WatchdogTimeout time.Duration
 
 	ControlFIFO string   // "" : VMStart's
 	DumpKeys    []string // nil or empty: never ask for a dump
@@ -195,6 +204,14 @@ func (r *runner) frame(f *wire.Frame) {
 			for i, x := range v.Regions {
 				regs[i] = guestmem.Region{GPA: x.GPA, Size: x.Size, Offset: x.Offset}
 			}
+			if r.o.Kernel == nil && r.o.FindKernel != nil && v.Kernel != "" {
+				k, err := r.o.FindKernel(v.Kernel)
+				if err != nil {
+					r.o.Logf("no vmlinux for the guest kernel: %v", err)
+				} else {
+					r.o.Kernel = k
+				}
+			}
 			if err := r.startSampling(v.MemoryPath, regs); err != nil {
 				r.o.Logf("not sampling guest memory: %v", err)
 			}
@@ -226,7 +243,11 @@ func (r *runner) startSampling(path string, regs []guestmem.Region) error {
 		mem.Close()
 		regs = guestmem.SplitLayout(size, guestmem.MicrovmLowMemMax)
 	}
-	mem, err := guestmem.Open(path, regs)
+	open := guestmem.Open
+	if r.o.WatchdogTimeout > 0 {
+		open = guestmem.OpenWritable
+	}
+	mem, err := open(path, regs)
 	if err != nil {
 		return err
 	}
@@ -335,6 +356,7 @@ func (r *runner) sampleLoop(mem *guestmem.Memory) {
 				r.o.Logf("kernel found in guest memory: physical offset %#x, virtual offset %#x, %d-level paging", g.PhysDelta(), g.VirtDelta(), g.Levels())
 			}
 			sm = NewSampler(g, vcpus)
+			sm.WatchdogOverride, sm.Logf = r.o.WatchdogTimeout, r.o.Logf
 			if pid > 0 {
 				sm.VCPUTime = NewVCPUThreads(pid).Times
 			}

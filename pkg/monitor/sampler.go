@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/kernelsym"
 	"github.com/ktstr-go/ktstr/pkg/wire"
@@ -30,6 +31,20 @@ type Sampler struct {
 	// because the kernel forgets it once the disable completes.
 	exitKind int64
 	watching bool
+	// WatchdogOverride, when above 0, is the sched_ext watchdog timeout
+	// the sampler writes into the guest kernel (overrideWatchdog); the
+	// guest memory must be writable. Logf, when set, hears what it did.
+	WatchdogOverride time.Duration
+	Logf             func(format string, a ...any)
+	wd               watchdogState
+}
+
+// watchdogState follows one enabled scheduler for the override.
+type watchdogState struct {
+	active    bool   // the override was applied to the current scheduler
+	wrote     uint64 // the scx_watchdog_timestamp value last written
+	checkedIn bool   // the kernel's watchdog work has run since
+	failed    bool   // a write failed (said once)
 }
 
 // Watching reports whether Watch has anything to look for: a sched_ext
@@ -168,6 +183,80 @@ func enumName(vals map[int64]string, v int64, prefix string) string {
 	return fmt.Sprintf("unknown(%d)", v)
 }
 
+// overrideWatchdog writes WatchdogOverride (in jiffies) into
+// scx_watchdog_timeout while a scheduler is enabled, as upstream ktstr
+// does, so that the kernel's own stall watchdog fires after that long
+// whatever timeout the scheduler asked for (6.12: ops.timeout_ms, 30 s by
+// default).
+//
+// The kernel arms its watchdog work at enable time with half the
+// scheduler's timeout, and scx_tick() fails the scheduler when
+// scx_watchdog_timestamp (set by that work) is older than the timeout. A
+// shorter timeout written before the work first runs would fail every
+// scheduler with "watchdog failed to check in"; so until the work has run
+// once (scx_watchdog_timestamp changes to a value the sampler did not
+// write), the sampler also refreshes scx_watchdog_timestamp to jiffies.
+// From then on the work re-arms itself with the new half period. The
+// override thus takes effect at the kernel watchdog's first check, half
+// the scheduler's own timeout after it enabled.
+func (s *Sampler) overrideWatchdog() {
+	if s.WatchdogOverride <= 0 || s.wd.failed {
+		return
+	}
+	sy, g := s.k.Symbols, s.g
+	ta, ok1 := sy["scx_watchdog_timeout"]
+	tsa, ok2 := sy["scx_watchdog_timestamp"]
+	ja, ok3 := sy["jiffies"]
+	fail := func(err error) {
+		s.wd.failed = true
+		if s.Logf != nil {
+			s.Logf("sched_ext watchdog override: %v; the scheduler's own timeout stays", err)
+		}
+	}
+	if !ok1 || !ok2 || !ok3 {
+		fail(fmt.Errorf("the kernel lacks scx_watchdog_timeout, scx_watchdog_timestamp or jiffies (a 6.12-6.x layout is needed)"))
+		return
+	}
+	want := max(uint64(s.WatchdogOverride)*uint64(s.k.HZ)/uint64(time.Second), 1)
+	cur, err := g.mem.U64(g.ImagePA(ta))
+	if err != nil {
+		fail(err)
+		return
+	}
+	if cur != want {
+		if err := g.mem.PutU64(g.ImagePA(ta), want); err != nil {
+			fail(err)
+			return
+		}
+		if s.Logf != nil && !s.wd.active {
+			s.Logf("sched_ext watchdog timeout set to %s in guest memory (the scheduler's was %.3fs); effective from the kernel watchdog's first check",
+				s.WatchdogOverride, float64(cur)/float64(s.k.HZ))
+		}
+	}
+	s.wd.active = true
+	if s.wd.checkedIn {
+		return
+	}
+	ts, err := g.mem.U64(g.ImagePA(tsa))
+	if err != nil {
+		fail(err)
+		return
+	}
+	if s.wd.wrote != 0 && ts != s.wd.wrote {
+		s.wd.checkedIn = true // the kernel's watchdog work ran and re-armed
+		return
+	}
+	j, err := g.mem.U64(g.ImagePA(ja))
+	if err == nil {
+		err = g.mem.PutU64(g.ImagePA(tsa), j)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	s.wd.wrote = j
+}
+
 // scx fills the global sched_ext fields (6.12 layout: scx_ops_enable_state_var,
 // scx_ops, scx_watchdog_timeout, scx_exit_kind, scx_exit_info).
 func (s *Sampler) scx(ms *wire.MonitorSample) {
@@ -181,6 +270,11 @@ func (s *Sampler) scx(ms *wire.MonitorSample) {
 	}
 	ms.ScxState = enumName(l.EnableStates, int64(int32(st)), "SCX_OPS_")
 	s.watching = ms.ScxState != "disabled"
+	if ms.ScxState == "enabled" {
+		s.overrideWatchdog()
+	} else {
+		s.wd = watchdogState{}
+	}
 	if a, ok := sy["scx_watchdog_timeout"]; ok {
 		if j, err := g.mem.U64(g.ImagePA(a)); err == nil && j < 1<<40 {
 			ms.WatchdogTimeout = j * (1e9 / uint64(s.k.HZ))

@@ -11,16 +11,17 @@ import (
 
 // Limits that keep a scenario file from asking the guest for absurd work.
 const (
-	MaxSteps          = 64
-	MaxCgroups        = 64
-	MaxWorkersPerCG   = 256
-	MaxHold           = 10 * time.Minute
-	MaxFileSize       = 1 << 20
-	DefaultHoldMS     = 2000
-	DefaultWeight     = 100
-	DefaultStarveMS   = 2000
-	DefaultSpreadPct  = 15.0
-	DefaultAttachWait = 10 * time.Second
+	MaxSteps           = 64
+	MaxCgroups         = 64
+	MaxWorkersPerCG    = 256
+	MaxHold            = 10 * time.Minute
+	MaxFileSize        = 1 << 20
+	DefaultHoldMS      = 2000
+	DefaultWeight      = 100
+	DefaultStarveMS    = 2000
+	DefaultTaskStallMS = 2000
+	DefaultSpreadPct   = 15.0
+	DefaultAttachWait  = 10 * time.Second
 )
 
 // Work types.
@@ -52,10 +53,12 @@ type Scenario struct {
 
 // Checks overrides the defaults of the guest's checks. Zero values take the
 // documented defaults (starvation 2000 ms, fairness spread 15 %);
-// Disable names checks to skip: starvation, fairness, isolation, payload.
+// Disable names checks to skip: starvation, fairness, isolation, payload,
+// task_stall.
 type Checks struct {
 	StarvationMS int      `json:"starvation_ms,omitempty"`
 	SpreadPct    float64  `json:"fairness_spread_pct,omitempty"`
+	TaskStallMS  int      `json:"task_stall_ms,omitempty"`
 	Disable      []string `json:"disable,omitempty"`
 }
 
@@ -113,6 +116,15 @@ func (c Checks) StarvationThreshold() time.Duration {
 		return DefaultStarveMS * time.Millisecond
 	}
 	return time.Duration(c.StarvationMS) * time.Millisecond
+}
+
+// TaskStallThreshold returns the effective task-stall limit: how long any
+// task of the guest may stay runnable without running.
+func (c Checks) TaskStallThreshold() time.Duration {
+	if c.TaskStallMS == 0 {
+		return DefaultTaskStallMS * time.Millisecond
+	}
+	return time.Duration(c.TaskStallMS) * time.Millisecond
 }
 
 // SpreadThreshold returns the effective fairness spread limit in percent.
@@ -198,14 +210,14 @@ func (s *Scenario) Validate() error {
 	if len(s.Steps) > MaxSteps {
 		return fmt.Errorf("scenario has %d steps, at most %d allowed", len(s.Steps), MaxSteps)
 	}
-	if s.Checks.StarvationMS < 0 || s.Checks.SpreadPct < 0 || s.Checks.SpreadPct > 1000 {
+	if s.Checks.StarvationMS < 0 || s.Checks.TaskStallMS < 0 || s.Checks.SpreadPct < 0 || s.Checks.SpreadPct > 1000 {
 		return errors.New("checks: thresholds must be positive (fairness_spread_pct at most 1000)")
 	}
 	for _, d := range s.Checks.Disable {
 		switch d {
-		case "starvation", "fairness", "isolation", "payload":
+		case "starvation", "fairness", "isolation", "payload", "task_stall":
 		default:
-			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload)", d)
+			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall)", d)
 		}
 	}
 	live := map[string]*cgState{}

@@ -54,12 +54,11 @@ func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
 	binary.LittleEndian.PutUint32(zp[bpExtCmdLinePtr:], 0)
 
 	if len(c.Initrd) > 0 {
-		limit := min(lowEnd, uint64(k.InitrdAddrMax)+1)
 		size := uint64(len(c.Initrd))
-		if size > limit || (limit-size)&^0xFFF < kernEnd {
-			return info, fmt.Errorf("initramfs of %d MiB does not fit below %d MiB next to the kernel; give the guest more --memory", size>>20, limit>>20)
+		addr, err := initrdPlace(k, lowEnd, size)
+		if err != nil {
+			return info, err
 		}
-		addr := (limit - size) &^ 0xFFF
 		if err := m.Write(addr, c.Initrd); err != nil {
 			return info, fmt.Errorf("load initramfs: %w", err)
 		}

@@ -103,6 +103,16 @@ func fakeBzImage(version uint16, xlf uint16) []byte {
 	binary.LittleEndian.PutUint32(b[hdrInitrdAddrMax:], 0x7FFFFFFF)
 	binary.LittleEndian.PutUint32(b[hdrCmdlineSize:], 2047)
 	binary.LittleEndian.PutUint32(b[hdrInitSize:], 0x10000)
+	binary.LittleEndian.PutUint32(b[hdrSysSize:], (8192-5*512)/16)
+	binary.LittleEndian.PutUint32(b[hdrPayloadOffset:], 0x100)
+	binary.LittleEndian.PutUint32(b[hdrPayloadLength:], 0x1000)
+	return b
+}
+
+// withU32 returns a copy of a fake image with the 32-bit field at off set.
+func withU32(off int, v uint32) []byte {
+	b := fakeBzImage(0x020F, xlfKernel64)
+	binary.LittleEndian.PutUint32(b[off:], v)
 	return b
 }
 
@@ -125,6 +135,17 @@ func TestParseBzImage(t *testing.T) {
 		"zImage":        func() []byte { b := fakeBzImage(0x020F, 1); b[hdrLoadFlags] = 0; return b }(),
 		"setup too big": func() []byte { b := fakeBzImage(0x020F, 1); b[hdrSetupSects] = 200; return b }(),
 		"truncated":     fakeBzImage(0x020F, 1)[:0x250],
+		// Sizes the header gives that the file does not back.
+		"cut after setup":        fakeBzImage(0x020F, 1)[:8192-100],
+		"syssize past the end":   withU32(hdrSysSize, (8192-5*512)/16+1),
+		"syssize 0":              withU32(hdrSysSize, 0),
+		"huge syssize":           withU32(hdrSysSize, 0xFFFFFFFF),
+		"payload past syssize":   withU32(hdrPayloadLength, 8192),
+		"payload offset huge":    withU32(hdrPayloadOffset, 0xFFFFFFF0),
+		"no payload":             withU32(hdrPayloadLength, 0),
+		"init_size below kernel": withU32(hdrInitSize, 0x100),
+		"init_size 4 GiB":        withU32(hdrInitSize, 0xFFFFFFFF),
+		"init_size 0":            withU32(hdrInitSize, 0),
 	}
 	for name, b := range bad {
 		var nb *NotBzImageError
@@ -155,10 +176,23 @@ func TestParseFixtureKernel(t *testing.T) {
 func FuzzParseBzImage(f *testing.F) {
 	f.Add(fakeBzImage(0x020F, 1))
 	f.Add([]byte("garbage"))
+	f.Add(fakeBzImage(0x020F, 1)[:8000])
+	f.Add(withU32(hdrSysSize, 0xFFFFFFFF))
+	f.Add(withU32(hdrPayloadOffset, 0xFFFFFFF0))
+	f.Add(withU32(hdrInitSize, 0xFFFFFFFF))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := ParseBzImage(b)
-		if err == nil && (len(k.Image) == 0 || len(k.Header) == 0) {
+		if err != nil {
+			return
+		}
+		if len(k.Image) == 0 || len(k.Header) == 0 {
 			t.Fatal("accepted image without kernel or header")
+		}
+		// Whatever is accepted is backed by the file and loadable in
+		// principle: the protected-mode kernel is in the file and
+		// init_size covers it and fits below the hole.
+		if k.SysSize == 0 || k.SysSize > uint64(len(k.Image)) || uint64(k.InitSize) < k.SysSize || uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
+			t.Fatalf("accepted inconsistent sizes: syssize %d, image %d, init_size %d", k.SysSize, len(k.Image), k.InitSize)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 // zero page alike.
 const (
 	hdrSetupSects      = 0x1F1
+	hdrSysSize         = 0x1F4
 	hdrBootFlag        = 0x1FE
 	hdrJump            = 0x200
 	hdrMagic           = 0x202
@@ -25,6 +26,8 @@ const (
 	hdrRelocatable     = 0x234
 	hdrXLoadFlags      = 0x236
 	hdrCmdlineSize     = 0x238
+	hdrPayloadOffset   = 0x248
+	hdrPayloadLength   = 0x24C
 	hdrPrefAddress     = 0x258
 	hdrInitSize        = 0x260
 
@@ -53,6 +56,9 @@ type Kernel struct {
 	InitrdAddrMax uint32
 	CmdlineSize   uint32
 	InitSize      uint32
+	// SysSize is the protected-mode kernel's size in bytes (the header's
+	// syssize, in 16-byte units, times 16).
+	SysSize uint64
 	// Header is the setup header (file bytes 0x1F1 up to its end), copied
 	// into the zero page.
 	Header []byte
@@ -68,7 +74,13 @@ func (e *NotBzImageError) Error() string {
 }
 
 // ParseBzImage validates b as a bzImage that supports the 64-bit boot
-// protocol (2.12 or later with XLF_KERNEL_64) and splits it.
+// protocol (2.12 or later with XLF_KERNEL_64) and splits it. Every size the
+// header gives must agree with the file: setup_sects and syssize (the
+// setup code and the protected-mode kernel) must lie within it, the
+// compressed payload (payload_offset, payload_length) within the
+// protected-mode kernel, and init_size must cover the kernel and fit below
+// the MMIO hole; a truncated file or a bogus size is refused here rather
+// than loaded into a guest that then triple-faults or hangs.
 func ParseBzImage(b []byte) (*Kernel, error) {
 	bad := func(f string, a ...any) (*Kernel, error) {
 		return nil, &NotBzImageError{fmt.Sprintf(f, a...)}
@@ -111,11 +123,29 @@ func ParseBzImage(b []byte) (*Kernel, error) {
 	if off >= len(b) {
 		return bad("setup sectors (%d) run past the end of the file", k.SetupSects)
 	}
+	k.Header = b[hdrSetupSects:hdrEnd]
+	k.Image = b[off:]
+	k.SysSize = uint64(binary.LittleEndian.Uint32(b[hdrSysSize:])) * 16
+	if k.SysSize == 0 {
+		return bad("syssize is 0 (no protected-mode kernel)")
+	}
+	if k.SysSize > uint64(len(k.Image)) {
+		return bad("truncated or corrupt: the header's syssize says the kernel after the %d setup sectors is %d bytes, the file holds %d", k.SetupSects, k.SysSize, len(k.Image))
+	}
+	po := uint64(binary.LittleEndian.Uint32(b[hdrPayloadOffset:]))
+	pl := uint64(binary.LittleEndian.Uint32(b[hdrPayloadLength:]))
+	if pl == 0 || po+pl > k.SysSize {
+		return bad("truncated or corrupt: the compressed kernel (payload_offset %d, payload_length %d) does not lie within the %d-byte protected-mode kernel", po, pl, k.SysSize)
+	}
 	if k.InitSize == 0 {
 		return bad("init_size is 0")
 	}
-	k.Header = b[hdrSetupSects:hdrEnd]
-	k.Image = b[off:]
+	if uint64(k.InitSize) < k.SysSize {
+		return bad("corrupt: init_size %d is smaller than the %d-byte kernel it must hold", k.InitSize, k.SysSize)
+	}
+	if uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
+		return bad("corrupt: init_size %d MiB cannot fit below the %d MiB MMIO hole", k.InitSize>>20, MMIOHoleStart>>20)
+	}
 	if k.CmdlineSize == 0 {
 		k.CmdlineSize = 255
 	}

@@ -4,11 +4,66 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// AutoControlFIFO returns the default control FIFO path in dir,
+// dir/ktstr-boot-PID.ctl, after removing the stale FIFOs of that pattern
+// that earlier ktstr-boots killed without cleaning up left there (see
+// SweepControlFIFOs).
+func AutoControlFIFO(dir string) string {
+	SweepControlFIFOs(dir)
+	return filepath.Join(dir, fmt.Sprintf("ktstr-boot-%d.ctl", os.Getpid()))
+}
+
+// SweepControlFIFOs removes dir/ktstr-boot-PID.ctl FIFOs that are stale:
+// owned by this user, and with no reader, which a running ktstr-boot
+// always is (it keeps its FIFO open for reading and writing); and whose PID
+// is not a running process, or is this process (a FIFO of a dead
+// process that had this pid). The reader check alone decides for a live
+// ktstr-boot in another pid namespace. It returns how many it removed.
+func SweepControlFIFOs(dir string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, de := range ents {
+		var pid int
+		if de.Type()&fs.ModeNamedPipe == 0 {
+			continue
+		}
+		if _, err := fmt.Sscanf(de.Name(), "ktstr-boot-%d.ctl", &pid); err != nil || pid <= 0 || de.Name() != fmt.Sprintf("ktstr-boot-%d.ctl", pid) {
+			continue
+		}
+		if pid != os.Getpid() {
+			if err := unix.Kill(pid, 0); err == nil || err == unix.EPERM {
+				continue // running
+			}
+		}
+		p := filepath.Join(dir, de.Name())
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Uid != uint32(os.Getuid()) || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			continue
+		}
+		// Opening for writing without blocking fails with ENXIO when no
+		// process has the FIFO open for reading.
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == nil {
+			unix.Close(fd)
+			continue
+		}
+		if err == unix.ENXIO && os.Remove(p) == nil {
+			n++
+		}
+	}
+	return n
+}
 
 // The control FIFO takes one command per line:
 //

@@ -6,7 +6,12 @@
 // reset line ends the run), a CMOS RTC, ACPI PM1 ports, a
 // virtio-mmio console with multiport (port 1 "ktstr" carries the frame
 // stream), plus run control (timeout, exit reasons, host frames, a control
-// FIFO for SysRq).
+// FIFO for SysRq, and the removal of stale ones left by killed runs).
+//
+// It also owns the checks of what ktstr-boot is given that can be made
+// before a VM exists (input.go: regular kernel and initramfs files, sizes
+// against guest RAM before reading, the memory minimum, the vCPU and APIC
+// ID limits), so that they are the same limits the run enforces.
 //
 // Run outcomes are shared with ktstr-boot's QEMU path (pkg/qemuvmm):
 // Classify (reason and exit code), ConsoleWatch (panic and power-down on

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ type runResult struct {
 // QEMU TCG, microvm) with RAM in a shared file, and ktstr-monitor reading
 // the guest's stream live from a pipe. stopOn, when it appears in the
 // monitor's report, ends the guest early (2 s later); limit bounds it.
-func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time.Duration) *runResult {
+func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time.Duration, monitorArgs ...string) *runResult {
 	dir := t.TempDir()
 	shm := "/dev/shm"
 	if st, err := os.Stat(shm); err != nil || !st.IsDir() {
@@ -129,7 +130,7 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 	reportPath := filepath.Join(dir, "report")
 	rep, _ := os.Create(reportPath)
 	var out bytes.Buffer
-	m := exec.Command(e.monitor, "--guest-mem", ram, "--vmlinux", e.vmlinux, "--tee", "--emit", "--json")
+	m := exec.Command(e.monitor, append([]string{"--guest-mem", ram, "--vmlinux", e.vmlinux, "--tee", "--emit", "--json"}, monitorArgs...)...)
 	m.Stdin, m.Stdout, m.Stderr = pr, &out, rep
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
@@ -283,5 +284,32 @@ func TestMonitorQEMU(t *testing.T) {
 			t.Error("no sample saw scx_qmap enabled")
 		}
 		t.Logf("report:\n%s", r.report)
+	})
+	// --watchdog-timeout: the monitor writes 2 s into the guest kernel's
+	// scx_watchdog_timeout (scx_qmap asks for 5 s); the samples read it
+	// back, and the kernel's own watchdog fires on the 2 s limit.
+	t.Run("qmap_watchdog_override", func(t *testing.T) {
+		r := boot(t, e, "qmap", 12, `"kind":"sched_exit"`, 150*time.Second, "--watchdog-timeout", "2s")
+		if !strings.Contains(r.report, "sched_ext watchdog timeout set to 2s") {
+			t.Errorf("the monitor did not say it set the timeout:\n%s", r.report)
+		}
+		seen := false
+		for _, s := range r.samples {
+			if s.ScxState == "enabled" && s.WatchdogTimeout == 2e9 {
+				seen = true
+			}
+		}
+		if !seen {
+			t.Error("no sample read back a 2 s watchdog timeout")
+		}
+		m := regexp.MustCompile(`failed to run for (\d+)\.(\d+)s|failed to check in for (\d+)\.(\d+)s`).FindStringSubmatch(r.console + r.report)
+		if m == nil {
+			t.Fatalf("no sched_ext watchdog message on the console:\n%s", tail(r.console, 30))
+		}
+		t.Logf("kernel: %s (scx_qmap's own timeout is 5 s)", m[0])
+		secs := m[1] + m[3]
+		if secs != "2" && secs != "3" && secs != "4" {
+			t.Errorf("the kernel's watchdog fired after %ss; with the 2 s override it must fire before scx_qmap's 5 s", secs)
+		}
 	})
 }
