@@ -233,8 +233,12 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 		// -no-reboot: QEMU exits 0 on the guest's shutdown and reset alike.
 		reason, detail = vmm.ReasonReboot, "QEMU exited: the guest shut down or reset"
 	}
-	// With robust-stream's vmm.Stream (wire.GuestRelay), call
-	// stream.CloseGuest() here, before the VM-exit frame, as pkg/vmm does.
+	// The guest can write no more: a vmm.Stream that holds back a partial
+	// guest frame (robust-stream's wire.GuestRelay) flushes it now, before
+	// the VM-exit frame, as ktstr-boot's own VMM does.
+	if c, ok := any(stream).(interface{ CloseGuest() }); ok {
+		c.CloseGuest()
+	}
 	if serr := stream.Err(); serr != nil && reason != vmm.ReasonError {
 		detail = strings.TrimPrefix(detail+"; stdout: "+serr.Error(), "; ")
 		if reason != vmm.ReasonSignal {
