@@ -51,6 +51,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
+	defer s.Release()
 	self, _ := os.Executable()
 	tools, err := pipeline.FindTools(self)
 	if err != nil {

@@ -58,11 +58,11 @@ func TestArgs(t *testing.T) {
 		out  string
 		err  string
 	}{
-		{[]string{"--scheduler", sched}, 2, "", "--kernel is required"},
+		{[]string{"--scheduler", sched, "--kernel", filepath.Join(dir, "no-such-kernel")}, 2, "", "no-such-kernel"},
 		{[]string{"--kernel", k, "--topology", "0n"}, 2, "", "--topology"},
 		{[]string{"--kernel", k, "--", "-t", "2"}, 2, "", "need --scheduler"},
 		{[]string{"--kernel", k, "--timeout", "soon"}, 2, "", "timeout"},
-		{[]string{"--kernel", filepath.Join(dir, "missing")}, 2, "", "no such file"},
+		{[]string{"--kernel", filepath.Join(dir, "missing")}, 2, "", "does not exist"},
 		{[]string{"--kernel", k, "--scheduler", sched, "--scenario", "steady", "--dry-run", "--", "-t", "2"}, 0,
 			"--scheduler " + sched + " --scenario steady -- -t 2) || exit 4", ""},
 		{[]string{"--kernel", k, "-n", "--topology", "1n1l1c1t"}, 0, "--cpus 1 -- ", ""},

@@ -8,6 +8,7 @@
 // It re-implements none of the tools: each runs as its own binary, found
 // beside ktstr-run's own executable or on $PATH.
 //
-// Imports: pkg/topology (to size the host reservation) and the standard
-// library.
+// Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
+// its vmlinux), pkg/topology (to size the host reservation) and the
+// standard library.
 package pipeline

@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/kernel"
 )
 
 func TestCombine(t *testing.T) {
@@ -69,15 +72,22 @@ func fixtureFile(t *testing.T, name string) string {
 func TestCheck(t *testing.T) {
 	k, sched := fixtureFile(t, "bzImage"), fixtureFile(t, "scx_x")
 	dir := t.TempDir()
+	empty := t.TempDir()
+	nowhere := kernel.ResolveOptions{CacheDir: empty, Cwd: empty, Root: empty}
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		s    Spec
 		err  string
 	}{
 		{"ok", Spec{Kernel: k, Scheduler: sched}, ""},
-		{"no kernel", Spec{}, "--kernel is required"},
-		{"missing kernel", Spec{Kernel: "/nonexistent/bzImage"}, "--kernel"},
-		{"kernel is a directory", Spec{Kernel: dir}, "not a regular file"},
+		{"no kernel anywhere", Spec{KernelOptions: nowhere}, "--kernel not given"},
+		{"missing kernel", Spec{Kernel: "/nonexistent/bzImage", KernelOptions: nowhere}, "--kernel /nonexistent/bzImage"},
+		{"kernel is a directory without one", Spec{Kernel: dir, KernelOptions: nowhere}, "--kernel " + dir},
+		{"kernel is a FIFO", Spec{Kernel: fifo}, "not a regular file"},
 		{"missing scheduler", Spec{Kernel: k, Scheduler: "/nonexistent/scx"}, "--scheduler"},
 		{"args without scheduler", Spec{Kernel: k, SchedArgs: []string{"-t", "2"}}, "need --scheduler"},
 		{"bad topology", Spec{Kernel: k, Topology: "2x"}, "--topology"},
@@ -92,6 +102,7 @@ func TestCheck(t *testing.T) {
 	}
 	s := Spec{Kernel: k}
 	topo, err := s.Check()
+	s.Release()
 	if err != nil || len(topo.CPUs) != 2 || s.Topology != DefaultTopology || s.VMM != "auto" || s.Timeout != DefaultTimeout || s.Memory != "1G" {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
@@ -263,5 +274,33 @@ func TestScriptFakeTools(t *testing.T) {
 		if string(out) != rout.String() || (code == 0) != (res.Exit == 0) {
 			t.Errorf("%v: script printed %q exit %d; ktstr-run printed %q exit %d", env, out, code, rout.String(), res.Exit)
 		}
+	}
+}
+
+// TestCheckResolvesKernel: a kernel beside its vmlinux (the fixture and
+// cache layout) gives ktstr-monitor that vmlinux; a source tree resolves
+// to its bzImage, as ktstr-boot resolves it.
+func TestCheckResolvesKernel(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("k"), 0o644)
+	os.WriteFile(filepath.Join(dir, "vmlinux"), []byte("v"), 0o644)
+	s := Spec{Kernel: filepath.Join(dir, "bzImage")}
+	if _, err := s.Check(); err != nil || s.Vmlinux != filepath.Join(dir, "vmlinux") {
+		t.Errorf("beside its vmlinux: %v, vmlinux %q", err, s.Vmlinux)
+	}
+	s = Spec{Kernel: filepath.Join(dir, "bzImage"), Vmlinux: "/given/vmlinux"}
+	if _, err := s.Check(); err != nil || s.Vmlinux != "/given/vmlinux" {
+		t.Errorf("--vmlinux given: %v, vmlinux %q", err, s.Vmlinux)
+	}
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
+	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("k"), 0o644)
+	os.WriteFile(filepath.Join(tree, "vmlinux"), []byte("v"), 0o644)
+	empty := t.TempDir()
+	s = Spec{Kernel: tree, KernelOptions: kernel.ResolveOptions{CacheDir: empty}}
+	_, err := s.Check()
+	defer s.Release()
+	if err != nil || s.Kernel != filepath.Join(tree, "arch/x86/boot/bzImage") || s.Vmlinux != filepath.Join(tree, "vmlinux") {
+		t.Errorf("source tree: %v, kernel %q, vmlinux %q", err, s.Kernel, s.Vmlinux)
 	}
 }

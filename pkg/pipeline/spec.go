@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/kernel"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
@@ -75,6 +76,13 @@ type Spec struct {
 	Save      string // file for the raw stream; "" none
 	Append    string // extra kernel command line
 	JSON      bool   // the verdict as a JSON record
+
+	// KernelOptions is how Check resolves a Kernel that is not a file
+	// (pkg/kernel: a source tree, a cached version or key, or nothing).
+	KernelOptions kernel.ResolveOptions
+	// Release, set by Check, lets go of a cached kernel (ktstr-kernel gc
+	// keeps it while the run holds it). Call it when the run is over.
+	Release func()
 }
 
 // Defaults.
@@ -87,8 +95,9 @@ const (
 
 // Check validates s and fills in defaults. Its errors are usage errors.
 func (s *Spec) Check() (*topology.Topology, error) {
-	if s.Kernel == "" {
-		return nil, errors.New("--kernel is required (or set KTSTR_KERNEL)")
+	s.Release = func() {}
+	if err := s.resolveKernel(); err != nil {
+		return nil, err
 	}
 	if s.Topology == "" {
 		s.Topology = DefaultTopology
@@ -116,7 +125,7 @@ func (s *Spec) Check() (*topology.Topology, error) {
 	if s.Scheduler == "" && len(s.SchedArgs) > 0 {
 		return nil, errors.New("scheduler arguments after -- need --scheduler")
 	}
-	for _, f := range []struct{ flag, path string }{{"--kernel", s.Kernel}, {"--scheduler", s.Scheduler}} {
+	for _, f := range []struct{ flag, path string }{{"--scheduler", s.Scheduler}} {
 		if f.path == "" {
 			continue
 		}
@@ -142,6 +151,40 @@ func (s *Spec) Check() (*topology.Topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// resolveKernel turns Kernel into a bzImage path as ktstr-boot would (a
+// file as given; else pkg/kernel's resolution: a source tree, a cached
+// version or key, ./linux, ../linux, /lib/modules/$(uname -r)/build,
+// /boot/vmlinuz-$(uname -r)), so that the printed pipeline names the
+// kernel that runs, and picks the vmlinux that belongs to it for
+// ktstr-monitor unless Vmlinux is given.
+func (s *Spec) resolveKernel() error {
+	var k kernel.Kernel
+	if st, err := os.Stat(s.Kernel); s.Kernel != "" && err == nil && st.Mode().IsRegular() {
+		k = kernel.Companions(s.Kernel)
+	} else if s.Kernel != "" && err == nil && !st.IsDir() {
+		return fmt.Errorf("--kernel %s: not a regular file", s.Kernel)
+	} else {
+		o := s.KernelOptions
+		if o.CacheDir == "" {
+			o.CacheDir = os.Getenv("KTSTR_KERNEL_CACHE_DIR")
+		}
+		var release func()
+		k, release, err = kernel.Resolve(s.Kernel, o)
+		if err != nil {
+			if s.Kernel == "" {
+				return fmt.Errorf("--kernel not given (nor KTSTR_KERNEL) and %v", err)
+			}
+			return fmt.Errorf("--kernel %s: %w", s.Kernel, err)
+		}
+		s.Release = release
+	}
+	s.Kernel = k.BzImage
+	if s.Vmlinux == "" {
+		s.Vmlinux = k.Vmlinux
+	}
+	return nil
 }
 
 // BlobVar is the shell variable that holds the initramfs path in Script.
