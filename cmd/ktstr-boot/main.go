@@ -13,6 +13,8 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/interactive"
+	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
@@ -42,7 +44,8 @@ func main() {
 			&cli.StringFlag{Name: "exec", Usage: "run CMD in the guest through hvc0 and exit with its status"},
 			&cli.BoolFlag{Name: "perf-mode", Usage: "one dedicated host CPU per vCPU (KTSTR_CPUS or the allowed set), SCHED_FIFO vCPUs, huge-page memory, HLT/PAUSE exits off"},
 			&cli.BoolFlag{Name: "summary", Usage: "print a one-line timing summary on stderr at the end"},
-			&cli.BoolFlag{Name: "probe", Usage: "time KVM_CREATE_VM and a tiny guest, print the figures and exit"},
+			&cli.StringFlag{Name: "vmm", Value: qemu.ModeKVM, EnvVars: []string{"KTSTR_VMM"}, Usage: "kvm (this VMM on /dev/kvm), qemu (QEMU: -accel kvm on hardware KVM, else TCG) or auto (this VMM on hardware KVM, else QEMU TCG)"},
+			&cli.BoolFlag{Name: "probe", Usage: "decide whether /dev/kvm is hardware-assisted (exit 0) or not (exit 1), print the verdict and the evidence"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Bool("probe") {
@@ -54,6 +57,11 @@ func main() {
 }
 
 func run(c *cli.Context, start time.Time) error {
+	switch c.String("vmm") {
+	case qemu.ModeKVM, qemu.ModeQEMU, qemu.ModeAuto:
+	default:
+		return cmdutil.UsageError("--vmm %q: want kvm, qemu or auto", c.String("vmm"))
+	}
 	kpath, releaseKernel, err := resolveKernel(c.String("kernel"))
 	defer releaseKernel()
 	if err != nil {
@@ -89,6 +97,16 @@ func run(c *cli.Context, start time.Time) error {
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
+	choice, err := qemu.Choose(c.String("vmm"), func() kvmprobe.Result { return kvmprobe.Probe(kvmprobe.Options{}) })
+	if err != nil { // the mode is valid: QEMU is missing
+		return cmdutil.Exit(vmm.ExitVMMError, err)
+	}
+	if c.String("vmm") != qemu.ModeKVM { // it probed: say what it chose and why
+		fmt.Fprintf(os.Stderr, "ktstr-boot: VMM: %s (%s)\n", choice, choice.Why)
+	}
+	if choice.QEMU && c.Bool("perf-mode") {
+		return cmdutil.UsageError("--perf-mode needs ktstr-boot's own VMM (--vmm kvm on hardware KVM); the QEMU path (%s) does not offer it", choice)
+	}
 	perf, err := perfFlag(c, len(topo.CPUs), mem, cpus)
 	if err != nil {
 		return err
@@ -97,7 +115,7 @@ func run(c *cli.Context, start time.Time) error {
 		cpus = nil // each vCPU gets its own CPU from the plan
 	}
 	var parts []string
-	if !c.Bool("no-default-cmdline") {
+	if !c.Bool("no-default-cmdline") && !choice.QEMU {
 		parts = append(parts, vmm.DefaultCmdline())
 	}
 	ask := interactive.Request{Shell: c.Bool("shell"), Exec: c.String("exec"), HasExec: c.IsSet("exec")}
@@ -148,6 +166,9 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
 
+	if choice.QEMU {
+		return runQEMU(c, choice, cfg, c.StringSlice("initramfs"), ask)
+	}
 	if ask.Shell || ask.HasExec {
 		return runInteractive(ask, cfg)
 	}
@@ -186,15 +207,18 @@ func runInteractive(ask interactive.Request, cfg vmm.Config) error {
 	return nil
 }
 
-// probe prints /dev/kvm timings (see vmm.Probe).
+// probe prints pkg/kvmprobe's verdict on /dev/kvm and its evidence, and
+// exits 0 for hardware-assisted KVM, 1 otherwise.
 func probe() error {
-	r, err := vmm.Probe(3, 1000000)
-	if err != nil {
-		return cmdutil.Exit(vmm.ExitVMMError, fmt.Errorf("probe /dev/kvm: %w", err))
+	r := kvmprobe.Probe(kvmprobe.Options{})
+	fmt.Printf("kvm: %s\n", r.Kind)
+	if r.Kind != kvmprobe.None {
+		fmt.Printf("guest_rate_mps %.3f\nhost_rate_mps %.3f\nratio %.5f\nthreshold %.2f\nrounds %d\ncreate_vm_ms %.3f\n",
+			r.GuestRate/1e6, r.HostRate/1e6, r.Ratio, r.Threshold, r.Rounds, float64(r.CreateVM.Microseconds())/1000)
 	}
-	for i, d := range r.CreateVM {
-		fmt.Printf("create_vm_ms[%d] %.3f\n", i, float64(d.Microseconds())/1000)
+	fmt.Printf("reason: %s\n", r.Reason)
+	if !r.Hardware() {
+		return cmdutil.Exit(1, fmt.Errorf("no hardware-assisted KVM: %s", r.Reason))
 	}
-	fmt.Printf("tiny_guest_ms %.3f (%d loop iterations, VM set-up included)\n", float64(r.TinyGuest.Microseconds())/1000, r.Iterations)
 	return nil
 }

@@ -36,10 +36,13 @@ type System struct {
 }
 
 // Open opens /dev/kvm and checks the API version.
-func Open() (*System, error) {
-	fd, err := unix.Open(DevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+func Open() (*System, error) { return OpenPath(DevicePath) }
+
+// OpenPath is Open on another device node (a test's, or a probe's).
+func OpenPath(dev string) (*System, error) {
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", DevicePath, err)
+		return nil, fmt.Errorf("open %s: %w", dev, err)
 	}
 	s := &System{fd: fd}
 	v, err := ioctl(fd, kvmGetAPIVersion, 0)

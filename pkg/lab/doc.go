@@ -7,8 +7,8 @@
 //   - Reference (Reference): boot a kernel and an initramfs under plain QEMU
 //     TCG (-M microvm -accel tcg -cpu max), with the serial console captured
 //     and the guest's "ktstr" virtio-serial port wired to the host. This is
-//     the fast path for everything that does not need KVM, and also how a
-//     user without KVM can run a ktstr initramfs.
+//     the fast path for everything that does not need KVM. pkg/qemu runs it;
+//     users without KVM get the same boot from ktstr-boot --vmm qemu.
 //   - Nested (StartNested): boot an L1 Linux under QEMU TCG whose /dev/kvm is
 //     real (nested SVM), once per suite, and run commands inside it through a
 //     small agent (cmd protocol in protocol.go), with the repository's bin/
@@ -20,8 +20,9 @@
 // Every QEMU run has a hard timeout after which the process is killed; a
 // timed-out run is reported as such, never as a pass.
 //
-// Imports: the standard library and pkg/wire (the reference path passes
-// the guest's stream through wire.GuestRelay, as ktstr-boot does). It is test infrastructure: product
+// Imports: pkg/qemu (QEMU runs), pkg/kvmprobe (the probe), pkg/wire (the
+// reference path passes the guest's stream through wire.GuestRelay, as
+// ktstr-boot does) and the standard library. It is test infrastructure: product
 // binaries never import it (the developer CLI test/lab/ktstr-lab and the
 // L1 agent test/lab/ktstr-lab-agent do).
 package lab

@@ -3,10 +3,12 @@ package lab
 import (
 	"os"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
 )
 
 // TestProbeKVM runs the probe on this machine's /dev/kvm and checks that
-// its decision is consistent with the rate it measured.
+// its decision is consistent with the ratio it measured.
 func TestProbeKVM(t *testing.T) {
 	if _, err := os.Stat("/dev/kvm"); err != nil {
 		t.Skipf("SKIP: no /dev/kvm on this machine: %v", err)
@@ -14,13 +16,9 @@ func TestProbeKVM(t *testing.T) {
 	p := ProbeKVM("")
 	t.Logf("probe: %s", p.Reason)
 	switch p.Kind {
-	case KVMHardware:
-		if p.Rate < HardwareRate {
-			t.Errorf("hardware with rate %v", p.Rate)
-		}
-	case KVMEmulated:
-		if p.Rate >= HardwareRate || p.Rate <= 0 {
-			t.Errorf("emulated with rate %v", p.Rate)
+	case KVMHardware, KVMEmulated:
+		if p.Rate <= 0 || kvmprobe.Decide(p.Result.Ratio) != p.Kind {
+			t.Errorf("%s with evidence %s", p.Kind, p.Result.Evidence())
 		}
 	default:
 		t.Fatalf("probe failed on an existing /dev/kvm: %s", p.Reason)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 )
 
 // Share is a host directory made visible inside L1.
@@ -89,7 +91,7 @@ type NestedOptions struct {
 // Nested is a running L1 guest with its agent.
 type Nested struct {
 	opts    NestedOptions
-	proc    *process
+	proc    *qemu.Process
 	client  *agentClient
 	sink    net.Listener
 	conn    net.Conn
@@ -313,11 +315,11 @@ func StartNested(ctx context.Context, opts NestedOptions) (*Nested, error) {
 	if n.sink, err = net.Listen("unix", sock); err != nil {
 		return fail(fmt.Errorf("nested lab: %w", err))
 	}
-	n.proc = &process{qemu: q, args: L1Args(&opts, initramfs, sock, filepath.Join(n.dir, "hmp.sock")), timeout: opts.Lifetime, console: opts.Console}
-	if err := n.proc.startProc(context.WithoutCancel(ctx)); err != nil {
+	n.proc = &qemu.Process{QEMU: q, Args: L1Args(&opts, initramfs, sock, filepath.Join(n.dir, "hmp.sock")), Timeout: opts.Lifetime, Console: opts.Console}
+	if err := n.proc.Start(context.WithoutCancel(ctx)); err != nil {
 		return fail(fmt.Errorf("nested lab: %w", err))
 	}
-	n.started = n.proc.start
+	n.started = n.proc.Started()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := n.sink.Accept()
@@ -329,8 +331,8 @@ func StartNested(ctx context.Context, opts NestedOptions) (*Nested, error) {
 	defer cancel()
 	select {
 	case n.conn = <-accepted:
-	case <-n.proc.done:
-		return fail(fmt.Errorf("nested lab: L1's QEMU exited before connecting: %s", tail(n.proc.errBuf.Bytes(), 300)))
+	case <-n.proc.Done():
+		return fail(fmt.Errorf("nested lab: L1's QEMU exited before connecting: %s", tail(n.proc.StderrBytes(), 300)))
 	case <-bctx.Done():
 		return fail(fmt.Errorf("nested lab: L1's QEMU did not connect within %v", opts.BootTimeout))
 	}
@@ -338,7 +340,7 @@ func StartNested(ctx context.Context, opts NestedOptions) (*Nested, error) {
 	hello, err := n.client.waitHello(bctx)
 	if err != nil {
 		return fail(fmt.Errorf("nested lab: L1 did not boot to its agent within %v (%v); console tail: %s",
-			opts.BootTimeout, err, tail(n.proc.conBuf.Bytes(), 600)))
+			opts.BootTimeout, err, tail(n.proc.ConsoleBytes(), 600)))
 	}
 	n.BootTime = time.Since(n.started)
 	n.GuestUptime = time.Duration(hello.UptimeMS) * time.Millisecond
@@ -361,13 +363,13 @@ func (n *Nested) RunLive(ctx context.Context, cmd string, timeout time.Duration,
 	}
 	r, err := n.client.run(ctx, cmd, timeout, live)
 	if err != nil {
-		return nil, fmt.Errorf("%w; L1 console tail: %s", err, tail(n.proc.conBuf.Bytes(), 400))
+		return nil, fmt.Errorf("%w; L1 console tail: %s", err, tail(n.proc.ConsoleBytes(), 400))
 	}
 	return r, nil
 }
 
 // Console returns L1's serial console so far.
-func (n *Nested) Console() []byte { return n.proc.conBuf.Bytes() }
+func (n *Nested) Console() []byte { return n.proc.ConsoleBytes() }
 
 // Close powers L1 off (killing QEMU if it does not exit within 10 s) and
 // removes its work directory.
@@ -379,13 +381,13 @@ func (n *Nested) Close() error {
 	if n.conn != nil {
 		n.conn.Close() // the agent sees EOF and powers L1 off
 	}
-	if n.proc != nil && n.proc.done != nil {
+	if n.proc != nil && n.proc.Done() != nil {
 		select {
-		case <-n.proc.done:
+		case <-n.proc.Done():
 		case <-time.After(10 * time.Second):
-			n.proc.cancel()
+			n.proc.Stop()
 		}
-		n.proc.wait()
+		n.proc.Wait()
 	}
 	if n.sink != nil {
 		n.sink.Close()

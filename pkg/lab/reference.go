@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -50,8 +50,8 @@ type ReferenceOptions struct {
 	QEMU string
 	// MachineOpts are appended to "-M microvm," (for example "rtc=off").
 	MachineOpts string
-	// Accel and CPUModel default to "tcg" and "max". The nested lab's L2
-	// guests use the same arguments with "kvm" and "host".
+	// Accel and CPUModel default to qemu.DefaultAccel and "max". The
+	// nested lab's L2 guests use the same arguments with "kvm" and "host".
 	Accel, CPUModel string
 }
 
@@ -92,164 +92,70 @@ func (r *Result) Err() error {
 	return nil
 }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.ToValidUTF8(string(b), "?")
-}
+func tail(b []byte, n int) string { return qemu.Tail(b, n) }
 
-// BaseCmdline is the kernel command line every lab boot starts with: the
-// console on the 8250 port, reboot (and so QEMU exit, with -no-reboot) on
-// panic, and the triple-fault reboot that needs no firmware.
-const BaseCmdline = "console=ttyS0 panic=-1 reboot=t"
+// BaseCmdline is the kernel command line every lab boot starts with
+// (pkg/qemu owns it).
+const BaseCmdline = qemu.BaseCmdline
 
 // ReferenceArgs returns QEMU's arguments for opts. stream is the chardev
 // backend for the guest's "ktstr" port ("socket,path=S" to connect to a
 // unix socket, "file,path=F" to write a file); empty leaves the port out.
 func ReferenceArgs(opts *ReferenceOptions, stream string) []string {
-	cpus, mem := opts.CPUs, opts.MemoryMiB
-	if cpus <= 0 {
-		cpus = 2
-	}
-	if mem <= 0 {
-		mem = 512
-	}
-	machine := "microvm"
-	if opts.MachineOpts != "" {
-		machine += "," + opts.MachineOpts
-	}
-	var args []string
-	if opts.MemFile != "" {
-		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", mem, opts.MemFile))
-		machine += ",memory-backend=mem"
-	}
-	args = append(args,
-		"-M", machine, "-accel", or(opts.Accel, "tcg"), "-cpu", or(opts.CPUModel, "max"),
-		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
-		"-nodefaults", "-no-reboot", "-display", "none",
-		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-device", "virtio-serial-device",
-	)
-	if stream != "" {
-		args = append(args,
-			"-chardev", stream+",id=ktstr",
-			"-device", "virtserialport,chardev=ktstr,name=ktstr")
-	}
-	cmdline := BaseCmdline
-	if or(opts.Accel, "tcg") == "tcg" {
-		if t := TCGTimeCmdline(); t != "" {
-			cmdline += " " + t
-		}
-	}
-	if opts.Cmdline != "" {
-		cmdline += " " + opts.Cmdline
-	}
-	args = append(args, "-kernel", opts.Kernel, "-initrd", opts.Initramfs, "-append", cmdline)
-	return append(args, opts.ExtraArgs...)
+	o := opts.qemu()
+	return qemu.Args(&o, stream)
 }
 
-// Reference boots opts.Kernel with opts.Initramfs under plain QEMU TCG and
-// waits for QEMU to exit or the timeout to kill it. The error is non-nil
-// only when the run could not be started or its outputs not written; check
-// Result.Err (or TimedOut and ExitCode) for how the run itself ended.
-func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
-	if opts.Kernel == "" || opts.Initramfs == "" {
-		return nil, fmt.Errorf("reference boot needs a kernel and an initramfs")
+func (opts *ReferenceOptions) qemu() qemu.Options {
+	return qemu.Options{
+		Kernel: opts.Kernel, Initramfs: opts.Initramfs, CPUs: opts.CPUs, MemoryMiB: opts.MemoryMiB,
+		Cmdline: opts.Cmdline, Timeout: opts.Timeout, StreamPath: opts.StreamPath, Stream: opts.Stream,
+		ConsolePath: opts.ConsolePath, Console: opts.Console, MemFile: opts.MemFile, ExtraArgs: opts.ExtraArgs,
+		QEMU: opts.QEMU, MachineOpts: opts.MachineOpts, Accel: opts.Accel, CPUModel: opts.CPUModel,
 	}
-	for _, f := range []string{opts.Kernel, opts.Initramfs} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("reference boot: %w", err)
-		}
-	}
-	q := opts.QEMU
-	if q == "" {
-		var err error
-		if q, err = FindQEMU(); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 120 * time.Second
-	}
-	dir, err := os.MkdirTemp("", "ktstr-lab-")
-	if err != nil {
-		return nil, fmt.Errorf("reference boot: %w", err)
-	}
-	defer os.RemoveAll(dir)
+}
 
+// Reference boots opts.Kernel with opts.Initramfs under plain QEMU TCG
+// (pkg/qemu) and waits for QEMU to exit or the timeout to kill it. The
+// error is non-nil only when the run could not be started or its outputs
+// not written; check Result.Err (or TimedOut and ExitCode) for how the run
+// itself ended.
+func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
+	// The guest's bytes go through the same relay as ktstr-boot's stdout,
+	// so that a guest cannot forge host frames in the recording either
+	// (see wire.GuestRelay): the stream buffer, the stream file and the
+	// live writer all get the relay's output.
 	var stream bytes.Buffer
 	sinks := []io.Writer{&stream}
-	var streamFile *os.File
 	if opts.StreamPath != "" {
-		if streamFile, err = os.Create(opts.StreamPath); err != nil {
+		f, err := os.Create(opts.StreamPath)
+		if err != nil {
 			return nil, fmt.Errorf("reference boot: stream file: %w", err)
 		}
-		defer streamFile.Close()
-		sinks = append(sinks, streamFile)
+		defer f.Close()
+		sinks = append(sinks, f)
 	}
 	if opts.Stream != nil {
 		sinks = append(sinks, opts.Stream)
 	}
-	// The guest's bytes go through the same relay as ktstr-boot's stdout,
-	// so that a guest cannot forge host frames in the recording either
-	// (see wire.GuestRelay).
 	relay := wire.NewGuestRelay(io.MultiWriter(sinks...))
-	sink, err := newStreamSink(dir, relay)
-	if err != nil {
+	o := opts.qemu()
+	o.Stream, o.StreamPath, o.DiscardStream = relay, "", true
+	q, err := qemu.Run(ctx, o)
+	if q == nil {
+		if err != nil {
+			err = fmt.Errorf("reference boot: %w", err)
+		}
 		return nil, err
 	}
-	var conFile *os.File
-	console := opts.Console
-	if opts.ConsolePath != "" {
-		if conFile, err = os.Create(opts.ConsolePath); err != nil {
-			sink.close()
-			return nil, fmt.Errorf("reference boot: console file: %w", err)
-		}
-		defer conFile.Close()
-		if console != nil {
-			console = io.MultiWriter(conFile, console)
-		} else {
-			console = conFile
-		}
-	}
-	p := &process{qemu: q, args: ReferenceArgs(&opts, "socket,path="+sink.path), timeout: opts.Timeout, console: console}
-	if err := p.startProc(ctx); err != nil {
-		sink.close()
-		return nil, err
-	}
-	code, wall := p.wait()
-	serr := sink.close()
-	if rerr := relay.Close(); serr == nil && rerr != nil {
-		serr = rerr
-	}
-	var first time.Duration
-	if t := sink.firstByte(); !t.IsZero() {
-		first = t.Sub(p.start)
+	if rerr := relay.Close(); err == nil && rerr != nil {
+		err = fmt.Errorf("reference boot: reading the guest stream: %w", rerr)
 	}
 	r := &Result{
-		FirstStream: first,
-		Stream:      stream.Bytes(), StreamPath: opts.StreamPath,
-		Console: p.conBuf.Bytes(), Stderr: p.errBuf.Bytes(),
-		ExitCode: code, TimedOut: p.timedOut, Wall: wall,
-		Args: append([]string{q}, p.args...),
+		Stream: stream.Bytes(), StreamPath: opts.StreamPath, Console: q.Console, Stderr: q.Stderr,
+		ExitCode: q.ExitCode, TimedOut: q.TimedOut, Wall: q.Wall, FirstStream: q.FirstStream, Args: q.Args,
 	}
-	if serr != nil {
-		return r, fmt.Errorf("reference boot: reading the guest stream: %w", serr)
-	}
-	if streamFile != nil {
-		if err := streamFile.Close(); err != nil {
-			return r, fmt.Errorf("reference boot: stream file: %w", err)
-		}
-	}
-	return r, nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return r, err
 }
 
 // L2Options returns options for booting kernel and initramfs as an L2
@@ -273,3 +179,10 @@ func L2Options(kernel, initramfs string, cpus, memMiB int, cmdline string) Refer
 // L2Cmdline is what every nested-lab L2 kernel gets on its command line
 // (a lab workaround, not a ktstr default).
 const L2Cmdline = "idle=poll"
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
 	"io"
 	"os"
 	"os/exec"
@@ -39,11 +40,8 @@ func TestBootBenchmarkInner(t *testing.T) {
 	os.WriteFile(ip, initrd, 0o644)
 	args := strings.TrimSpace("ktstr_lab.mode=frames ktstr_lab.frames=1000 " + os.Getenv("KTSTR_LAB_L2_ARGS"))
 
-	pr, err := Probe(3, 1000000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("BENCH create_vm %v %v %v; tiny guest (1M loop, VM set-up included) %v\n", pr.CreateVM[0], pr.CreateVM[1], pr.CreateVM[2], pr.TinyGuest)
+	pr := kvmprobe.Probe(kvmprobe.Options{})
+	fmt.Printf("BENCH kvm probe: %s: %s; create_vm %v\n", pr.Kind, pr.Evidence(), pr.CreateVM)
 
 	// ktstr-boot: first guest (non-host) frame on its stdout
 	cmd := exec.Command(boot, "--kernel", kp, "--initramfs", ip, "--memory", "512M", "--timeout", "5m",

@@ -6,10 +6,11 @@ import (
 	"sync"
 )
 
-// consoleWatch passes the guest console through, line-buffered, and
+// ConsoleWatch passes the guest console through, line-buffered, and
 // reports the kernel's panic and power-down messages, which are how a
 // panic=-1 reboot and a poweroff without ACPI are told apart from others.
-type consoleWatch struct {
+// ktstr-boot's QEMU path (pkg/qemu) watches its console with it too.
+type ConsoleWatch struct {
 	mu    sync.Mutex
 	w     io.Writer
 	line  []byte
@@ -26,14 +27,16 @@ var consolePatterns = []struct {
 	{[]byte("reboot: Power down"), ReasonPoweroff},
 }
 
-func newConsoleWatch(w io.Writer, event func(string)) *consoleWatch {
+// NewConsoleWatch returns a ConsoleWatch writing to w that calls event
+// with ReasonPanic or ReasonPoweroff when the console shows one.
+func NewConsoleWatch(w io.Writer, event func(string)) *ConsoleWatch {
 	if w == nil {
 		w = io.Discard
 	}
-	return &consoleWatch{w: w, event: event}
+	return &ConsoleWatch{w: w, event: event}
 }
 
-func (c *consoleWatch) Write(p []byte) (int, error) {
+func (c *ConsoleWatch) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(p)
@@ -53,7 +56,7 @@ func (c *consoleWatch) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *consoleWatch) flushLocked() {
+func (c *ConsoleWatch) flushLocked() {
 	if len(c.line) == 0 {
 		return
 	}
@@ -67,7 +70,7 @@ func (c *consoleWatch) flushLocked() {
 }
 
 // Flush writes out a partial last line.
-func (c *consoleWatch) Flush() {
+func (c *ConsoleWatch) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flushLocked()

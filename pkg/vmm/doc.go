@@ -13,6 +13,10 @@
 // against guest RAM before reading, the memory minimum, the vCPU and APIC
 // ID limits), so that they are the same limits the run enforces.
 //
+// Run outcomes are shared with ktstr-boot's QEMU path (pkg/qemuvmm):
+// Classify (reason and exit code), ConsoleWatch (panic and power-down on
+// the console) and Stream (the guest's bytes and host frames on stdout).
+//
 // Every address, length and index that comes from the guest is checked
 // against guest RAM before use; a malicious guest can make the run fail,
 // never make the VMM read or write outside guest memory, spin or panic.

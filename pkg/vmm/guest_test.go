@@ -257,17 +257,6 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-func TestProbe(t *testing.T) {
-	needKVM(t)
-	r, err := Probe(2, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.CreateVM) != 2 || r.TinyGuest <= 0 {
-		t.Fatalf("probe %+v", r)
-	}
-}
-
 func TestGuestSignalAndControlFIFO(t *testing.T) {
 	needKVM(t)
 	spin := []byte{0xEB, 0xFE} // jmp $

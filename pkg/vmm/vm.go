@@ -128,7 +128,7 @@ type machine struct {
 	rtc     *cmos
 	console *Console
 	stream  *Stream
-	watch   *consoleWatch
+	watch   *ConsoleWatch
 	closers []func()
 
 	pm       acpiPM // ACPI PM1a registers (topology.go)
@@ -363,7 +363,7 @@ func (m *machine) build() error {
 		boot.Entry = GuestCodeAddr
 	}
 
-	m.watch = newConsoleWatch(cfg.Console, m.onConsoleEvent)
+	m.watch = NewConsoleWatch(cfg.Console, m.onConsoleEvent)
 	com2 := cfg.COM2
 	if com2 == nil {
 		com2 = m.watch
@@ -765,34 +765,47 @@ func (m *machine) result(wall time.Duration) Result {
 		c := code
 		res.GuestCode = &c
 	}
-	panicked := m.panicked.Load()
-	switch {
-	case res.Reason == ReasonError:
-		res.ExitCode = ExitVMMError
-	case res.Reason == ReasonSignal:
-		n := int(m.signal.Load())
-		if n <= 0 || n > 64 {
-			n = int(unix.SIGTERM)
+	var sig int
+	if res.Reason == ReasonSignal {
+		sig = int(m.signal.Load())
+	}
+	res.Reason, res.ExitCode = Classify(res.Reason, m.panicked.Load(), res.GuestCode, sig)
+	if res.Reason == ReasonGuestExit {
+		res.EndedBy = m.end.reason
+		if m.end.reason != ReasonGuestExit {
+			res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+m.end.reason, "; ")
 		}
-		res.ExitCode = ExitSignalBase + n
-	case panicked || res.Reason == ReasonPanic:
-		res.Reason = ReasonPanic
-		res.ExitCode = ExitPanic
-	case haveCode && res.Reason != ReasonTimeout:
-		res.Detail = strings.TrimPrefix(res.Detail+"; ended by "+res.Reason, "; ")
-		res.EndedBy = res.Reason
-		res.Reason = ReasonGuestExit
-		res.ExitCode = int(uint32(code) & 0xFF)
-	case res.Reason == ReasonTimeout:
-		res.ExitCode = ExitTimeout
-	case res.Reason == ReasonTripleFault:
-		res.ExitCode = ExitTripleFault
-	case res.Reason == ReasonStopped:
-		res.ExitCode = ExitSignalBase + int(unix.SIGTERM)
-	default: // poweroff, reboot
-		res.ExitCode = ExitShutdown
 	}
 	return res
+}
+
+// Classify turns how a run ended into the reason and exit code ktstr-boot
+// reports (man/ktstr-boot.1, EXIT STATUS), whichever VMM ran the guest:
+// reason is how the run stopped (Reason*), panicked whether the console
+// showed a kernel panic, guestCode the guest_exit frame's code if one
+// arrived, signal the signal number for ReasonSignal.
+func Classify(reason string, panicked bool, guestCode *int32, signal int) (string, int) {
+	switch {
+	case reason == ReasonError:
+		return reason, ExitVMMError
+	case reason == ReasonSignal:
+		if signal <= 0 || signal > 64 {
+			signal = int(unix.SIGTERM)
+		}
+		return reason, ExitSignalBase + signal
+	case panicked || reason == ReasonPanic:
+		return ReasonPanic, ExitPanic
+	case guestCode != nil && reason != ReasonTimeout:
+		return ReasonGuestExit, int(uint32(*guestCode) & 0xFF)
+	case reason == ReasonTimeout:
+		return reason, ExitTimeout
+	case reason == ReasonTripleFault:
+		return reason, ExitTripleFault
+	case reason == ReasonStopped:
+		return reason, ExitSignalBase + int(unix.SIGTERM)
+	default: // poweroff, reboot
+		return reason, ExitShutdown
+	}
 }
 
 // SortedStats returns stats' keys in order (for stable output).

@@ -1,5 +1,5 @@
 //go:build !amd64
 
-package lab
+package qemu
 
 func rdtsc() uint64 { return 0 }

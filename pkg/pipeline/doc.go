@@ -1,0 +1,14 @@
+// Package pipeline owns ktstr-run: composing the ktstr tools into one run
+// with one verdict. It builds the commands (ktstr-mkinitramfs, then
+// ktstr-hostlock -- ktstr-boot | ktstr-monitor --tee [| tee FILE] |
+// ktstr-decode --verdict), prints them as a shell script (--dry-run),
+// runs them as separate processes connected by pipes, and combines their
+// exit statuses so that no failing tool can read as a pass.
+//
+// It re-implements none of the tools: each runs as its own binary, found
+// beside ktstr-run's own executable or on $PATH.
+//
+// Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
+// its vmlinux), pkg/topology (to size the host reservation) and the
+// standard library.
+package pipeline
