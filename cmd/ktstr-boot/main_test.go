@@ -143,7 +143,7 @@ func TestArgumentValidation(t *testing.T) {
 		{[]string{"--kernel", kpath, "--topology", "3n3l65c1t"}, "APIC ID"},
 		{[]string{"--kernel", "/dev/zero"}, "not a regular file"},
 		{[]string{"--kernel", fifo}, "not a regular file"},
-		{[]string{"--kernel", dir}, "not a regular file"},
+		{[]string{"--kernel", dir}, "holds neither arch/x86/boot/bzImage nor bzImage"}, // a directory is resolved as a source tree (ktstr-kernel(1))
 		{[]string{"--kernel", kpath, "--initramfs", "/dev/zero"}, "not a regular file"},
 		{[]string{"--kernel", kpath, "--initramfs", small, "--initramfs", fifo}, "not a regular file"},
 		{[]string{"--kernel", truncated}, "truncated"},
