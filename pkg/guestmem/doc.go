@@ -12,5 +12,6 @@
 // is writing while it is read may be torn. Callers treat every value as a
 // sample, never as a consistent snapshot.
 //
-// Imports: the standard library and golang.org/x/sys/unix only.
+// Imports: pkg/regfile (regular files only), golang.org/x/sys/unix and the
+// standard library.
 package guestmem

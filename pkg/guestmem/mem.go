@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 // Region maps the guest-physical range [GPA, GPA+Size) to the bytes at
@@ -80,18 +82,15 @@ func open(path string, regions []Region, writable bool) (*Memory, error) {
 	if writable {
 		flag, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
 	}
-	f, err := os.OpenFile(path, flag|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	f, st, err := regfile.Open(path, flag)
+	var nr *regfile.NotRegularError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("guest memory %s is a %s, not a regular file (a RAM file or memfd)", path, nr.Kind)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open guest memory: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat guest memory %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("guest memory %s is a %s, not a regular file (a RAM file or memfd)", path, fileKind(st.Mode()))
-	}
 	size := st.Size()
 	if size <= 0 {
 		return nil, fmt.Errorf("guest memory %s is empty", path)
@@ -129,22 +128,6 @@ func (m *Memory) PutU64(gpa, v uint64) error {
 	}
 	binary.LittleEndian.PutUint64(s, v)
 	return nil
-}
-
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeCharDevice != 0:
-		return "character device"
-	case m&os.ModeDevice != 0:
-		return "block device"
-	case m.IsDir():
-		return "directory"
-	}
-	return "special file"
 }
 
 // ErrFault is wrapped by Guard's error when a read of the mapping faulted:

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 // Temporary files. Every file this package writes before renaming it into
@@ -175,23 +177,7 @@ func CheckOutputPath(p string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("output %s: %w", p, unwrapPathErr(err))
 	case !st.Mode().IsRegular():
-		return "", fmt.Errorf("output %s is a %s, not a regular file: refusing to replace it (give the path of a regular file to create or replace)", p, fileKind(st.Mode()))
+		return "", fmt.Errorf("output %s is a %s, not a regular file: refusing to replace it (give the path of a regular file to create or replace)", p, regfile.Kind(st.Mode()))
 	}
 	return real, nil
-}
-
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	}
-	return "special file"
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
-	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 // ErrNoIKConfig means the image holds no embedded configuration: the
@@ -161,17 +162,5 @@ func gunzipConfig(r io.Reader) (Config, error) {
 // openRegular opens path for reading only if it is a regular file; the
 // open does not block on a FIFO.
 func openRegular(path string) (*os.File, os.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s: not a regular file", path)
-	}
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, st, nil
+	return regfile.Open(path, os.O_RDONLY)
 }

@@ -22,6 +22,7 @@
 // never make the VMM read or write outside guest memory, spin or panic.
 //
 // Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads,
+// pkg/regfile to open its input files,
 // pkg/wire for host frames and for finding frame boundaries and the
 // guest-exit frame in the guest stream,
 // pkg/topology, pkg/acpi and pkg/perfmode for the guest's shape, its ACPI

@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 	"github.com/ktstr-go/ktstr/pkg/topology"
-	"golang.org/x/sys/unix"
 )
 
 // Checks of what ktstr-boot is given (files, memory size, topology) that
@@ -68,19 +68,13 @@ func initrdPlace(k *Kernel, lowEnd, n uint64) (uint64, error) {
 // hang the open) and checks that it is a regular file; it returns the file
 // and its size.
 func openRegular(path, flag string) (*os.File, int64, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, st, err := regfile.Open(path, os.O_RDONLY)
+	var nr *regfile.NotRegularError
+	if errors.As(err, &nr) {
+		return nil, 0, fmt.Errorf("%s %s is not a regular file but a %s; give a file", flag, path, nr.Kind)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", flag, path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s %s: %w", flag, path, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s %s is not a regular file but a %s; give a file", flag, path, kindOf(st.Mode()))
 	}
 	return f, st.Size(), nil
 }
@@ -161,20 +155,4 @@ func ReadInitrds(paths []string, k *Kernel, size uint64) ([]byte, error) {
 		out = append(out, b...)
 	}
 	return out, nil
-}
-
-func kindOf(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeCharDevice != 0:
-		return "character device"
-	case m&os.ModeDevice != 0:
-		return "block device"
-	}
-	return "special file"
 }
