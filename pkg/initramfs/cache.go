@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/lockfile"
 )
 
 // Cache is the on-disk blob cache. Layout under Dir:
@@ -91,50 +93,12 @@ func (c *Cache) blobPath(key string, comp Compression) string {
 // file may be removed by --gc (which holds the lock while it does), so
 // after locking it checks that the path still names the locked file.
 func (c *Cache) lock(key string) (unlock func(), err error) {
-	p := filepath.Join(c.Dir, "locks", key+".lock")
-	for {
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open cache lock: %w", err)
-		}
-		if err := flock(f, syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
-		}
-		if sameFile(f, p) {
-			return func() { f.Close() }, nil
-		}
-		f.Close()
-	}
+	return lockfile.Lock(filepath.Join(c.Dir, "locks", key+".lock"), syscall.LOCK_EX)
 }
 
 // tryLock is lock without blocking; ok is false if someone holds it.
 func (c *Cache) tryLock(key string) (unlock func(), ok bool) {
-	p := filepath.Join(c.Dir, "locks", key+".lock")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, false
-	}
-	if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil || !sameFile(f, p) {
-		f.Close()
-		return nil, false
-	}
-	return func() { f.Close() }, true
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
-func sameFile(f *os.File, p string) bool {
-	a, err1 := f.Stat()
-	b, err2 := os.Stat(p)
-	return err1 == nil && err2 == nil && os.SameFile(a, b)
+	return lockfile.TryLock(filepath.Join(c.Dir, "locks", key+".lock"))
 }
 
 // lookup returns the path of a valid cached blob. Validity: the sidecar

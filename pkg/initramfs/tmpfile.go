@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/lockfile"
 	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
@@ -47,12 +48,12 @@ func createTemp(dir, prefix string) (*os.File, error) {
 		// Blocking: a sweeper may hold the lock for the moment it takes
 		// to look at the file; it lets go without removing it (our pid
 		// is alive), or removes it, which sameFile below notices.
-		if err := flock(f, syscall.LOCK_EX); err != nil {
+		if err := lockfile.Flock(f, syscall.LOCK_EX); err != nil {
 			f.Close()
 			os.Remove(f.Name())
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
-		if sameFile(f, f.Name()) {
+		if lockfile.SameFile(f, f.Name()) {
 			return f, nil
 		}
 		f.Close() // swept before we locked it (see TempMarker)
@@ -132,13 +133,13 @@ func removeIfStale(p string, pid int, maxAge time.Duration) bool {
 	if err != nil || !st.Mode().IsRegular() {
 		return false
 	}
-	if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+	if lockfile.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 		return false // being written
 	}
 	if (pid <= 0 || pidRunning(pid)) && time.Since(st.ModTime()) < maxAge {
 		return false
 	}
-	if !sameFile(f, p) { // renamed into place or replaced meanwhile
+	if !lockfile.SameFile(f, p) { // renamed into place or replaced meanwhile
 		return false
 	}
 	return os.Remove(p) == nil

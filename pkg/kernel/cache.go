@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/lockfile"
 )
 
 // Cache is the content-addressed store of built kernels. Layout under Dir:
@@ -175,7 +177,7 @@ func (c *Cache) Publish(version string, files map[string]string, source string) 
 	if err := os.WriteFile(filepath.Join(tmp, fileMeta), mustJSON(e), 0o644); err != nil {
 		return Entry{}, fmt.Errorf("publish: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(c.Dir, "locks", key+".publish"), unix.LOCK_EX)
+	unlock, err := lockfile.Lock(filepath.Join(c.Dir, "locks", key+".publish"), unix.LOCK_EX)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -370,7 +372,7 @@ func (c *Cache) Use(key string) (release func(), err error) {
 	if !validKey(key) {
 		return nil, fmt.Errorf("%w: bad key %q", ErrNoEntry, key)
 	}
-	release, err = lockFile(filepath.Join(c.Dir, "locks", key+".lock"), unix.LOCK_SH)
+	release, err = lockfile.Lock(filepath.Join(c.Dir, "locks", key+".lock"), unix.LOCK_SH)
 	if err != nil {
 		return nil, err
 	}
@@ -382,53 +384,6 @@ func (c *Cache) Use(key string) (release func(), err error) {
 	now := time.Now()
 	_ = os.Chtimes(meta, now, now)
 	return release, nil
-}
-
-// lockFile takes a blocking flock of kind how on path. The lock file may
-// be removed by gc (which holds it exclusively while it does), so after
-// locking it checks that the path still names the locked file.
-func lockFile(path string, how int) (func(), error) {
-	for {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open cache lock: %w", err)
-		}
-		if err := flock(f, how); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if sameFile(f, path) {
-			return func() { f.Close() }, nil
-		}
-		f.Close()
-	}
-}
-
-func tryLockFile(path string) (func(), bool) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, false
-	}
-	if flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil || !sameFile(f, path) {
-		f.Close()
-		return nil, false
-	}
-	return func() { f.Close() }, true
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
-
-func sameFile(f *os.File, p string) bool {
-	a, err1 := f.Stat()
-	b, err2 := os.Stat(p)
-	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
 // GCResult reports what GC did.
@@ -457,7 +412,7 @@ func (c *Cache) GC(keep int, maxSize int64) (GCResult, error) {
 			continue
 		}
 		lp := filepath.Join(c.Dir, "locks", e.Key+".lock")
-		unlock, ok := tryLockFile(lp)
+		unlock, ok := lockfile.TryLock(lp)
 		if !ok {
 			r.SkippedInUse = append(r.SkippedInUse, e.Key)
 			r.Kept++

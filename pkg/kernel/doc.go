@@ -11,7 +11,8 @@
 //
 // Build runs make (os/exec) in the source tree; nothing else here runs
 // a program. Imports: github.com/klauspost/compress (gzip, zstd),
-// pierrec/lz4, pkg/regfile, golang.org/x/sys/unix and the standard library. It holds
+// pierrec/lz4, pkg/regfile, pkg/lockfile (cache locks), golang.org/x/sys/unix and
+// the standard library. It holds
 // no global mutable state (the item table and the fragment are read-only
 // and handed out as copies).
 package kernel
