@@ -642,6 +642,11 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			e.send(c)
 		}
 		out.Checks = append(out.Checks, c)
+		if os.Getpid() == 1 {
+			if err := NormalThreads(1); err != nil {
+				e.logf("cannot put the init back to SCHED_OTHER: %v", err)
+			}
+		}
 	}
 	defer endStallWatch() // the early returns below
 	var sp *schedProc

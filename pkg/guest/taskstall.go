@@ -312,6 +312,30 @@ func RealtimeThreads(pid int) (int, error) {
 	return n, firstErr
 }
 
+// NormalThreads puts every thread of process pid back to SCHED_OTHER:
+// the init leaves SCHED_FIFO once the scan has stopped, so that stopping
+// the scheduler and the workers (a scheduler's exit waits on RCU, whose
+// kthread the scheduler under test schedules) is not done at a priority
+// that nothing in the guest's fair class can preempt.
+func NormalThreads(pid int) error {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && firstErr == nil && !errors.Is(err, unix.ESRCH) {
+			firstErr = fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return firstErr
+}
+
 // stallLine is one line of the scan's output.
 type stallLine struct {
 	Stall *wire.CheckResult `json:"stall,omitempty"` // a failure, as found
