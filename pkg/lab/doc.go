@@ -20,7 +20,11 @@
 // Every QEMU run has a hard timeout after which the process is killed; a
 // timed-out run is reported as such, never as a pass.
 //
-// Imports: the standard library only. It is test infrastructure: product
-// binaries never import it (the developer CLI test/lab/ktstr-lab and the
-// L1 agent test/lab/ktstr-lab-agent do).
+// A run that fails keeps its console, stream and QEMU stderr in a directory
+// under EvidenceRoot (evidence.go), and the failure names it.
+//
+// Imports: pkg/wire (to find the guest_exit frame in a stream),
+// pkg/runwatch (console tail, hang warnings) and the standard library. It
+// is test infrastructure: product binaries never import it (the developer
+// CLI test/lab/ktstr-lab and the L1 agent test/lab/ktstr-lab-agent do).
 package lab
