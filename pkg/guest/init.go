@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,19 +189,164 @@ func unameRelease() string {
 	return string(bytes.TrimRight(u.Release[:], "\x00"))
 }
 
+// ExitInitCrashed is the guest_exit code of an init that crashed: a Go
+// panic or a fatal runtime error in PID 1 (documented in
+// man/ktstr-init.1). It comes from the main goroutine's recover, or from
+// the last-gasp watcher when the Go runtime itself is dying.
+const ExitInitCrashed = 8
+
 // RunInit is PID 1's main. It never returns: it powers the guest off.
+//
+// PID 1 must not die: the kernel panics ("Attempted to kill init!") and,
+// with panic=-1, reboots, so the run would end with no guest_exit frame
+// and nothing saying why. Three things stand between a fault in the init
+// and that silent end:
+//   - a panic in the main goroutine is recovered here, reported on the
+//     console ("ktstr-init: FATAL: ..."), as a log frame with its stack and
+//     as guest_exit ExitInitCrashed, and the guest powers off normally;
+//   - a panic in any other goroutine, and a fatal runtime error (out of
+//     memory, concurrent map writes, a deadlock), cannot be recovered:
+//     the runtime prints it (all goroutines: SetTraceback) and exits. The
+//     runtime also copies that report to a pipe (debug.SetCrashOutput)
+//     read by the last-gasp watcher, a child started once the port is
+//     open (startLastGasp), which writes the first lines to the console
+//     and as a log frame, then guest_exit ExitInitCrashed, while the
+//     runtime is still printing; the kernel's panic follows;
+//   - a failing power-off is said on the console and as a log frame
+//     (finish).
 func RunInit(version string) {
 	ensureConsole()
+	debug.SetTraceback("all")
 	e := &env{console: os.Stderr}
 	defer func() {
-		// A panic in PID 1 would panic the kernel with no guest_exit frame.
 		if r := recover(); r != nil {
-			e.logf("internal error: %v", r)
-			finish(e, ExitInternal)
+			msg := fmt.Sprintf("FATAL: PID 1 panicked: %v", r)
+			fmt.Fprintf(e.console, "ktstr-init: %s\n%s", msg, debug.Stack())
+			e.logf("%s; stack: %s", msg, firstBytes(debug.Stack(), 1500))
+			finish(e, ExitInitCrashed)
 		}
 	}()
 	code := runInit(e, version)
 	finish(e, code)
+}
+
+func firstBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.ToValidUTF8(string(b), "?")
+}
+
+// LastGaspArg, as argv[1], makes ktstr-init the last-gasp watcher
+// (RunLastGasp); the init starts it itself.
+const LastGaspArg = "__ktstr_last_gasp"
+
+// startLastGasp starts the last-gasp watcher: a child of PID 1 holding the
+// read end of the pipe the Go runtime copies its crash report to, and its
+// own descriptor of the frame port. A failure to start it is logged and
+// the run goes on without it.
+func startLastGasp(e *env, port *os.File) {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	startLastGaspCmd(e, port, exec.Command(self, LastGaspArg))
+}
+
+// startLastGaspCmd is startLastGasp with the watcher's command given
+// (tests run their own binary).
+func startLastGaspCmd(e *env, port *os.File, cmd *exec.Cmd) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		e.logf("last-gasp watcher not started: %v", err)
+		return
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd.ExtraFiles = []*os.File{r, port} // fds 3 and 4
+	cmd.Stdout, cmd.Stderr = e.console, e.console
+	if err := cmd.Start(); err != nil {
+		e.logf("last-gasp watcher not started: %v", err)
+		return
+	}
+	if err := debug.SetCrashOutput(w, debug.CrashOptions{}); err != nil {
+		e.logf("last-gasp watcher: set crash output: %v", err)
+		cmd.Process.Kill()
+		return
+	}
+	// The runtime keeps its own duplicate of w; ours closes on return.
+	// The child is never waited for: the guest powers off with it blocked
+	// on the pipe (and PID 1 reaps it if it ever exits).
+	go func() { _ = cmd.Wait() }()
+}
+
+// lastGaspQuiet ends the collection of a crash report: the first lines
+// (the panic or fatal error and the failing goroutine's first frames)
+// arrive in one burst; the frames go out before the runtime finishes
+// printing every goroutine, because the kernel panics when it does.
+const (
+	lastGaspQuiet = 50 * time.Millisecond
+	lastGaspMax   = 1500
+	lastGaspLines = 12
+)
+
+// RunLastGasp is the last-gasp watcher's main: it waits for the Go
+// runtime of PID 1 to report a crash on fd 3, then writes what it read to
+// the console and, on the port at fd 4, a log frame and a guest_exit
+// frame with ExitInitCrashed. It returns when PID 1 closes the pipe (a
+// crash ends with the runtime exiting) or after reporting.
+func RunLastGasp() int {
+	_ = unix.SetNonblock(3, true) // pollable: reads with a deadline
+	crash := os.NewFile(3, "crash-output")
+	port := os.NewFile(4, "port")
+	if crash == nil || port == nil {
+		return 2
+	}
+	return lastGasp(crash, port, os.Stderr)
+}
+
+// deadliner is a reader whose reads can time out (an *os.File pipe).
+type deadliner interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+func lastGasp(crash deadliner, port io.Writer, console io.Writer) int {
+	buf := make([]byte, 0, lastGaspMax)
+	chunk := make([]byte, 4096)
+	for len(buf) == 0 { // block until the crash (or EOF: nothing to say)
+		_ = crash.SetReadDeadline(time.Time{})
+		n, err := crash.Read(chunk)
+		buf = append(buf, chunk[:min(n, lastGaspMax)]...)
+		if err != nil && n == 0 {
+			return 0
+		}
+	}
+	for len(buf) < lastGaspMax && bytes.Count(buf, []byte("\n")) < lastGaspLines {
+		_ = crash.SetReadDeadline(time.Now().Add(lastGaspQuiet))
+		n, err := crash.Read(chunk)
+		buf = append(buf, chunk[:min(n, lastGaspMax-len(buf))]...)
+		if err != nil {
+			break
+		}
+	}
+	report := strings.TrimSpace(strings.ToValidUTF8(string(buf), "?"))
+	first, _, _ := strings.Cut(report, "\n")
+	if !strings.HasPrefix(first, "panic: ") {
+		// A throw: the runtime prints "fatal error: MSG" to stderr (the
+		// console) before it starts copying to the crash output, so the
+		// report here starts at "runtime stack:" or a goroutine header.
+		first = "fatal error, its message is on the console just above"
+	}
+	fmt.Fprintf(console, "ktstr-init: FATAL: PID 1 is dying (Go runtime: %s); guest_exit %d sent, the kernel will panic\n", first, ExitInitCrashed)
+	enc := wire.NewEncoder(port, wire.WithClock(func() uint64 { return uint64(nanotime()) }))
+	if err := enc.Encode(wire.Log{Text: "FATAL: PID 1 is dying, the kernel will panic. Go runtime report: " + report}); err != nil {
+		fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
+	}
+	if err := enc.Encode(wire.GuestExit{Code: ExitInitCrashed}); err != nil {
+		fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
+	}
+	return 0
 }
 
 // plan is the resolved run: configuration, overrides and scenario.
@@ -233,6 +381,7 @@ func runInit(e *env, version string) int {
 		return ExitNoPortNoFrames
 	}
 	enc := wire.NewEncoder(port, wire.WithClock(func() uint64 { return uint64(nanotime()) }))
+	startLastGasp(e, port)
 	e.mu.Lock()
 	e.enc = enc
 	pending := e.pending
@@ -397,8 +546,11 @@ func finish(e *env, code int) {
 	// host a moment before the machine goes away.
 	time.Sleep(250 * time.Millisecond)
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	fmt.Fprintf(e.console, "ktstr-init: power off failed: %v; rebooting\n", err)
-	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	// Still here: the power-off failed. Say so everywhere, then try a
+	// reboot; PID 1 must not return (the kernel would panic).
+	e.logf("FATAL: power off failed: %v; trying a reboot", err)
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	e.logf("FATAL: reboot failed too: %v; waiting for the host to stop the guest", err)
 	for {
 		time.Sleep(time.Hour)
 	}

@@ -73,7 +73,7 @@ func referenceCmd() *cli.Command {
 				Timeout: c.Duration("timeout"), MemFile: c.String("mem-file"),
 				ExtraArgs: c.StringSlice("qemu-arg"),
 				Accel:     c.String("accel"), CPUModel: c.String("cpu-model"), MachineOpts: c.String("machine-opts"),
-				Name:      c.String("name"), Log: os.Stderr, HangWarn: c.Duration("hang-warn"),
+				Name: c.String("name"), Log: os.Stderr, HangWarn: c.Duration("hang-warn"),
 			}
 			if o.StreamPath == "" {
 				o.Stream = os.Stdout
