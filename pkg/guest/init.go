@@ -237,6 +237,55 @@ func firstBytes(b []byte, n int) string {
 	return strings.ToValidUTF8(string(b), "?")
 }
 
+// TestCrashKey, on the kernel command line, makes the init crash on
+// purpose right after init_started, to test the dying-PID-1 path in a
+// real guest: "main" panics in the main goroutine (recovered), "goroutine"
+// panics in another goroutine and "fatal" overflows a stack (both fatal
+// to the Go runtime: the last-gasp watcher reports them).
+const TestCrashKey = "ktstr.test_crash"
+
+// testCrash crashes as TestCrashKey asks, and returns unknown without the
+// key (ParseOverrides does not know it: it is a test hook, not a setting).
+func testCrash(e *env, unknown []string) []string {
+	var rest []string
+	for _, k := range unknown {
+		if k != TestCrashKey {
+			rest = append(rest, k)
+		}
+	}
+	if len(rest) == len(unknown) {
+		return unknown
+	}
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, w := range SplitCmdline(string(b)) {
+		v, ok := strings.CutPrefix(w, TestCrashKey+"=")
+		if !ok {
+			continue
+		}
+		e.logf("%s=%s: crashing on purpose", TestCrashKey, v)
+		switch v {
+		case "main":
+			panic("test crash in the main goroutine (" + TestCrashKey + ")")
+		case "goroutine":
+			go func() { panic("test crash in a goroutine (" + TestCrashKey + ")") }()
+			time.Sleep(time.Minute)
+		case "fatal":
+			debug.SetMaxStack(64 << 10)
+			overflow(0)
+		default:
+			e.logf("%s=%s: want main, goroutine or fatal; not crashing", TestCrashKey, v)
+		}
+	}
+	return rest
+}
+
+// overflow recurses until the stack limit: a fatal runtime error.
+func overflow(n int) int {
+	var pad [256]byte
+	pad[n%256] = byte(n)
+	return overflow(n+1) + int(pad[(n+1)%256])
+}
+
 // LastGaspArg, as argv[1], makes ktstr-init the last-gasp watcher
 // (RunLastGasp); the init starts it itself.
 const LastGaspArg = "__ktstr_last_gasp"
@@ -397,6 +446,9 @@ func runInit(e *env, version string) int {
 		e.send(wire.Log{Text: p})
 	}
 	e.phase(wire.PhaseInitStarted, "frames on "+portPath)
+	if ovErr == nil {
+		ov.Unknown = testCrash(e, ov.Unknown)
+	}
 	if ovErr != nil {
 		e.logf("%v", ovErr)
 		return ExitBadConfig
