@@ -335,3 +335,23 @@ func ReadTail(path string, n int64) []byte {
 func openNoBlock(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
+
+// Failer is the part of testing.TB that KeepOnFailure needs.
+type Failer interface {
+	Failed() bool
+	Cleanup(func())
+	Name() string
+	Logf(format string, args ...any)
+}
+
+// KeepOnFailure keeps r's evidence when the test t fails after the boot
+// (a check on the stream, an exit code): one line in the test, right after
+// Reference, covers every later assertion. A run Reference already judged
+// failed has its evidence kept once.
+func KeepOnFailure(t Failer, r *Result) {
+	t.Cleanup(func() {
+		if t.Failed() && r.Evidence == "" {
+			t.Logf("%s", r.KeepEvidence(t.Name(), "test "+t.Name()+" failed after this boot (see its log)"))
+		}
+	})
+}

@@ -233,3 +233,44 @@ type syncBuf struct{ b lockedBuffer }
 
 func (s *syncBuf) Write(p []byte) (int, error) { return s.b.Write(p) }
 func (s *syncBuf) String() string              { return string(s.b.Bytes()) }
+
+type fakeT struct {
+	failed   bool
+	cleanups []func()
+	logs     []string
+}
+
+func (f *fakeT) Failed() bool      { return f.failed }
+func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeT) Name() string      { return "TestFake/sub" }
+func (f *fakeT) Logf(format string, args ...any) {
+	f.logs = append(f.logs, fmt.Sprintf(format, args...))
+}
+
+func TestKeepOnFailure(t *testing.T) {
+	root := t.TempDir()
+	t.Setenv(EvidenceEnv, root)
+	for _, tc := range []struct {
+		name     string
+		failed   bool
+		evidence string
+		want     int // directories kept
+	}{
+		{"passing test keeps nothing", false, "", 0},
+		{"failing test keeps the boot", true, "", 1},
+		{"already kept by Reference: not twice", true, "evidence kept in X", 1},
+	} {
+		f := &fakeT{failed: tc.failed}
+		KeepOnFailure(f, &Result{Console: []byte("boot\n"), Stream: []byte{1}, Evidence: tc.evidence})
+		for _, c := range f.cleanups {
+			c()
+		}
+		ents, _ := os.ReadDir(root)
+		if len(ents) != tc.want {
+			t.Fatalf("%s: %d directories, want %d", tc.name, len(ents), tc.want)
+		}
+		if tc.want == 1 && tc.evidence == "" && (len(f.logs) != 1 || !strings.Contains(f.logs[0], "evidence kept in "+root)) {
+			t.Fatalf("%s: logs %q", tc.name, f.logs)
+		}
+	}
+}

@@ -65,9 +65,25 @@ say "$probe"
 
 # 2. reference mode (QEMU TCG)
 # (ktstr-lab keeps the evidence of a run that failed in QEMU itself.)
-"$lab" reference --name e2e-lab-reference --kernel "$KTSTR_KERNEL" --initramfs "$blob" --cpus 2 --memory 512 --timeout 240s \
-  --stream "$work/ref.stream" --console "$work/ref.console" --quiet-console 2>"$work/ref.err" \
-  || { cat "$work/ref.err" >&2; exit 1; }
+# Single-threaded TCG (the lab's default): multi-threaded TCG let about 1
+# boot in 16 die of an "Oops: int3" when scx_simple attached or detached
+# (issue 20). Retry policy, as in pkg/guest's e2e tests: a boot that never
+# reached the init (the hard timeout with an empty stream: a TCG hang while
+# the kernel brings up its second CPU, seen here) is booted once more,
+# said; nothing after guest_ready is retried.
+for attempt in 1 2; do
+  set +e
+  "$lab" reference --name e2e-lab-reference --kernel "$KTSTR_KERNEL" --initramfs "$blob" --cpus 2 --memory 512 --timeout 240s \
+    --stream "$work/ref.stream" --console "$work/ref.console" --quiet-console 2>"$work/ref.err"
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] && break
+  if [ "$rc" = 3 ] && [ ! -s "$work/ref.stream" ] && [ $attempt = 1 ]; then
+    echo "e2e-lab: reference boot never reached the init (hard timeout, no frame): LAB FLAKE, booting once more. $(grep -m1 -o 'evidence kept in [^;]*' "$work/ref.err")" >&2
+    continue
+  fi
+  cat "$work/ref.err" >&2; exit 1
+done
 say "reference: $(tail -1 "$work/ref.err")"
 ktstr-decode --json "$work/ref.stream" >"$work/ref.jsonl"
 check_stream "$work/ref.jsonl" "reference (QEMU TCG)" || {
