@@ -318,32 +318,60 @@ func startLastGaspCmd(e *env, port *os.File, cmd *exec.Cmd) {
 		e.logf("last-gasp watcher not started: %v", err)
 		return
 	}
+	// One page of pipe: see lastGaspHold. Fd() also makes w blocking, so
+	// the runtime's writes wait for the watcher instead of failing.
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, lastGaspPipe)
 	if err := debug.SetCrashOutput(w, debug.CrashOptions{}); err != nil {
 		e.logf("last-gasp watcher: set crash output: %v", err)
 		cmd.Process.Kill()
 		return
 	}
+	go crashBallast(lastGaspBallast, make(chan struct{}))
 	// The runtime keeps its own duplicate of w; ours closes on return.
 	// The child is never waited for: the guest powers off with it blocked
 	// on the pipe (and PID 1 reaps it if it ever exits).
 	go func() { _ = cmd.Wait() }()
 }
 
-// lastGaspQuiet ends the collection of a crash report: the first lines
-// (the panic or fatal error and the failing goroutine's first frames)
-// arrive in one burst; the frames go out before the runtime finishes
-// printing every goroutine, because the kernel panics when it does.
+// The last gasp races the kernel: when the runtime has printed its report
+// it exits, and the kernel panics at once. So the watcher waits only for
+// the report's first line (lastGaspWait at most), sends its two frames,
+// and only then prints on the (slow, serial) console. The crash pipe is
+// one page (F_SETPIPE_SZ): a runtime with more to report blocks on it, and
+// so stays alive, until the watcher reads on, lastGaspHold after its
+// frames, which gives the host time to take them out of the virtqueue
+// (port writes return before it has).
 const (
-	lastGaspQuiet = 50 * time.Millisecond
-	lastGaspMax   = 1500
-	lastGaspLines = 12
+	lastGaspWait = 20 * time.Millisecond
+	lastGaspMax  = 1500
+	lastGaspHold = 250 * time.Millisecond
+	lastGaspPipe = 4096
 )
 
+// lastGaspBallast is the depth of crashBallast's parked stack.
+const lastGaspBallast = 90
+
+// crashBallast parks a goroutine lastGaspBallast frames deep for the whole
+// run. It makes every crash report (GOTRACEBACK=all prints it) longer
+// than the one-page crash pipe, so a crashing runtime always blocks on the
+// pipe while the last-gasp watcher sends its frames: without it a short
+// report (a panic in a goroutine with few others alive) fitted in the
+// pipe, the runtime exited at once, and the kernel panicked before the
+// watcher ran (2 of 4 such crashes lost their frames in the lab). Cost: one
+// goroutine with a ~20 KiB stack.
+func crashBallast(depth int, park chan struct{}) int {
+	if depth == 0 {
+		<-park
+		return 0
+	}
+	return crashBallast(depth-1, park) + 1
+}
+
 // RunLastGasp is the last-gasp watcher's main: it waits for the Go
-// runtime of PID 1 to report a crash on fd 3, then writes what it read to
-// the console and, on the port at fd 4, a log frame and a guest_exit
-// frame with ExitInitCrashed. It returns when PID 1 closes the pipe (a
-// crash ends with the runtime exiting) or after reporting.
+// runtime of PID 1 to report a crash on fd 3, then writes a log frame and
+// a guest_exit frame with ExitInitCrashed on the port at fd 4 and a line
+// on the console. It returns when PID 1 closes the pipe (a crash ends
+// with the runtime exiting).
 func RunLastGasp() int {
 	_ = unix.SetNonblock(3, true) // pollable: reads with a deadline
 	crash := os.NewFile(3, "crash-output")
@@ -362,19 +390,19 @@ type deadliner interface {
 
 func lastGasp(crash deadliner, port io.Writer, console io.Writer) int {
 	buf := make([]byte, 0, lastGaspMax)
-	chunk := make([]byte, 4096)
+	chunk := make([]byte, lastGaspMax)
 	for len(buf) == 0 { // block until the crash (or EOF: nothing to say)
 		_ = crash.SetReadDeadline(time.Time{})
 		n, err := crash.Read(chunk)
-		buf = append(buf, chunk[:min(n, lastGaspMax)]...)
+		buf = append(buf, chunk[:n]...)
 		if err != nil && n == 0 {
 			return 0
 		}
 	}
-	for len(buf) < lastGaspMax && bytes.Count(buf, []byte("\n")) < lastGaspLines {
-		_ = crash.SetReadDeadline(time.Now().Add(lastGaspQuiet))
-		n, err := crash.Read(chunk)
-		buf = append(buf, chunk[:min(n, lastGaspMax-len(buf))]...)
+	for deadline := time.Now().Add(lastGaspWait); len(buf) < lastGaspMax && bytes.IndexByte(bytes.TrimLeft(buf, "\n"), '\n') < 0; {
+		_ = crash.SetReadDeadline(deadline)
+		n, err := crash.Read(chunk[:lastGaspMax-len(buf)])
+		buf = append(buf, chunk[:n]...)
 		if err != nil {
 			break
 		}
@@ -387,14 +415,18 @@ func lastGasp(crash deadliner, port io.Writer, console io.Writer) int {
 		// report here starts at "runtime stack:" or a goroutine header.
 		first = "fatal error, its message is on the console just above"
 	}
-	fmt.Fprintf(console, "ktstr-init: FATAL: PID 1 is dying (Go runtime: %s); guest_exit %d sent, the kernel will panic\n", first, ExitInitCrashed)
 	enc := wire.NewEncoder(port, wire.WithClock(func() uint64 { return uint64(nanotime()) }))
-	if err := enc.Encode(wire.Log{Text: "FATAL: PID 1 is dying, the kernel will panic. Go runtime report: " + report}); err != nil {
-		fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
+	err1 := enc.Encode(wire.Log{Text: "FATAL: PID 1 is dying, the kernel will panic; Go runtime: " + report + " (full report on the console)"})
+	err2 := enc.Encode(wire.GuestExit{Code: ExitInitCrashed})
+	fmt.Fprintf(console, "ktstr-init: FATAL: PID 1 is dying (Go runtime: %s); guest_exit %d sent, the kernel will panic\n", first, ExitInitCrashed)
+	for _, err := range []error{err1, err2} {
+		if err != nil {
+			fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
+		}
 	}
-	if err := enc.Encode(wire.GuestExit{Code: ExitInitCrashed}); err != nil {
-		fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
-	}
+	time.Sleep(lastGaspHold)
+	_ = crash.SetReadDeadline(time.Time{})
+	_, _ = io.Copy(io.Discard, crash) // let the runtime finish its report
 	return 0
 }
 

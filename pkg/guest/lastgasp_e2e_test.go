@@ -19,8 +19,8 @@ func TestE2EDyingInit(t *testing.T) {
 	blob := e.initramfs(t)
 	for _, tc := range []struct{ mode, log, console string }{
 		{"main", "FATAL: PID 1 panicked: test crash in the main goroutine", "ktstr-init: FATAL: PID 1 panicked"},
-		{"goroutine", "Go runtime report: panic: test crash in a goroutine", "ktstr-init: FATAL: PID 1 is dying (Go runtime: panic: test crash in a goroutine"},
-		{"fatal", "Go runtime report: runtime stack:", "fatal error: stack overflow"},
+		{"goroutine", "Go runtime: panic: test crash in a goroutine", "ktstr-init: FATAL: PID 1 is dying (Go runtime: panic: test crash in a goroutine"},
+		{"fatal", "Go runtime: runtime stack:", "fatal error: stack overflow"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			r := boot(t, e, blob, guest.TestCrashKey+"="+tc.mode)
