@@ -135,10 +135,20 @@ if [ -z "$guest_skip" ]; then
   blob=$(KTSTR_CACHE_DIR="$work/cache" ktstr-mkinitramfs --scheduler "$KTSTR_SCHEDULERS/scx_simple" --scenario steady)
   # tcg,thread=single: multi-threaded TCG races the guest's live text
   # patching (about 1 boot in 10 oopsed here; see the README's guest notes).
+  # A failed run's console, stream and QEMU stderr are kept under
+  # $KTSTR_EVIDENCE_DIR (default /var/tmp/ktstr-evidence): ktstr-lab keeps
+  # a run that failed in QEMU, keep() one whose decoded result is wrong.
   guest_run() {
-    timeout 150 "$work/ktstr-lab" reference --accel tcg,thread=single --initramfs "$blob" --quiet-console --timeout 120s \
-        --cmdline "loglevel=4 ktstr.hold=1500 ktstr.spread_pct=50" 2>"$work/lab.err" \
-      | ktstr-decode --summary >"$work/guest.txt"
+    timeout 150 "$work/ktstr-lab" reference --name pipelines-ktstr-init --accel tcg,thread=single --initramfs "$blob" --quiet-console --timeout 120s \
+        --stream "$work/guest.ktstr" --console "$work/guest.console" \
+        --cmdline "loglevel=4 ktstr.hold=1500 ktstr.spread_pct=50" 2>"$work/lab.err"
+    local rc=$?
+    ktstr-decode --summary "$work/guest.ktstr" >"$work/guest.txt" 2>&1 || true
+    return $rc
+  }
+  keep() {
+    "$work/ktstr-lab" keep-evidence --name pipelines-ktstr-init --why "$1" --file console.txt="$work/guest.console" \
+      --file stream.ktstr="$work/guest.ktstr" --file qemu-stderr.txt="$work/lab.err" --file decoded.txt="$work/guest.txt" || true
   }
   set +e; guest_run; rc=$?; set -e
   if [ "$rc" = 3 ]; then
@@ -153,12 +163,14 @@ if [ -z "$guest_skip" ]; then
     echo "pipelines: ktstr-init: the QEMU run failed (exit $rc; ktstr-lab: 1 run failed, 3 hard timeout). Decoded stream, then QEMU's stderr:" >&2
     cat "$work/guest.txt" >&2
     tail -n 30 "$work/lab.err" >&2
+    grep -q 'evidence kept in' "$work/lab.err" || keep "the QEMU run failed (ktstr-lab exit $rc)"
     exit 1
   fi
   want() {
     grep -Eq "$1" "$work/guest.txt" && return
     echo "pipelines: ktstr-init: the decoded run lacks /$1/:" >&2
     cat "$work/guest.txt" "$work/lab.err" >&2
+    keep "the decoded run lacks /$1/"
     exit 1
   }
   want ' G phase          scheduler_attached detail="ops simple'

@@ -15,6 +15,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/interactive"
 	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
 	"github.com/ktstr-go/ktstr/pkg/qemu"
+	"github.com/ktstr-go/ktstr/pkg/runwatch"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/urfave/cli/v2"
@@ -34,6 +35,7 @@ func main() {
 			&cli.StringFlag{Name: "memory", Value: "1G", Usage: "guest RAM (K/M/G suffixes)"},
 			&cli.DurationFlag{Name: "timeout", Value: vmm.DefaultTimeout, Usage: "stop the guest after this long (0: never)"},
 			&cli.StringFlag{Name: "console", Usage: "write the guest console (COM1, hvc0) to FILE instead of stderr"},
+			&cli.DurationFlag{Name: "hang-warn", Value: runwatch.DefaultQuiet, Usage: "warn on stderr, with the last console line, each time no guest frame arrived for this long (0: never)"},
 			&cli.StringFlag{Name: "com2", Usage: "write COM2 (ttyS1) to FILE instead of the console"},
 			&cli.StringFlag{Name: "control-fifo", Value: "auto", Usage: "control FIFO path (auto: in $TMPDIR; none: no FIFO)"},
 			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (after the defaults)"},
@@ -80,6 +82,9 @@ func run(c *cli.Context, start time.Time) error {
 	}
 	if c.Duration("timeout") < 0 {
 		return cmdutil.UsageError("--timeout must not be negative")
+	}
+	if c.Duration("hang-warn") < 0 {
+		return cmdutil.UsageError("--hang-warn must not be negative (0 turns the warning off)")
 	}
 	if err := vmm.CheckMemory(mem); err != nil {
 		return cmdutil.UsageError("--memory: %v", err)
@@ -144,7 +149,7 @@ func run(c *cli.Context, start time.Time) error {
 		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
 		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
-		Start: start,
+		Start: start, HangWarn: c.Duration("hang-warn"), ReportNoExit: true,
 	}
 	if p := c.String("com2"); p != "" {
 		f, err := os.Create(p)
@@ -170,6 +175,8 @@ func run(c *cli.Context, start time.Time) error {
 		return runQEMU(c, choice, cfg, c.StringSlice("initramfs"), ask)
 	}
 	if ask.Shell || ask.HasExec {
+		// No frames in these modes: nothing to warn about.
+		cfg.HangWarn, cfg.ReportNoExit = 0, false
 		return runInteractive(ask, cfg)
 	}
 	res, err := vmm.Run(cfg)

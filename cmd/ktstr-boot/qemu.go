@@ -36,6 +36,7 @@ func runQEMU(c *cli.Context, choice qemu.Choice, cfg vmm.Config, initramfs []str
 		Kernel: cfg.KernelPath, Initramfs: initramfs, Topology: cfg.Topology, Memory: cfg.Memory,
 		Cmdline: cfg.Cmdline, NoBaseCmdline: c.Bool("no-default-cmdline"), Timeout: cfg.Timeout, KVM: choice.KVM,
 		Stream: cfg.Stream, Console: cfg.Console, Log: os.Stderr, Signals: cfg.Signals, Start: cfg.Start, CPUs: cfg.CPUs,
+		HangWarn: cfg.HangWarn, ReportNoExit: cfg.ReportNoExit,
 	})
 	if err != nil {
 		return cmdutil.Exit(vmm.ExitVMMError, err)

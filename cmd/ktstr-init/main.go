@@ -16,6 +16,9 @@ func main() {
 	if os.Getpid() == 1 {
 		guest.RunInit(cmdutil.Version)
 	}
+	if len(os.Args) == 2 && os.Args[1] == guest.LastGaspArg {
+		os.Exit(guest.RunLastGasp())
+	}
 	if len(os.Args) > 1 && os.Args[1] == guest.WorkerArg {
 		os.Exit(guest.RunWorker(os.Args[2:]))
 	}

@@ -206,6 +206,7 @@ func boot(t *testing.T, e e2eEnv, blob, cmdline string, extra ...string) *run {
 		if err != nil {
 			t.Fatal(err)
 		}
+		lab.KeepOnFailure(t, res)
 		if reachedInit(res.Stream) || attempt == bootAttempts {
 			break
 		}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,24 +190,251 @@ func unameRelease() string {
 	return string(bytes.TrimRight(u.Release[:], "\x00"))
 }
 
+// ExitInitCrashed is the guest_exit code of an init that crashed: a Go
+// panic or a fatal runtime error in PID 1 (documented in
+// man/ktstr-init.1). It comes from the main goroutine's recover, or from
+// the last-gasp watcher when the Go runtime itself is dying.
+const ExitInitCrashed = 8
+
 // RunInit is PID 1's main. It never returns: it powers the guest off.
+//
+// PID 1 must not die: the kernel panics ("Attempted to kill init!") and,
+// with panic=-1, reboots, so the run would end with no guest_exit frame
+// and nothing saying why. Three things stand between a fault in the init
+// and that silent end:
+//   - a panic in the main goroutine is recovered here, reported on the
+//     console ("ktstr-init: FATAL: ..."), as a log frame with its stack and
+//     as guest_exit ExitInitCrashed, and the guest powers off normally;
+//   - a panic in any other goroutine, and a fatal runtime error (out of
+//     memory, concurrent map writes, a deadlock), cannot be recovered:
+//     the runtime prints it (all goroutines: SetTraceback) and exits. The
+//     runtime also copies that report to a pipe (debug.SetCrashOutput)
+//     read by the last-gasp watcher, a child started once the port is
+//     open (startLastGasp), which writes the first lines to the console
+//     and as a log frame, then guest_exit ExitInitCrashed, while the
+//     runtime is still printing; the kernel's panic follows;
+//   - a failing power-off is said on the console and as a log frame
+//     (finish).
 func RunInit(version string) {
-	// Spare Ps: a scheduler under test can stall any of the init's
-	// fair-class threads while it holds a P; the task-stall scan (on a
-	// SCHED_FIFO thread of its own) must still find an idle P when its
-	// system calls return. Idle Ps cost nothing.
+	// Spare Ps: a thread that the Go runtime starts while a scheduler is
+	// under test has the normal policy until the task-stall scan puts it
+	// at SCHED_FIFO (taskstall.go), and the scheduler can stall it while
+	// it holds a P; the init's other threads must still find an idle P.
+	// Idle Ps cost nothing.
 	runtime.GOMAXPROCS(max(8, 2*runtime.NumCPU()))
 	ensureConsole()
+	debug.SetTraceback("all")
 	e := &env{console: os.Stderr}
 	defer func() {
-		// A panic in PID 1 would panic the kernel with no guest_exit frame.
 		if r := recover(); r != nil {
-			e.logf("internal error: %v", r)
-			finish(e, ExitInternal)
+			msg := fmt.Sprintf("FATAL: PID 1 panicked: %v", r)
+			fmt.Fprintf(e.console, "ktstr-init: %s\n%s", msg, debug.Stack())
+			e.logf("%s; stack: %s", msg, firstBytes(debug.Stack(), 1500))
+			finish(e, ExitInitCrashed)
 		}
 	}()
 	code := runInit(e, version)
 	finish(e, code)
+}
+
+func firstBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.ToValidUTF8(string(b), "?")
+}
+
+// TestCrashKey, on the kernel command line, makes the init crash on
+// purpose right after init_started, to test the dying-PID-1 path in a
+// real guest: "main" panics in the main goroutine (recovered), "goroutine"
+// panics in another goroutine and "fatal" overflows a stack (both fatal
+// to the Go runtime: the last-gasp watcher reports them).
+const TestCrashKey = "ktstr.test_crash"
+
+// testCrash crashes as TestCrashKey asks, and returns unknown without the
+// key (ParseOverrides does not know it: it is a test hook, not a setting).
+func testCrash(e *env, unknown []string) []string {
+	var rest []string
+	for _, k := range unknown {
+		if k != TestCrashKey {
+			rest = append(rest, k)
+		}
+	}
+	if len(rest) == len(unknown) {
+		return unknown
+	}
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, w := range SplitCmdline(string(b)) {
+		v, ok := strings.CutPrefix(w, TestCrashKey+"=")
+		if !ok {
+			continue
+		}
+		e.logf("%s=%s: crashing on purpose", TestCrashKey, v)
+		switch v {
+		case "main":
+			panic("test crash in the main goroutine (" + TestCrashKey + ")")
+		case "goroutine":
+			go func() { panic("test crash in a goroutine (" + TestCrashKey + ")") }()
+			time.Sleep(time.Minute)
+		case "fatal":
+			debug.SetMaxStack(64 << 10)
+			overflow(0)
+		default:
+			e.logf("%s=%s: want main, goroutine or fatal; not crashing", TestCrashKey, v)
+		}
+	}
+	return rest
+}
+
+// overflow recurses until the stack limit: a fatal runtime error.
+func overflow(n int) int {
+	var pad [256]byte
+	pad[n%256] = byte(n)
+	return overflow(n+1) + int(pad[(n+1)%256])
+}
+
+// LastGaspArg, as argv[1], makes ktstr-init the last-gasp watcher
+// (RunLastGasp); the init starts it itself.
+const LastGaspArg = "__ktstr_last_gasp"
+
+// startLastGasp starts the last-gasp watcher: a child of PID 1 holding the
+// read end of the pipe the Go runtime copies its crash report to, and its
+// own descriptor of the frame port. A failure to start it is logged and
+// the run goes on without it.
+func startLastGasp(e *env, port *os.File) {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	startLastGaspCmd(e, port, exec.Command(self, LastGaspArg))
+}
+
+// startLastGaspCmd is startLastGasp with the watcher's command given
+// (tests run their own binary).
+func startLastGaspCmd(e *env, port *os.File, cmd *exec.Cmd) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		e.logf("last-gasp watcher not started: %v", err)
+		return
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd.ExtraFiles = []*os.File{r, port} // fds 3 and 4
+	cmd.Stdout, cmd.Stderr = e.console, e.console
+	if err := cmd.Start(); err != nil {
+		e.logf("last-gasp watcher not started: %v", err)
+		return
+	}
+	// One page of pipe: see lastGaspHold. Fd() also makes w blocking, so
+	// the runtime's writes wait for the watcher instead of failing.
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, lastGaspPipe)
+	if err := debug.SetCrashOutput(w, debug.CrashOptions{}); err != nil {
+		e.logf("last-gasp watcher: set crash output: %v", err)
+		cmd.Process.Kill()
+		return
+	}
+	go crashBallast(lastGaspBallast, make(chan struct{}))
+	// The runtime keeps its own duplicate of w; ours closes on return.
+	// The child is never waited for: the guest powers off with it blocked
+	// on the pipe (and PID 1 reaps it if it ever exits).
+	go func() { _ = cmd.Wait() }()
+}
+
+// The last gasp races the kernel: when the runtime has printed its report
+// it exits, and the kernel panics at once. So the watcher waits only for
+// the report's first line (lastGaspWait at most), sends its two frames,
+// and only then prints on the (slow, serial) console. The crash pipe is
+// one page (F_SETPIPE_SZ): a runtime with more to report blocks on it, and
+// so stays alive, until the watcher reads on, lastGaspHold after its
+// frames, which gives the host time to take them out of the virtqueue
+// (port writes return before it has).
+const (
+	lastGaspWait = 20 * time.Millisecond
+	lastGaspMax  = 1500
+	lastGaspHold = 250 * time.Millisecond
+	lastGaspPipe = 4096
+)
+
+// lastGaspBallast is the depth of crashBallast's parked stack.
+const lastGaspBallast = 90
+
+// crashBallast parks a goroutine lastGaspBallast frames deep for the whole
+// run. It makes every crash report (GOTRACEBACK=all prints it) longer
+// than the one-page crash pipe, so a crashing runtime always blocks on the
+// pipe while the last-gasp watcher sends its frames: without it a short
+// report (a panic in a goroutine with few others alive) fitted in the
+// pipe, the runtime exited at once, and the kernel panicked before the
+// watcher ran (2 of 4 such crashes lost their frames in the lab). Cost: one
+// goroutine with a ~20 KiB stack.
+func crashBallast(depth int, park chan struct{}) int {
+	if depth == 0 {
+		<-park
+		return 0
+	}
+	return crashBallast(depth-1, park) + 1
+}
+
+// RunLastGasp is the last-gasp watcher's main: it waits for the Go
+// runtime of PID 1 to report a crash on fd 3, then writes a log frame and
+// a guest_exit frame with ExitInitCrashed on the port at fd 4 and a line
+// on the console. It returns when PID 1 closes the pipe (a crash ends
+// with the runtime exiting).
+func RunLastGasp() int {
+	_ = unix.SetNonblock(3, true) // pollable: reads with a deadline
+	crash := os.NewFile(3, "crash-output")
+	port := os.NewFile(4, "port")
+	if crash == nil || port == nil {
+		return 2
+	}
+	return lastGasp(crash, port, os.Stderr)
+}
+
+// deadliner is a reader whose reads can time out (an *os.File pipe).
+type deadliner interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+func lastGasp(crash deadliner, port io.Writer, console io.Writer) int {
+	buf := make([]byte, 0, lastGaspMax)
+	chunk := make([]byte, lastGaspMax)
+	for len(buf) == 0 { // block until the crash (or EOF: nothing to say)
+		_ = crash.SetReadDeadline(time.Time{})
+		n, err := crash.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if err != nil && n == 0 {
+			return 0
+		}
+	}
+	for deadline := time.Now().Add(lastGaspWait); len(buf) < lastGaspMax && bytes.IndexByte(bytes.TrimLeft(buf, "\n"), '\n') < 0; {
+		_ = crash.SetReadDeadline(deadline)
+		n, err := crash.Read(chunk[:lastGaspMax-len(buf)])
+		buf = append(buf, chunk[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	report := strings.TrimSpace(strings.ToValidUTF8(string(buf), "?"))
+	first, _, _ := strings.Cut(report, "\n")
+	if !strings.HasPrefix(first, "panic: ") {
+		// A throw: the runtime prints "fatal error: MSG" to stderr (the
+		// console) before it starts copying to the crash output, so the
+		// report here starts at "runtime stack:" or a goroutine header.
+		first = "fatal error, its message is on the console just above"
+	}
+	enc := wire.NewEncoder(port, wire.WithClock(func() uint64 { return uint64(nanotime()) }))
+	err1 := enc.Encode(wire.Log{Text: "FATAL: PID 1 is dying, the kernel will panic; Go runtime: " + report + " (full report on the console)"})
+	err2 := enc.Encode(wire.GuestExit{Code: ExitInitCrashed})
+	fmt.Fprintf(console, "ktstr-init: FATAL: PID 1 is dying (Go runtime: %s); guest_exit %d sent, the kernel will panic\n", first, ExitInitCrashed)
+	for _, err := range []error{err1, err2} {
+		if err != nil {
+			fmt.Fprintf(console, "ktstr-init: last gasp: %v\n", err)
+		}
+	}
+	time.Sleep(lastGaspHold)
+	_ = crash.SetReadDeadline(time.Time{})
+	_, _ = io.Copy(io.Discard, crash) // let the runtime finish its report
+	return 0
 }
 
 // plan is the resolved run: configuration, overrides and scenario.
@@ -242,6 +472,7 @@ func runInit(e *env, version string) int {
 		return ExitNoPortNoFrames
 	}
 	enc := wire.NewEncoder(port, wire.WithClock(func() uint64 { return uint64(nanotime()) }))
+	startLastGasp(e, port)
 	e.mu.Lock()
 	e.enc = enc
 	pending := e.pending
@@ -271,6 +502,9 @@ func runInit(e *env, version string) int {
 		e.send(wire.Log{Text: p})
 	}
 	e.phase(wire.PhaseInitStarted, "frames on "+portPath)
+	if ovErr == nil {
+		ov.Unknown = testCrash(e, ov.Unknown)
+	}
 	if ovErr != nil {
 		e.logf("%v", ovErr)
 		return ExitBadConfig
@@ -438,8 +672,11 @@ func finish(e *env, code int) {
 	// host a moment before the machine goes away.
 	time.Sleep(250 * time.Millisecond)
 	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	fmt.Fprintf(e.console, "ktstr-init: power off failed: %v; rebooting\n", err)
-	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	// Still here: the power-off failed. Say so everywhere, then try a
+	// reboot; PID 1 must not return (the kernel would panic).
+	e.logf("FATAL: power off failed: %v; trying a reboot", err)
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	e.logf("FATAL: reboot failed too: %v; waiting for the host to stop the guest", err)
 	for {
 		time.Sleep(time.Hour)
 	}

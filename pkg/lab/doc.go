@@ -20,9 +20,13 @@
 // Every QEMU run has a hard timeout after which the process is killed; a
 // timed-out run is reported as such, never as a pass.
 //
+// A run that fails keeps its console, stream and QEMU stderr in a directory
+// under EvidenceRoot (evidence.go), and the failure names it.
+//
 // Imports: pkg/qemu (QEMU runs), pkg/kvmprobe (the probe), pkg/wire (the
 // reference path passes the guest's stream through wire.GuestRelay, as
-// ktstr-boot does) and the standard library. It is test infrastructure: product
-// binaries never import it (the developer CLI test/lab/ktstr-lab and the
-// L1 agent test/lab/ktstr-lab-agent do).
+// ktstr-boot does, and finds the guest_exit frame), pkg/runwatch (console
+// tail, hang warnings) and the standard library. It is test
+// infrastructure: product binaries never import it (the developer CLI
+// test/lab/ktstr-lab and the L1 agent test/lab/ktstr-lab-agent do).
 package lab

@@ -332,15 +332,14 @@ func StartNested(ctx context.Context, opts NestedOptions) (*Nested, error) {
 	select {
 	case n.conn = <-accepted:
 	case <-n.proc.Done():
-		return fail(fmt.Errorf("nested lab: L1's QEMU exited before connecting: %s", tail(n.proc.StderrBytes(), 300)))
+		return fail(n.bootFailure(fmt.Errorf("nested lab: L1's QEMU exited before connecting: %s", tail(n.proc.StderrBytes(), 300))))
 	case <-bctx.Done():
-		return fail(fmt.Errorf("nested lab: L1's QEMU did not connect within %v", opts.BootTimeout))
+		return fail(n.bootFailure(fmt.Errorf("nested lab: L1's QEMU did not connect within %v", opts.BootTimeout)))
 	}
 	n.client = newAgentClient(n.conn)
 	hello, err := n.client.waitHello(bctx)
 	if err != nil {
-		return fail(fmt.Errorf("nested lab: L1 did not boot to its agent within %v (%v); console tail: %s",
-			opts.BootTimeout, err, tail(n.proc.ConsoleBytes(), 600)))
+		return fail(n.bootFailure(fmt.Errorf("nested lab: L1 did not boot to its agent within %v (%v)", opts.BootTimeout, err)))
 	}
 	n.BootTime = time.Since(n.started)
 	n.GuestUptime = time.Duration(hello.UptimeMS) * time.Millisecond
@@ -363,7 +362,10 @@ func (n *Nested) RunLive(ctx context.Context, cmd string, timeout time.Duration,
 	}
 	r, err := n.client.run(ctx, cmd, timeout, live)
 	if err != nil {
-		return nil, fmt.Errorf("%w; L1 console tail: %s", err, tail(n.proc.ConsoleBytes(), 400))
+		if ctx.Err() != nil { // the caller ended it: not the lab's failure
+			return nil, fmt.Errorf("%w; L1 console tail: %s", err, tail(n.proc.ConsoleBytes(), 400))
+		}
+		return nil, fmt.Errorf("%w; %s", err, n.KeepEvidence("nested-l1-lost", fmt.Sprintf("L1 failed while running %q: %v", cmd, err)))
 	}
 	return r, nil
 }

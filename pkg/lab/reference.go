@@ -53,6 +53,16 @@ type ReferenceOptions struct {
 	// Accel and CPUModel default to qemu.DefaultAccel and "max". The
 	// nested lab's L2 guests use the same arguments with "kvm" and "host".
 	Accel, CPUModel string
+	// Name labels the run's evidence directory when it fails
+	// (evidence.go; default "reference").
+	Name string
+	// Log, when set, receives the run's warnings as they happen: no
+	// stream byte for HangWarn, and a run that ended without a guest_exit
+	// frame (with the console's tail).
+	Log io.Writer
+	// HangWarn is the silence on the stream that earns a warning on Log
+	// (0: none).
+	HangWarn time.Duration
 }
 
 // Result is what one boot produced.
@@ -78,18 +88,34 @@ type Result struct {
 	FirstStream time.Duration
 	// Args is QEMU's full command line, for reproducing the run.
 	Args []string
+	// Frames is the number of valid frames in Stream; GuestExit says
+	// whether one of them is a guest_exit.
+	Frames    int
+	GuestExit bool
+	// Evidence is where a failed run's outputs were kept, with the
+	// console's tail (evidence.go); "" for a run that did not fail.
+	Evidence string
 }
 
 // Err returns nil for a run that ended by itself with exit status 0, and an
-// error saying what went wrong otherwise (timeout, QEMU failure).
+// error saying what went wrong otherwise (timeout, QEMU failure, a guest
+// that wrote frames but no guest_exit), naming the kept evidence.
 func (r *Result) Err() error {
+	var err error
 	switch {
 	case r.TimedOut:
-		return fmt.Errorf("QEMU killed after the %v timeout; console tail: %s", r.Wall.Round(time.Second), tail(r.Console, 300))
+		err = fmt.Errorf("QEMU killed after the %v timeout", r.Wall.Round(time.Second))
 	case r.ExitCode != 0:
-		return fmt.Errorf("QEMU exited with status %d: %s", r.ExitCode, strings.TrimSpace(tail(r.Stderr, 300)))
+		err = fmt.Errorf("QEMU exited with status %d: %s", r.ExitCode, strings.TrimSpace(tail(r.Stderr, 300)))
+	case r.Frames > 0 && !r.GuestExit:
+		err = fmt.Errorf("the guest wrote %d frames but no guest_exit; QEMU exited 0 after %v (the guest kernel rebooted or powered off under its init)", r.Frames, r.Wall.Round(100*time.Millisecond))
+	default:
+		return nil
 	}
-	return nil
+	if r.Evidence != "" {
+		return fmt.Errorf("%w; %s", err, r.Evidence)
+	}
+	return fmt.Errorf("%w; console tail: %s", err, tail(r.Console, 300))
 }
 
 func tail(b []byte, n int) string { return qemu.Tail(b, n) }
@@ -97,6 +123,19 @@ func tail(b []byte, n int) string { return qemu.Tail(b, n) }
 // BaseCmdline is the kernel command line every lab boot starts with
 // (pkg/qemu owns it).
 const BaseCmdline = qemu.BaseCmdline
+
+// DefaultAccel is the accelerator of a reference boot that names none:
+// single-threaded TCG (all vCPUs on one host thread, round robin).
+// Multi-threaded TCG runs the guest kernel's live text patching on several
+// host threads at once, and a vCPU can execute a stale int3 of a
+// just-patched static branch: "Oops: int3" in __schedule or
+// ttwu_queue_wakelist on the other vCPU, "Fatal exception in interrupt",
+// and with panic=-1 a reboot that QEMU -no-reboot turns into exit 0 with
+// no guest_exit frame. sched_ext flips static keys when a scheduler
+// attaches and detaches, so every ktstr-init run with a scheduler patches
+// text twice: 4 of 60 two-vCPU scx_simple boots ended that way under
+// multi-threaded TCG, 0 of 60 single-threaded (issue 20, README).
+const DefaultAccel = qemu.DefaultAccel
 
 // ReferenceArgs returns QEMU's arguments for opts. stream is the chardev
 // backend for the guest's "ktstr" port ("socket,path=S" to connect to a
@@ -139,9 +178,13 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 		sinks = append(sinks, opts.Stream)
 	}
 	relay := wire.NewGuestRelay(io.MultiWriter(sinks...))
+	counted := &countingWriter{w: relay}
 	o := opts.qemu()
-	o.Stream, o.StreamPath, o.DiscardStream = relay, "", true
+	console, watch := watchReference(&opts, o.Console, counted)
+	o.Console = console
+	o.Stream, o.StreamPath, o.DiscardStream = counted, "", true
 	q, err := qemu.Run(ctx, o)
+	watch.Stop()
 	if q == nil {
 		if err != nil {
 			err = fmt.Errorf("reference boot: %w", err)
@@ -155,6 +198,7 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 		Stream: stream.Bytes(), StreamPath: opts.StreamPath, Console: q.Console, Stderr: q.Stderr,
 		ExitCode: q.ExitCode, TimedOut: q.TimedOut, Wall: q.Wall, FirstStream: q.FirstStream, Args: q.Args,
 	}
+	finishReference(ctx, &opts, r)
 	return r, err
 }
 

@@ -89,6 +89,8 @@ func TestReferenceTimeout(t *testing.T) {
 	if err := a.WriteFile(initrd); err != nil {
 		t.Fatal(err)
 	}
+	root := t.TempDir() // a timeout on purpose: keep its evidence here
+	t.Setenv(EvidenceEnv, root)
 	r, err := Reference(context.Background(), ReferenceOptions{
 		Kernel: k, Initramfs: initrd, CPUs: 1, MemoryMiB: 128, Cmdline: "quiet",
 		Timeout: 4 * time.Second,
@@ -98,6 +100,9 @@ func TestReferenceTimeout(t *testing.T) {
 	}
 	if !r.TimedOut || r.ExitCode != -1 || r.Err() == nil {
 		t.Fatalf("TimedOut=%v ExitCode=%d Err=%v, want a reported timeout", r.TimedOut, r.ExitCode, r.Err())
+	}
+	if !strings.Contains(r.Err().Error(), "evidence kept in "+root) {
+		t.Fatalf("a timed-out run must keep its evidence: %v", r.Err())
 	}
 	if r.Wall > 30*time.Second {
 		t.Fatalf("kill took %v", r.Wall)

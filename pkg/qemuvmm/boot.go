@@ -14,6 +14,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/qemu"
+	"github.com/ktstr-go/ktstr/pkg/runwatch"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
 	"github.com/ktstr-go/ktstr/pkg/wire"
@@ -45,6 +46,11 @@ type BootConfig struct {
 	MemDir string
 	QEMU   string // default qemu.Find()
 	Start  time.Time
+	// HangWarn and ReportNoExit are vmm.Config's: warn on Log while no
+	// guest frame arrives for HangWarn (0: never), and report a run that
+	// ended without a guest_exit frame with the console's tail.
+	HangWarn     time.Duration
+	ReportNoExit bool
 }
 
 // BootResult is how the run ended, as ktstr-boot reports it.
@@ -161,7 +167,13 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	var mu sync.Mutex
 	var panicked, poweroff bool
 	var poweroffAt time.Time
-	watch := vmm.NewConsoleWatch(cfg.Console, func(ev string) {
+	tail := runwatch.NewConsoleTail(0)
+	console := io.Writer(tail)
+	if cfg.Console != nil {
+		console = io.MultiWriter(cfg.Console, tail)
+	}
+	var hang *runwatch.Watch
+	watch := vmm.NewConsoleWatch(console, func(ev string) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch ev {
@@ -193,9 +205,12 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 			p.Stop()
 		}
 		close(gate.open)
+		hang = runwatch.Start(runwatch.Options{Quiet: cfg.HangWarn, Log: cfg.Log, Prefix: "ktstr-boot", Console: tail,
+			Frames: func() uint64 { _, f := stream.Counts(); return f }})
 		go supervise(p, stream, cfg.Signals, &mu, &poweroff, &poweroffAt, &signal, stop)
 	}
 	r, err := qemu.Run(ctx, opts)
+	hang.Stop()
 	watch.Flush()
 	if r != nil {
 		res.Args = r.Args
@@ -249,6 +264,13 @@ func Boot(ctx context.Context, cfg BootConfig) (BootResult, error) {
 	res.Detail = detail
 	if res.Reason == vmm.ReasonGuestExit {
 		res.EndedBy = reason
+	}
+	if cfg.ReportNoExit && res.GuestCode == nil {
+		how := fmt.Sprintf("ended by %s after %v", res.Reason, res.Wall.Round(100*time.Millisecond))
+		if res.Detail != "" {
+			how += " (" + res.Detail + ")"
+		}
+		runwatch.Ended(cfg.Log, "ktstr-boot", how, res.GuestFrames, tail.Bytes())
 	}
 	ve := wire.VMExit{Reason: res.Reason, ExitCode: res.ExitCode, WallNS: uint64(res.Wall), VCPUs: res.VCPUs,
 		Detail: res.Detail, EndedBy: res.EndedBy, FirstGuestFrameNS: uint64(res.FirstFrame)}

@@ -8,7 +8,8 @@
 // vmm.Classify, so both VMMs end a run the same way.
 //
 // Imports: pkg/qemu, pkg/vmm (Stream, ConsoleWatch, Classify and the exit
-// reasons and codes), pkg/wire, pkg/guestmem, pkg/topology and the
+// reasons and codes), pkg/runwatch (hang warnings, the console tail),
+// pkg/wire, pkg/guestmem, pkg/topology and the
 // standard library. It is a separate package because pkg/vmm's tests use
 // the lab, which uses pkg/qemu.
 package qemuvmm

@@ -25,6 +25,7 @@
 // pkg/regfile to open its input files,
 // pkg/wire for host frames and for finding frame boundaries and the
 // guest-exit frame in the guest stream,
+// pkg/runwatch for the console tail and the hang warnings (hangwatch.go),
 // pkg/topology, pkg/acpi and pkg/perfmode for the guest's shape, its ACPI
 // tables and performance mode (topology.go, perf.go),
 // golang.org/x/sys/unix and the standard library.

@@ -18,6 +18,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/acpi"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
+	"github.com/ktstr-go/ktstr/pkg/runwatch"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -70,8 +71,16 @@ type Config struct {
 	Topology *topology.Topology
 	// Perf, when set, runs in performance mode (perf.go).
 	Perf *perfmode.Plan
-	// Log receives one-line notes about the set-up (nil: none).
+	// Log receives one-line notes about the set-up (nil: none), and the
+	// hang warnings below.
 	Log io.Writer
+	// HangWarn, when > 0, prints a warning on Log each time no guest
+	// frame arrived for that long, with the last console line
+	// (hangwatch.go; ktstr-boot --hang-warn).
+	HangWarn time.Duration
+	// ReportNoExit reports on Log a run that ended without a guest_exit
+	// frame, with the console's tail (false for --shell and --exec).
+	ReportNoExit bool
 	// HVC, when set, receives hvc0's output instead of Console (--shell,
 	// --exec); ConsoleInput is typed into hvc0; closing Stop ends the run
 	// with reason "stopped" (Ctrl-A X). See console_input.go.
@@ -129,6 +138,7 @@ type machine struct {
 	console *Console
 	stream  *Stream
 	watch   *ConsoleWatch
+	tail    *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
 	closers []func()
 
 	pm       acpiPM // ACPI PM1a registers (topology.go)
@@ -200,7 +210,9 @@ func Run(cfg Config) (Result, error) {
 			m.runVCPU(i)
 		}()
 	}
+	hang := m.startHangWatch()
 	m.wait()
+	hang.Stop()
 	m.stopped.Store(true)
 	m.kickAll()
 	joined := make(chan struct{})
@@ -239,6 +251,7 @@ waitJoin:
 	if err := m.stream.WriteHost(ve); err != nil && res.Reason != ReasonError {
 		res.Detail = strings.TrimPrefix(res.Detail+"; ", "; ") + "stdout: " + err.Error()
 	}
+	m.reportNoExit(res)
 	return res, nil
 }
 
@@ -363,7 +376,7 @@ func (m *machine) build() error {
 		boot.Entry = GuestCodeAddr
 	}
 
-	m.watch = NewConsoleWatch(cfg.Console, m.onConsoleEvent)
+	m.watch = NewConsoleWatch(m.consoleSink(cfg.Console), m.onConsoleEvent)
 	com2 := cfg.COM2
 	if com2 == nil {
 		com2 = m.watch

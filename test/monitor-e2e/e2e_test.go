@@ -161,6 +161,7 @@ func boot(t *testing.T, e *env, mode string, secs int, stopOn string, limit time
 		m.Process.Kill()
 		t.Fatalf("reference boot: %v", err)
 	}
+	lab.KeepOnFailure(t, qr)
 	mdone := make(chan error, 1)
 	go func() { mdone <- m.Wait() }()
 	var merr error

@@ -5,7 +5,14 @@
 //	go run ./test/lab/ktstr-lab reference --kernel bzImage --initramfs blob --stream FILE
 //
 // Exit status: 0 the guest ran and QEMU exited 0; 1 the run failed (QEMU
-// error, non-zero exit); 2 usage; 3 the hard timeout killed QEMU.
+// error, non-zero exit, frames but no guest_exit); 2 usage; 3 the hard
+// timeout killed QEMU. A failed run's console, stream and QEMU stderr are
+// kept under $KTSTR_EVIDENCE_DIR (default /var/tmp/ktstr-evidence) and the
+// error names the directory.
+//
+//	go run ./test/lab/ktstr-lab keep-evidence --name NAME --why TEXT --file console.txt=PATH ...
+//
+// keeps a script's own failed run the same way (pkg/lab/evidence.go).
 //
 //	go run ./test/lab/ktstr-lab kvm-probe
 //
@@ -29,7 +36,7 @@ func main() {
 	cmdutil.Main(&cli.App{
 		Name:     "ktstr-lab",
 		Usage:    "boot kernels in the ktstr test lab (developer tool)",
-		Commands: []*cli.Command{referenceCmd(), kvmProbeCmd(), nestedCmd(), initramfsCmd()},
+		Commands: []*cli.Command{referenceCmd(), kvmProbeCmd(), nestedCmd(), initramfsCmd(), keepEvidenceCmd()},
 	})
 }
 
@@ -49,7 +56,9 @@ func referenceCmd() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "hard limit; QEMU is killed after it"},
 			&cli.StringFlag{Name: "mem-file", Usage: "back guest RAM with this file (share=on)"},
 			&cli.StringSliceFlag{Name: "qemu-arg", Usage: "extra QEMU argument (repeatable)"},
-			&cli.StringFlag{Name: "accel", Value: "tcg", Usage: "QEMU accelerator (kvm inside the nested lab's L1)"},
+			&cli.StringFlag{Name: "accel", Value: lab.DefaultAccel, Usage: "QEMU accelerator (kvm inside the nested lab's L1)"},
+			&cli.StringFlag{Name: "name", Value: "reference", Usage: "label of the evidence directory a failed run leaves"},
+			&cli.DurationFlag{Name: "hang-warn", Value: 10 * time.Second, Usage: "warn on stderr when no stream byte arrived for this long (0: never)"},
 			&cli.StringFlag{Name: "cpu-model", Value: "max"},
 			&cli.StringFlag{Name: "machine-opts", Usage: "appended to -M microvm, (e.g. rtc=off)"},
 		},
@@ -64,6 +73,7 @@ func referenceCmd() *cli.Command {
 				Timeout: c.Duration("timeout"), MemFile: c.String("mem-file"),
 				ExtraArgs: c.StringSlice("qemu-arg"),
 				Accel:     c.String("accel"), CPUModel: c.String("cpu-model"), MachineOpts: c.String("machine-opts"),
+				Name: c.String("name"), Log: os.Stderr, HangWarn: c.Duration("hang-warn"),
 			}
 			if o.StreamPath == "" {
 				o.Stream = os.Stdout
@@ -217,6 +227,35 @@ func initramfsCmd() *cli.Command {
 				}
 			}
 			return a.WriteFile(c.String("out"))
+		},
+	}
+}
+
+func keepEvidenceCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "keep-evidence",
+		Usage: "keep a failed run's files under the evidence root and print where, with the console's last lines",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Required: true, Usage: "label of the evidence directory"},
+			&cli.StringFlag{Name: "why", Required: true, Usage: "what failed"},
+			&cli.StringSliceFlag{Name: "file", Usage: "NAME=PATH to keep (repeatable); the one named console.txt is tailed in the message"},
+		},
+		Action: func(c *cli.Context) error {
+			var files []lab.EvidenceFile
+			var console []byte
+			for _, f := range c.StringSlice("file") {
+				name, path, ok := strings.Cut(f, "=")
+				if !ok || name == "" || path == "" {
+					return cmdutil.UsageError("--file %q: want NAME=PATH", f)
+				}
+				files = append(files, lab.EvidenceFile{Name: name, Path: path})
+				if name == "console.txt" {
+					console = lab.ReadTail(path, 64<<10)
+				}
+			}
+			dir, err := lab.KeepEvidence(c.String("name"), c.String("why"), files...)
+			fmt.Fprintf(os.Stderr, "ktstr-lab: %s\n", lab.EvidenceMessage(dir, err, console))
+			return err
 		},
 	}
 }
