@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/pkg/qemuvmm"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/verdict"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -21,88 +22,70 @@ import (
 // the fault; EEVDF and scx_simple must pass. The verdict is the one
 // ktstr-decode --verdict gives (pkg/verdict).
 //
-// The lab's reference mode is the VMM here (plain QEMU TCG): its stream
-// holds the guest's frames only, so vmStream wraps them in the host
-// frames a VMM writes, vm_start and vm_exit, from what QEMU did (exit
-// status, hard timeout) — the same translation ktstr-boot makes from its
-// own run loop.
+// The VMM is ktstr-boot's QEMU path (pkg/qemuvmm, what ktstr-boot --vmm
+// qemu runs): the stream judged is the product's own, vm_start and vm_exit
+// included.
+
+// matrixRun is one judged boot.
+type matrixRun struct {
+	stream, console []byte
+	wall            time.Duration
+}
 
 // matrixBoot boots blob with default settings and returns the run's
-// verdict, the wrapped stream, and how long after scenario_start the first
-// failing evidence arrived (0 when none).
-func matrixBoot(t *testing.T, e e2eEnv, blob string, cmdline string) (verdict.Verdict, *lab.Result, time.Duration) {
+// verdict, the run, and how long after scenario_start the first failing
+// evidence arrived (0 when none). A boot whose kernel never reached the
+// init (a lab flake under TCG) is retried once, as the other e2e tests do.
+func matrixBoot(t *testing.T, e e2eEnv, blob string, cmdline string) (verdict.Verdict, *matrixRun, time.Duration) {
 	t.Helper()
-	var res *lab.Result
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-		var err error
-		res, err = lab.Reference(ctx, lab.ReferenceOptions{
-			Kernel: e.kernel, Initramfs: blob, CPUs: 2, MemoryMiB: 512, Accel: e2eAccel,
-			Cmdline: lab.TCGTimeCmdline() + " loglevel=4 " + cmdline, Timeout: 60 * time.Second, // rows end in 5-20 s; a hung guest still gets its verdict
-		})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if reachedInit(res.Stream) || attempt == bootAttempts {
-			break
-		}
-		t.Logf("LAB FLAKE (attempt %d of %d): the kernel never reached the init (QEMU exit %d, timed out %v); console tail: %s",
-			attempt, bootAttempts, res.ExitCode, res.TimedOut, tailString(res.Console, 400))
-	}
-	s := vmStream(res)
-	if dir := os.Getenv("KTSTR_MATRIX_KEEP"); dir != "" {
-		// Keep the wrapped stream and the console for a look by hand.
-		base := fmt.Sprintf("%s/%s-%d", dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()), time.Now().UnixNano())
-		os.WriteFile(base+".ktstr", s, 0o644)
-		os.WriteFile(base+".console", res.Console, 0o644)
-		t.Logf("kept %s.ktstr and .console", base)
-	}
-	v, err := verdict.JudgeStream(bytes.NewReader(s))
+	topo, err := topology.FromText("1n1l2c1t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v, res, firstFailure(res.Stream)
-}
-
-// vmStream wraps the guest's stream in vm_start and vm_exit frames.
-func vmStream(res *lab.Result) []byte {
-	var b bytes.Buffer
-	h := wire.NewEncoder(&b, wire.WithFlags(wire.FlagHost))
-	h.Encode(wire.VMStart{VMM: "qemu-tcg (lab reference)", VCPUs: 2, Topology: "1n1l2c1t"})
-	b.Write(res.Stream)
-	x := wire.VMExit{WallNS: uint64(res.Wall), VCPUs: 2}
-	_, haveExit := guestExit(res.Stream)
-	switch {
-	case res.TimedOut:
-		x.Reason, x.ExitCode = "timeout", 124
-	case bytes.Contains(res.Console, []byte("Kernel panic")):
-		x.Reason, x.ExitCode = "panic", 121
-	case haveExit && res.ExitCode == 0:
-		code, _ := guestExit(res.Stream)
-		x.Reason, x.ExitCode, x.EndedBy = "guest_exit", int(code)&0xff, "poweroff"
-	case res.ExitCode == 0:
-		x.Reason, x.ExitCode = "poweroff", 122
-	default:
-		x.Reason, x.ExitCode, x.Detail = "error", 125, "QEMU exit "+strconv.Itoa(res.ExitCode)
+	var run *matrixRun
+	for attempt := 1; ; attempt++ {
+		var stream, console, log bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+		res, err := qemuvmm.Boot(ctx, qemuvmm.BootConfig{
+			Kernel: e.kernel, Initramfs: []string{blob}, Topology: topo, Memory: 512 << 20,
+			Cmdline: "loglevel=4 " + cmdline, Timeout: 60 * time.Second, // rows end in 5-20 s; a hung guest still gets its verdict
+			Stream: &stream, Console: &console, Log: &log, ReportNoExit: true,
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("QEMU boot: %v\n%s", err, log.String())
+		}
+		run = &matrixRun{stream: stream.Bytes(), console: console.Bytes(), wall: res.Wall}
+		if guestReady(run.stream) || attempt == bootAttempts {
+			break
+		}
+		t.Logf("LAB FLAKE (attempt %d of %d): the kernel never reached the init (%s); console tail: %s",
+			attempt, bootAttempts, res.Summary(), tailString(run.console, 400))
 	}
-	h.Encode(x)
-	return b.Bytes()
+	if dir := os.Getenv("KTSTR_MATRIX_KEEP"); dir != "" {
+		// Keep the stream and the console for a look by hand.
+		base := fmt.Sprintf("%s/%s-%d", dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()), time.Now().UnixNano())
+		os.WriteFile(base+".ktstr", run.stream, 0o644)
+		os.WriteFile(base+".console", run.console, 0o644)
+		t.Logf("kept %s.ktstr and .console", base)
+	}
+	v, err := verdict.JudgeStream(bytes.NewReader(run.stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, run, firstFailure(run.stream)
 }
 
-func guestExit(stream []byte) (int32, bool) {
+// guestReady reports whether the guest's init sent its guest_ready frame.
+func guestReady(stream []byte) bool {
 	d := wire.NewDecoder(bytes.NewReader(stream))
 	for {
 		f, err := d.Next()
 		if err != nil {
-			return 0, false
+			return false
 		}
-		if f.Type == wire.TypeGuestExit {
-			m, err := wire.Unmarshal(f.Type, f.Payload)
-			if err != nil {
-				return 0, false
-			}
-			return m.(wire.GuestExit).Code, true
+		if f.Type == wire.TypeGuestReady && f.Flags&wire.FlagHost == 0 {
+			return true
 		}
 	}
 }
@@ -116,6 +99,9 @@ func firstFailure(stream []byte) time.Duration {
 		f, err := d.Next()
 		if err != nil {
 			return 0
+		}
+		if f.Flags&wire.FlagHost != 0 {
+			continue // host clock, not the guest's
 		}
 		if start == 0 {
 			start = f.TimeNS
@@ -180,7 +166,7 @@ func TestDetectionMatrix(t *testing.T) {
 			v, res, after := matrixBoot(t, e, blob, r.cmdline)
 			fmt.Fprintf(&table, "| %s | %s | %s | %s |\n", r.name, v.Result.Word(), v.Reason, after.Round(10*time.Millisecond))
 			if v.Result != r.want {
-				t.Fatalf("verdict %s (%q), want %s\nreasons: %q\nconsole tail:\n%s", v.Result, v.Reason, r.want, v.Reasons, tailString(res.Console, 2500))
+				t.Fatalf("verdict %s (%q), want %s\nreasons: %q\nconsole tail:\n%s", v.Result, v.Reason, r.want, v.Reasons, tailString(res.console, 2500))
 			}
 			all := strings.Join(v.Reasons, "\n")
 			for _, want := range r.reason {
@@ -188,7 +174,7 @@ func TestDetectionMatrix(t *testing.T) {
 					t.Errorf("reasons %q lack %q", v.Reasons, want)
 				}
 			}
-			t.Logf("%s: %s (first failure %s after scenario start; QEMU wall %s)", r.name, strings.TrimSpace(string(v.AppendText(nil))), after, res.Wall.Round(100*time.Millisecond))
+			t.Logf("%s: %s (first failure %s after scenario start; wall %s)", r.name, strings.TrimSpace(string(v.AppendText(nil))), after, res.wall.Round(100*time.Millisecond))
 		})
 	}
 	t.Logf("detection matrix:\n%s", table.String())
@@ -215,7 +201,7 @@ func TestNoFalsePositives(t *testing.T) {
 		for i := 0; i < n; i++ {
 			v, res, _ := matrixBoot(t, e, blob, "")
 			if v.Result != verdict.Pass {
-				t.Errorf("%s run %d of %d: %s\nreasons %q\nconsole tail:\n%s", c.name, i+1, n, v.AppendText(nil), v.Reasons, tailString(res.Console, 2000))
+				t.Errorf("%s run %d of %d: %s\nreasons %q\nconsole tail:\n%s", c.name, i+1, n, v.AppendText(nil), v.Reasons, tailString(res.console, 2000))
 				continue
 			}
 			pass++
