@@ -453,9 +453,6 @@ func runInit(e *env, version string) int {
 		e.logf("%v", err)
 		return ExitInternal
 	}
-	if _, err := RealtimeThreads(os.Getpid()); err != nil { // needs /proc; see taskstall.go
-		e.logf("cannot run the init at SCHED_FIFO: %v; a scheduler that stalls the init's threads can stall its checks", err)
-	}
 	cmdlineB, _ := os.ReadFile("/proc/cmdline")
 	cmdline := strings.TrimSpace(string(cmdlineB))
 	ov, ovErr := ParseOverrides(cmdline)

@@ -479,6 +479,13 @@ func startTaskStallWatch(e *env, threshold time.Duration) *taskStallWatch {
 		threshold = DefaultTaskStall
 	}
 	w := &taskStallWatch{e: e, done: make(chan struct{}), threshold: threshold}
+	if os.Getpid() == 1 {
+		// The init runs at SCHED_FIFO while the scan runs (see above);
+		// finish's caller puts it back (NormalThreads).
+		if _, err := RealtimeThreads(1); err != nil {
+			e.logf("cannot run the init at SCHED_FIFO: %v; a scheduler that stalls the init's threads can stall its checks", err)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		self = "/proc/self/exe"
