@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/cachedir"
 	"github.com/ktstr-go/ktstr/pkg/lockfile"
 )
 
@@ -35,19 +36,7 @@ type Cache struct {
 
 // DefaultCacheDir is $KTSTR_CACHE_DIR, else $XDG_CACHE_HOME/ktstr/initramfs,
 // else ~/.cache/ktstr/initramfs.
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("KTSTR_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "ktstr", "initramfs"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: set KTSTR_CACHE_DIR or HOME: %w", err)
-	}
-	return filepath.Join(home, ".cache", "ktstr", "initramfs"), nil
-}
+func DefaultCacheDir() (string, error) { return cachedir.Dir("KTSTR_CACHE_DIR", "initramfs") }
 
 // OpenCache creates the cache directories if needed.
 func OpenCache(dir string) (*Cache, error) {

@@ -16,6 +16,6 @@
 // told apart and swept (tmpfile.go).
 //
 // It imports pkg/elfdeps (library resolution), pkg/runconfig (the guest
-// contract), pkg/scenario (the --scenario catalog and validation), pkg/regfile (file kinds), pkg/lockfile (cache locks), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the
+// contract), pkg/scenario (the --scenario catalog and validation), pkg/regfile (file kinds), pkg/lockfile (cache locks), pkg/cachedir (where the cache lives), cavaliergopher/cpio, klauspost/compress, pierrec/lz4 and the
 // standard library. It holds no global mutable state.
 package initramfs

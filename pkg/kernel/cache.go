@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/cachedir"
 	"github.com/ktstr-go/ktstr/pkg/lockfile"
 )
 
@@ -49,19 +50,7 @@ const (
 
 // DefaultCacheDir is $KTSTR_KERNEL_CACHE_DIR, else
 // $XDG_CACHE_HOME/ktstr/kernels, else ~/.cache/ktstr/kernels.
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("KTSTR_KERNEL_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "ktstr", "kernels"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: set KTSTR_KERNEL_CACHE_DIR or HOME: %w", err)
-	}
-	return filepath.Join(home, ".cache", "ktstr", "kernels"), nil
-}
+func DefaultCacheDir() (string, error) { return cachedir.Dir("KTSTR_KERNEL_CACHE_DIR", "kernels") }
 
 // OpenCache creates the cache's directories if needed.
 func OpenCache(dir string) (*Cache, error) {

@@ -11,7 +11,7 @@
 //
 // Build runs make (os/exec) in the source tree; nothing else here runs
 // a program. Imports: github.com/klauspost/compress (gzip, zstd),
-// pierrec/lz4, pkg/regfile, pkg/lockfile (cache locks), golang.org/x/sys/unix and
+// pierrec/lz4, pkg/regfile, pkg/lockfile (cache locks), pkg/cachedir, golang.org/x/sys/unix and
 // the standard library. It holds
 // no global mutable state (the item table and the fragment are read-only
 // and handed out as copies).
