@@ -284,33 +284,8 @@ var (
 )
 
 // RealtimeThreads puts every thread of process pid that is not yet at
-// SCHED_FIFO there, with reset-on-fork, and returns how many it changed.
-func RealtimeThreads(pid int) (int, error) {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var firstErr error
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if cur, err := unix.SchedGetAttr(tid, 0); err == nil && cur.Policy == unix.SCHED_FIFO {
-			continue
-		}
-		attr := fifoReset
-		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-			if firstErr == nil && !errors.Is(err, unix.ESRCH) {
-				firstErr = fmt.Errorf("thread %d: %w", tid, err)
-			}
-			continue
-		}
-		n++
-	}
-	return n, firstErr
-}
+// SCHED_FIFO there, with reset-on-fork.
+func RealtimeThreads(pid int) error { return setThreads(pid, fifoReset) }
 
 // NormalThreads puts every thread of process pid back to SCHED_OTHER:
 // the init leaves SCHED_FIFO once the scan has stopped, so that stopping
@@ -318,6 +293,13 @@ func RealtimeThreads(pid int) (int, error) {
 // kthread the scheduler under test schedules) is not done at a priority
 // that nothing in the guest's fair class can preempt.
 func NormalThreads(pid int) error {
+	return setThreads(pid, unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL})
+}
+
+// setThreads gives every thread of process pid that is not at attr's
+// policy yet that policy. Threads that exit meanwhile are skipped; the
+// first other failure is returned after trying them all.
+func setThreads(pid int, attr unix.SchedAttr) error {
 	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
 		return err
@@ -328,8 +310,11 @@ func NormalThreads(pid int) error {
 		if err != nil {
 			continue
 		}
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
-		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && firstErr == nil && !errors.Is(err, unix.ESRCH) {
+		if cur, err := unix.SchedGetAttr(tid, 0); err == nil && cur.Policy == attr.Policy {
+			continue
+		}
+		a := attr
+		if err := unix.SchedSetAttr(tid, &a, 0); err != nil && firstErr == nil && !errors.Is(err, unix.ESRCH) {
 			firstErr = fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
@@ -360,14 +345,14 @@ func RunStallWatch(args []string) int {
 	stop := make(chan struct{})
 	go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
 	keepInit := os.Getppid() == 1
-	w := &stallScan{tr: newStallTracker(time.Duration(ms) * time.Millisecond), procDir: "/proc", threshold: time.Duration(ms) * time.Millisecond}
+	w := &stallScan{tr: newStallTracker(time.Duration(ms) * time.Millisecond), procDir: "/proc"}
 	w.report = func(c wire.CheckResult) {
 		out.Encode(stallLine{Stall: &c})
 		fmt.Fprintf(os.Stderr, "ktstr-init: task stall: %s\n", c.Detail)
 	}
 	w.keep = func() {
 		if keepInit {
-			if _, err := RealtimeThreads(1); err != nil && !w.rtWarned {
+			if err := RealtimeThreads(1); err != nil && !w.rtWarned {
 				w.rtWarned = true
 				out.Encode(stallLine{Log: fmt.Sprintf("task_stall: cannot keep the init's threads at SCHED_FIFO: %v", err)})
 			}
@@ -380,14 +365,13 @@ func RunStallWatch(args []string) int {
 
 // stallScan is the scan loop over a stallTracker.
 type stallScan struct {
-	tr        *stallTracker
-	procDir   string
-	threshold time.Duration
-	found     []stall
-	scans     int
-	report    func(wire.CheckResult)
-	keep      func()
-	rtWarned  bool
+	tr       *stallTracker // its threshold is the check's
+	procDir  string
+	found    []stall
+	scans    int
+	report   func(wire.CheckResult)
+	keep     func()
+	rtWarned bool
 }
 
 func (w *stallScan) once(buf []byte) {
@@ -407,7 +391,7 @@ func (w *stallScan) once(buf []byte) {
 
 func (w *stallScan) check(s stall) wire.CheckResult {
 	return wire.CheckResult{Name: CheckTaskStall, Pass: false, Step: checkScenarioWideID, Unit: "ms",
-		Threshold: float64(w.threshold.Milliseconds()), Observed: float64(s.waiting.Milliseconds()),
+		Threshold: float64(w.tr.threshold.Milliseconds()), Observed: float64(s.waiting.Milliseconds()),
 		Detail: fmt.Sprintf("%s runnable on cpu%d for %.1f s without running", taskName(s.task), s.task.cpu, s.waiting.Seconds())}
 }
 
@@ -429,7 +413,7 @@ loop:
 			w.once(buf)
 		}
 	}
-	for range int((w.threshold + ScanInterval) / ScanInterval) {
+	for range int((w.tr.threshold + ScanInterval) / ScanInterval) {
 		if !w.tr.waitingNow(ScanInterval) || len(w.found) >= maxStallReports {
 			break
 		}
@@ -457,7 +441,7 @@ func (w *stallScan) result() (wire.CheckResult, bool) {
 		detail += " (" + w.tr.maxTask + ")"
 	}
 	return wire.CheckResult{Name: CheckTaskStall, Pass: true, Step: checkScenarioWideID, Unit: "ms",
-		Threshold: float64(w.threshold.Milliseconds()), Observed: float64(w.tr.maxWait.Milliseconds()), Detail: detail}, false
+		Threshold: float64(w.tr.threshold.Milliseconds()), Observed: float64(w.tr.maxWait.Milliseconds()), Detail: detail}, false
 }
 
 // taskStallWatch is the init's side of the scan process.
@@ -482,7 +466,7 @@ func startTaskStallWatch(e *env, threshold time.Duration) *taskStallWatch {
 	if os.Getpid() == 1 {
 		// The init runs at SCHED_FIFO while the scan runs (see above);
 		// finish's caller puts it back (NormalThreads).
-		if _, err := RealtimeThreads(1); err != nil {
+		if err := RealtimeThreads(1); err != nil {
 			e.logf("cannot run the init at SCHED_FIFO: %v; a scheduler that stalls the init's threads can stall its checks", err)
 		}
 	}

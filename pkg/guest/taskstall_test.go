@@ -152,7 +152,7 @@ func TestReadTasksOnThisHost(t *testing.T) {
 // every interval until stopped and returns a result.
 func TestStallScanRuns(t *testing.T) {
 	th := 3 * time.Second
-	w := &stallScan{tr: newStallTracker(th), procDir: "/proc", threshold: th,
+	w := &stallScan{tr: newStallTracker(th), procDir: "/proc",
 		report: func(c wire.CheckResult) { t.Logf("this host: %s", c.Detail) }}
 	stop := make(chan struct{})
 	time.AfterFunc(700*time.Millisecond, func() { close(stop) })
