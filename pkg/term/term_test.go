@@ -163,8 +163,11 @@ func TestRestoreOnExitPaths(t *testing.T) {
 				cmd.Process.Kill()
 			}
 			cmd.Wait()
-			// After an uncatchable end the guard restores; give it a moment.
-			for i := 0; i < 200; i++ {
+			// After an uncatchable end the guard (a re-executed test binary,
+			// woken by its pipe's EOF) restores; give it up to 10 s. It
+			// took longer than the 2 s allowed before once, in a CI-style
+			// run on the loaded 2-core machine.
+			for i := 0; i < 1000; i++ {
 				if cur, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS); *cur == *before {
 					break
 				}
