@@ -342,14 +342,17 @@ func startLastGaspCmd(e *env, port *os.File, cmd *exec.Cmd) {
 
 // The last gasp races the kernel: when the runtime has printed its report
 // it exits, and the kernel panics at once. So the watcher waits only for
-// the report's first line (lastGaspWait at most), sends its two frames,
+// the report's first line (lastGaspWait at most: the runtime writes
+// "panic: " and the message in separate writes, and a loaded guest has
+// been seen to take more than 20 ms between them; the runtime cannot exit
+// meanwhile, see crashBallast), sends its two frames,
 // and only then prints on the (slow, serial) console. The crash pipe is
 // one page (F_SETPIPE_SZ): a runtime with more to report blocks on it, and
 // so stays alive, until the watcher reads on, lastGaspHold after its
 // frames, which gives the host time to take them out of the virtqueue
 // (port writes return before it has).
 const (
-	lastGaspWait = 20 * time.Millisecond
+	lastGaspWait = time.Second
 	lastGaspMax  = 1500
 	lastGaspHold = 250 * time.Millisecond
 	lastGaspPipe = 4096
