@@ -38,7 +38,7 @@ esac
 grep -q '^verdict: FAIL kernel=6.12.0-ktstr scheduler=? scenario=? topology=1s2l2c1t: the scheduler exited with error_stall' "$work/verdict.txt"
 grep -q '^run failed:' "$work/ci.txt"
 verdict </dev/null >"$work/verdict.txt"
-[ "$rc" = 3 ] && grep -q '^verdict: NO VERDICT .*: empty stream$' "$work/verdict.txt"
+{ [ "$rc" = 3 ] && grep -q '^verdict: NO VERDICT .*: empty stream$' "$work/verdict.txt"; } || { echo "ktstr-decode --verdict on an empty stream (exit ${rc:-?})" >&2; exit 1; }
 head -c 3000 "$here/sample.ktstr" >"$work/cut.ktstr"
 verdict "$work/cut.ktstr" >"$work/verdict.txt"
 [ "$rc" = 1 ] || [ "$rc" = 3 ] || { echo "ktstr-decode --verdict on a cut stream: exit $rc" >&2; exit 1; }
@@ -54,7 +54,7 @@ if command -v cpio >/dev/null && [ -x /bin/busybox ]; then
   sched=${KTSTR_SCHEDULERS:+$KTSTR_SCHEDULERS/scx_simple}
   [ -n "$sched" ] && [ -f "$sched" ] || sched=/bin/busybox
   blob=$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)
-  [ -f "$blob" ] && [ "$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)" = "$blob" ]
+  { [ -f "$blob" ] && [ "$(ktstr-mkinitramfs --compress none --init /bin/busybox --scheduler "$sched" -- --slice-us 5000)" = "$blob" ]; } || { echo "ktstr-mkinitramfs: second build is not the same cached blob (exit ${rc:-?})" >&2; exit 1; }
   cpio -t <"$blob" 2>/dev/null >"$work/initramfs.list"
   grep -qx init "$work/initramfs.list" && grep -qx dev/console "$work/initramfs.list"
   cpio -tv <"$blob" 2>/dev/null | grep -Eq '^crw-------.* 5, +1 .*dev/console$'
@@ -75,7 +75,7 @@ export KTSTR_LOCK_DIR="$work/locks"
 # One LLC for a command: it sees the reserved CPUs in KTSTR_CPUS (cpu-list
 # format), the same ones --print reports.
 cpus=$(ktstr-hostlock --llcs 1 -- sh -c 'echo "$KTSTR_CPUS"')
-[ -n "$cpus" ] && [ "$cpus" = "$(ktstr-hostlock --llcs 1 --print | sed -n 's/^KTSTR_CPUS=//p')" ]
+{ [ -n "$cpus" ] && [ "$cpus" = "$(ktstr-hostlock --llcs 1 --print | sed -n 's/^KTSTR_CPUS=//p')" ]; } || { echo "ktstr-hostlock: KTSTR_CPUS differs from --print (exit ${rc:-?})" >&2; exit 1; }
 # Contention: a script holds every LLC shared (--cpu-cap 100%) with --hold;
 # an exclusive request with --no-wait exits 75 at once, naming the holder.
 ktstr-hostlock --hold --cpu-cap 100% >"$work/held" & holder=$!
@@ -111,7 +111,7 @@ grep -q '^reason: ' "$work/probe.txt"
 # --vmm: an unknown VMM is a usage error; what only ktstr-boot's own VMM
 # offers is refused up front on the QEMU path (exit 2, naming the flag).
 set +e; ktstr-boot --vmm xen --kernel "$here/sample.ktstr" 2>"$work/vmm.err"; rc=$?; set -e
-[ "$rc" = 2 ] && grep -q 'want kvm, qemu or auto' "$work/vmm.err"
+{ [ "$rc" = 2 ] && grep -q 'want kvm, qemu or auto' "$work/vmm.err"; } || { echo "ktstr-boot --vmm xen: want exit 2 and the accepted values (exit ${rc:-?})" >&2; exit 1; }
 if [ -n "${KTSTR_KERNEL:-}" ] && [ -e "${KTSTR_KERNEL:-}" ] && command -v qemu-system-x86_64 >/dev/null; then
   set +e; ktstr-boot --vmm qemu --kernel "$KTSTR_KERNEL" --perf-mode 2>"$work/vmm.err"; rc=$?; set -e
   [ "$rc" = 2 ] && grep -q -- '--perf-mode needs ktstr-boot.s own VMM' "$work/vmm.err" \

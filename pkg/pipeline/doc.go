@@ -1,6 +1,6 @@
 // Package pipeline owns ktstr-run: composing the ktstr tools into one run
 // with one verdict. It builds the commands (ktstr-mkinitramfs, then
-// ktstr-hostlock -- ktstr-boot | ktstr-monitor --tee [| tee FILE] |
+// ktstr-hostlock -- ktstr-boot | ktstr-monitor --tee --emit [| tee FILE] |
 // ktstr-decode --verdict), prints them as a shell script (--dry-run),
 // runs them as separate processes connected by pipes, and combines their
 // exit statuses so that no failing tool can read as a pass.

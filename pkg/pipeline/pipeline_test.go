@@ -123,7 +123,7 @@ func TestStagesAndScript(t *testing.T) {
 	st := s.Stages(tl, "/c/blob", 2)
 	want := [][]string{
 		{"/b/ktstr-hostlock", "--cpus", "2", "--", "/b/ktstr-boot", "--vmm", "auto", "--kernel", "/k/bzImage", "--initramfs", "/c/blob", "--topology", "1n1l2c1t", "--memory", "1G", "--timeout", "4m0s"},
-		{"/b/ktstr-monitor", "--tee", "--vmlinux", "/k/vmlinux"},
+		{"/b/ktstr-monitor", "--tee", "--emit", "--vmlinux", "/k/vmlinux"},
 		{"/usr/bin/tee", "/tmp/my run.ktstr"},
 		{"/b/ktstr-decode", "-q", "--verdict"},
 	}

@@ -218,7 +218,10 @@ func (s *Spec) Stages(t Tools, blob string, vcpus int) [][]string {
 	if s.Append != "" {
 		boot = append(boot, "--append", s.Append)
 	}
-	mon := []string{t[Monitor], "--tee"}
+	// --emit: the monitor's violations (and samples) go into the stream, so
+	// the verdict line, the saved stream and any later re-judging all see
+	// them; without it ktstr-decode said PASS while the monitor failed.
+	mon := []string{t[Monitor], "--tee", "--emit"}
 	if s.Vmlinux != "" {
 		mon = append(mon, "--vmlinux", s.Vmlinux)
 	}
