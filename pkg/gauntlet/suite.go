@@ -189,14 +189,16 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 		return nil, errors.New(`"schedulers" is empty: name at least one (use {"name": "eevdf"} for the EEVDF baseline)`)
 	}
 	seen := map[string]string{}
-	unique := func(kind, name string) error {
+	// unique checks that name is a valid variant part not yet used in
+	// its list (kind); where names the entry in errors.
+	unique := func(kind, where, name string) error {
 		if err := runrecord.ValidPart(name); err != nil {
-			return fmt.Errorf("%s: %w", kind, err)
+			return fmt.Errorf("%s: %w", where, err)
 		}
 		if prev, ok := seen[kind+"\x00"+name]; ok {
-			return fmt.Errorf("%s: %q appears twice (%s)", kind, name, prev)
+			return fmt.Errorf("%s: %q appears twice (also %s)", where, name, prev)
 		}
-		seen[kind+"\x00"+name] = kind
+		seen[kind+"\x00"+name] = where
 		return nil
 	}
 	for i, sc := range s.Schedulers {
@@ -204,7 +206,7 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 		if sc.Name == "" && sc.Binary != "" {
 			sc.Name = filepath.Base(sc.Binary)
 		}
-		if err := unique(where+".name", sc.Name); err != nil {
+		if err := unique("schedulers", where+".name", sc.Name); err != nil {
 			return nil, err
 		}
 		if sc.Name == EEVDF {
@@ -243,7 +245,7 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		if err := unique(where, ref.Name); err != nil {
+		if err := unique("scenarios", where, ref.Name); err != nil {
 			return nil, err
 		}
 		for j := range sc.Steps {
@@ -265,8 +267,8 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 		} else {
 			return nil, fmt.Errorf("%s: %v", where, err)
 		}
-		if err := unique("presets", ref.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+		if err := unique("presets", where, ref.Name); err != nil {
+			return nil, err
 		}
 		l.Presets = append(l.Presets, ref)
 	}
@@ -293,8 +295,8 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 		if k.Name == "" {
 			k.Name = kernelName(k.Path)
 		}
-		if err := unique("kernels", k.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w (give the kernels distinct \"name\"s)", where, err)
+		if err := unique("kernels", where, k.Name); err != nil {
+			return nil, fmt.Errorf("%w (give the kernels distinct \"name\"s)", err)
 		}
 		l.Kernels = append(l.Kernels, k)
 	}

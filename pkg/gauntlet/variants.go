@@ -3,7 +3,6 @@ package gauntlet
 import (
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/kernel"
@@ -90,9 +89,13 @@ func memoryFor(cpus int) string {
 	return fmt.Sprintf("%dM", mb)
 }
 
-// features are what a variant covers for the budget selection: its
-// scheduler, scenario and kernel, and its shape's classes (upstream's
-// buckets: vCPUs, LLCs, NUMA nodes, SMT or not).
+// features are what a variant covers for the budget selection. Like
+// upstream's: its scheduler, scenario and kernel, and its shape's
+// classes (upstream's buckets of vCPUs, LLCs and NUMA nodes, SMT or
+// not). Unlike upstream's, also the pairs scheduler×scenario,
+// scheduler×shape and scenario×shape (shape = all four classes), so that
+// a larger budget buys each scheduler on each kind of machine rather
+// than stopping once every single value has been seen.
 func features(sched, scen, kern string, cpus, llcs, nodes, threads int) []string {
 	bucket := func(n int, edges ...int) int {
 		for i, e := range edges {
@@ -106,13 +109,10 @@ func features(sched, scen, kern string, cpus, llcs, nodes, threads int) []string
 	if threads > 1 {
 		smt = "smt"
 	}
-	return []string{
-		"sched=" + sched, "scenario=" + scen, "kernel=" + kern,
-		fmt.Sprintf("cpus=%d", bucket(cpus, 8, 16, 64, 128)),
-		fmt.Sprintf("llcs=%d", bucket(llcs, 1, 2, 4, 8)),
-		fmt.Sprintf("numa=%d", bucket(nodes, 1, 2, 4)),
-		smt,
-	}
+	shape := fmt.Sprintf("cpus=%d,llcs=%d,numa=%d,%s", bucket(cpus, 8, 16, 64, 128), bucket(llcs, 1, 2, 4, 8), bucket(nodes, 1, 2, 4), smt)
+	f := []string{"sched=" + sched, "scenario=" + scen, "kernel=" + kern}
+	f = append(f, strings.Split(shape, ",")...)
+	return append(f, "sched+scenario="+sched+"+"+scen, "sched+shape="+sched+"+"+shape, "scenario+shape="+scen+"+"+shape)
 }
 
 // Match reports whether glob matches variant name. A glob matches a
@@ -232,19 +232,5 @@ func Names(vs []Variant) []string {
 	for i, v := range vs {
 		out[i] = v.Name
 	}
-	return out
-}
-
-// sortedUnique is for messages.
-func sortedUnique(s []string) []string {
-	m := map[string]bool{}
-	for _, x := range s {
-		m[x] = true
-	}
-	out := make([]string, 0, len(m))
-	for x := range m {
-		out = append(out, x)
-	}
-	sort.Strings(out)
 	return out
 }
