@@ -21,7 +21,7 @@ import (
 // ktstr-run's pipeline is tested in pkg/pipeline and by the QEMU tests.)
 
 var (
-	buildOnce sync.Once
+	buildOnce   sync.Once
 	gauntletBin string
 	buildErr    error
 )
