@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,7 +72,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$save" ] && printf 'FAKE-STREAM' >"$save"
-echo "console: fake guest on $(hostname) pid $$" >&2
+echo "console: fake guest on $(hostname) pid $$ ssh ${SSH_CONNECTION:-none}" >&2
 case $sched in
   *slow*) echo $$ >>"$(dirname "$0")/slow.pids"; sleep 60 & wait; exit 0 ;;
   *fail*) echo '{"verdict":{"result":"fail","reason":"fake: a check failed"}}'; echo "ktstr-run: FAIL: fake" >&2; exit 1 ;;
@@ -305,3 +306,5 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("interrupted variants recorded: %+v, ended %v", rec.Metas, rec.Run.Ended)
 	}
 }
+
+func numCPU() int { return runtime.NumCPU() }
