@@ -289,3 +289,32 @@ func TestDefaultJobs(t *testing.T) {
 		}
 	}
 }
+
+func TestReasonOf(t *testing.T) {
+	dir := t.TempDir()
+	console := filepath.Join(dir, "console")
+	os.WriteFile(console, []byte("boot\nviolation imbalance global at 10.8s: ratio 4.7\nviolation later\nktstr-monitor: 3 violation(s)\nktstr-run: FAIL: ktstr-monitor exited 1 (violation)\n"), 0o644)
+	pass := []byte(`{"verdict":{"result":"pass","reason":"21 check(s) passed"}}`)
+	fail := []byte(`{"verdict":{"result":"fail","reason":"check task_stall failed"}}`)
+	for _, c := range []struct {
+		verdict []byte
+		console string
+		code    int
+		want    string
+	}{
+		{fail, console, 1, "check task_stall failed"},
+		{pass, console, 1, "FAIL: ktstr-monitor exited 1 (violation); first violation: imbalance global at 10.8s: ratio 4.7"},
+		{pass, console, 0, "21 check(s) passed"},
+		{nil, "/nonexistent", 0, "PASS"},
+		{nil, "/nonexistent", 4, "ktstr-run exited 4"},
+		{nil, "/nonexistent", -1, "ktstr-run was killed by a signal"},
+		{[]byte("{garbage"), console, 1, "FAIL: ktstr-monitor exited 1 (violation); first violation: imbalance global at 10.8s: ratio 4.7"},
+	} {
+		if got := reasonOf(c.verdict, c.console, c.code); got != c.want {
+			t.Errorf("reasonOf(%s, %d) = %q, want %q", c.verdict, c.code, got, c.want)
+		}
+	}
+	if got := oneLine("a\nb\r\n" + strings.Repeat("x", 600)); strings.ContainsAny(got, "\r\n") || len(got) > 500 {
+		t.Errorf("oneLine: %q", got)
+	}
+}

@@ -191,8 +191,10 @@ func exitStatus(cmd *exec.Cmd, err error) int {
 	return cmd.ProcessState.ExitCode()
 }
 
-// reasonOf says in one line why the variant ended as it did: the
-// verdict's reason, else ktstr-run's own last message, else its status.
+// reasonOf says in one line why the variant ended as it did: a failed
+// verdict's reason; else, when ktstr-run did not pass, its own last
+// message (which names every tool that did not exit 0) and the first
+// monitor violation; else the verdict's reason; else its status.
 func reasonOf(verdict []byte, console string, code int) string {
 	var rec struct {
 		Verdict *struct {
@@ -200,22 +202,35 @@ func reasonOf(verdict []byte, console string, code int) string {
 			Reason string `json:"reason"`
 		} `json:"verdict"`
 	}
-	if json.Unmarshal(verdict, &rec) == nil && rec.Verdict != nil && rec.Verdict.Reason != "" {
-		return oneLine(rec.Verdict.Reason)
+	vreason, vresult := "", ""
+	if json.Unmarshal(verdict, &rec) == nil && rec.Verdict != nil {
+		vreason, vresult = rec.Verdict.Reason, rec.Verdict.Result
 	}
-	last := ""
+	if vresult == "fail" && vreason != "" {
+		return oneLine(vreason)
+	}
+	last, violation := "", ""
 	if f, err := os.Open(console); err == nil {
 		sc := bufio.NewScanner(io.LimitReader(f, 64<<20))
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			if l := sc.Text(); strings.HasPrefix(l, "ktstr-run: ") {
-				last = strings.TrimPrefix(l, "ktstr-run: ")
+			l := sc.Text()
+			if r, ok := strings.CutPrefix(l, "ktstr-run: "); ok {
+				last = r
+			} else if r, ok := strings.CutPrefix(l, "violation "); ok && violation == "" {
+				violation = r
 			}
 		}
 		f.Close()
 	}
-	if last != "" {
+	if code != 0 && last != "" {
+		if violation != "" {
+			last += "; first violation: " + violation
+		}
 		return oneLine(last)
+	}
+	if vreason != "" {
+		return oneLine(vreason)
 	}
 	if code == 0 {
 		return "PASS"
