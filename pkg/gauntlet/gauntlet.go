@@ -153,8 +153,10 @@ func Run(ctx context.Context, o Options) (int, error) {
 	if err := checkRunDirName(o.RunDir); err != nil {
 		return ExitUsage, &UsageError{err}
 	}
-	if o.Jobs == 0 {
-		o.Jobs = DefaultJobs(plan.Variants, HostCPUs())
+	if def := DefaultJobs(plan.Variants, HostCPUs()); o.Jobs == 0 {
+		o.Jobs = def
+	} else if o.Jobs > def && o.Engine == runrecord.EngineMake {
+		fmt.Fprintf(o.Stderr, "ktstr-gauntlet: -j %d: only %d variant(s) fit on this host's %d CPUs at once; the rest wait in ktstr-hostlock (its 10 min timeout then fails them)\n", o.Jobs, def, HostCPUs())
 	}
 	slurm := SlurmOptions{Jobs: o.Jobs, CPUsPerTask: maxReservation(plan.Variants, HostCPUs()), Args: o.SbatchArgs}
 	if err := writePlan(o.RunDir, plan, slurm); err != nil {

@@ -318,3 +318,59 @@ func TestReasonOf(t *testing.T) {
 		t.Errorf("oneLine: %q", got)
 	}
 }
+
+// TestRunVariant: one variant through a fake ktstr-run: the record's
+// files are renamed into place and meta.json says what ran; a second
+// call does not run it again; an invalid meta.json is not replaced.
+func TestRunVariant(t *testing.T) {
+	dir := t.TempDir()
+	krun := filepath.Join(dir, "ktstr-run")
+	os.WriteFile(krun, []byte(`#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = --save ] && printf S >"$2"; shift; done
+echo ran >>"$(dirname "$0")/count"
+echo "console" >&2
+echo '{"verdict":{"result":"pass","reason":"ok"}}'
+`), 0o755)
+	p := fixture(t, base+`}`)
+	l, err := LoadSuite(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rundir := filepath.Join(dir, "run")
+	os.Mkdir(rundir, 0o755)
+	vs := l.Expand()
+	if err := writePlan(rundir, &Plan{Gauntlet: "/bin/false", KtstrRun: krun, Variants: vs}, SlurmOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	o := VariantOptions{Version: "v", Stderr: &stderr}
+	m, err := RunVariant(t.Context(), rundir, vs[1].Name, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Verdict != runrecord.Pass || m.Reason != "ok" || m.SchedulerSHA256 == "" || strings.Join(m.SchedulerArgs, " ") != "-v" || m.KernelVersion != "" {
+		t.Errorf("meta %+v", m)
+	}
+	vdir := runrecord.VariantDir(rundir, vs[1].Name)
+	for f, want := range map[string]string{runrecord.StreamFile: "S", runrecord.VerdictFile: `{"verdict":{"result":"pass","reason":"ok"}}` + "\n"} {
+		if b, _ := os.ReadFile(filepath.Join(vdir, f)); string(b) != want {
+			t.Errorf("%s: %q", f, b)
+		}
+	}
+	if _, err := RunVariant(t.Context(), rundir, vs[1].Name, o); err != nil {
+		t.Error(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "count")); string(b) != "ran\n" {
+		t.Errorf("ran %q times", b)
+	}
+	os.WriteFile(filepath.Join(vdir, runrecord.MetaFile), []byte("{"), 0o644)
+	if _, err := RunVariant(t.Context(), rundir, vs[1].Name, o); err == nil || !strings.Contains(err.Error(), "remove it") {
+		t.Errorf("invalid meta.json: %v", err)
+	}
+	if _, err := RunVariant(t.Context(), rundir, "no/such/variant", o); err == nil {
+		t.Error("unknown variant ran")
+	}
+	if _, err := RunVariant(t.Context(), rundir, "../../etc", o); err == nil {
+		t.Error("bad variant name accepted")
+	}
+}

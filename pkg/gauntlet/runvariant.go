@@ -56,6 +56,8 @@ func RunVariant(ctx context.Context, rundir, name string, o VariantOptions) (*ru
 	if m, err := runrecord.ReadMeta(rundir, name); err == nil {
 		fmt.Fprintf(o.Stderr, "%s: already recorded (%s)\n", name, m.Verdict)
 		return m, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: remove it to run the variant again", err)
 	}
 	dir := runrecord.VariantDir(rundir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
