@@ -137,6 +137,11 @@ func Run(ctx context.Context, o Options) (int, error) {
 		if o.RunDir == "" {
 			o.RunDir = DefaultRunDir(o.RunsRoot, l.Kernels, o.Version, time.Now())
 		}
+		if abs, err := filepath.Abs(o.RunDir); err != nil {
+			return ExitUsage, usage("--rundir: %v", err)
+		} else if err := checkRunDirName(abs); err != nil {
+			return ExitUsage, &UsageError{err}
+		}
 		if err := prepareRunDir(o.RunDir); err != nil {
 			return ExitUsage, &UsageError{err}
 		}
