@@ -135,3 +135,54 @@ func TestEngineSlurm(t *testing.T) {
 		t.Errorf("%d Slurm task outputs, want 12", len(outs))
 	}
 }
+
+// TestEngineSlurmInterrupt: SIGINT to ktstr-gauntlet cancels the job
+// array (scancel): the running variants end unrecorded, the job leaves
+// the queue, and ktstr-gauntlet exits 4.
+func TestEngineSlurmInterrupt(t *testing.T) {
+	conf := startSlurm(t)
+	dir, suite, krun := suiteDir(t, "scx_slow")
+	rundir := filepath.Join(dir, "run")
+	cmd := exec.Command(binary(t), "--engine", "slurm", "-j", "1", "--sbatch-arg", "--cpus-per-task=1",
+		"--ktstr-run", krun, "--rundir", rundir, "--only", "scx_slow", suite)
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+conf)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pids := filepath.Join(dir, "slow.pids")
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile(pids); len(b) > 0 {
+			break
+		}
+		if i > 600 {
+			cmd.Process.Kill()
+			t.Fatalf("no slow variant started under Slurm: %s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 4 || !strings.Contains(errb.String(), "cancelled Slurm job") {
+		t.Errorf("exit %v: %s", err, errb.String())
+	}
+	for i := 0; ; i++ {
+		q := exec.Command("squeue", "-h")
+		q.Env = cmd.Env
+		out, _ := q.CombinedOutput()
+		if strings.TrimSpace(string(out)) == "" {
+			break
+		}
+		if i > 300 {
+			t.Fatalf("the job is still queued 30 s after scancel: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Give slurmd's SIGTERM time to reach run-variant's ktstr-run; none may
+	// leave a record.
+	time.Sleep(time.Second)
+	if ms, _ := filepath.Glob(filepath.Join(rundir, "*", "*", "*", "meta.json")); len(ms) != 0 {
+		t.Errorf("cancelled variants recorded: %v", ms)
+	}
+}

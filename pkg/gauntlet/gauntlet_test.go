@@ -62,6 +62,11 @@ func TestLoadSuiteErrors(t *testing.T) {
 		{base + `,"boot_s":-1}`, "boot_s"},
 		{base + `,"append":"a\nb"}`, "one line"},
 		{base + `} x`, "trailing data"},
+		{`{"schedulers":[{"name":"eevdf"}],"scenarios":["steady","mixed-burst","cpuset-shrink","ping-pong-cross-llc","two-cgroups-disjoint"],
+			"presets":["tiny-1llc","tiny-2llc","odd-3llc","odd-5llc","odd-7llc","smt-2llc","smt-3llc","medium-4llc","medium-8llc",
+			"large-4llc","large-8llc","near-max-llc","max-cpu","medium-4llc-nosmt","medium-8llc-nosmt","large-4llc-nosmt",
+			"large-8llc-nosmt","near-max-llc-nosmt","max-cpu-nosmt","numa2-4llc","numa2-8llc","numa2-8llc-nosmt","numa4-8llc",
+			"numa4-12llc"],"kernels":["bzImage"],"repetitions":1000}`, "120000 variants, more than 100000"},
 		{base + `}`, ""},
 	} {
 		_, err := LoadSuite(fixture(t, c.suite), "")

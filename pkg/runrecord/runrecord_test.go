@@ -145,3 +145,17 @@ func TestVerdictOf(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRun(f *testing.F) {
+	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"make","variants":["a/b/c"]}`))
+	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"slurm","variants":["../b/c"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRun(b)
+		if err != nil {
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
