@@ -263,12 +263,20 @@ func TestFiltersAndExitCodes(t *testing.T) {
 // (its ktstr-run gets SIGTERM), writes no record for them, and exits 4
 // naming --resume.
 func TestInterrupt(t *testing.T) {
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("SKIP: GNU make is not installed")
+	for _, engine := range []string{"make", "parallel"} {
+		t.Run(engine, func(t *testing.T) {
+			if _, err := exec.LookPath(engine); err != nil {
+				t.Skipf("SKIP: %s is not installed", engine)
+			}
+			interrupt(t, engine)
+		})
 	}
+}
+
+func interrupt(t *testing.T, engine string) {
 	dir, suite, krun := suiteDir(t, "scx_slow")
 	rundir := filepath.Join(dir, "run")
-	cmd := exec.Command(binary(t), "--ktstr-run", krun, "--rundir", rundir, "-j", "2", "--only", "scx_slow", suite)
+	cmd := exec.Command(binary(t), "--engine", engine, "--ktstr-run", krun, "--rundir", rundir, "-j", "2", "--only", "scx_slow", suite)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
