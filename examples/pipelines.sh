@@ -256,4 +256,44 @@ else
   echo "pipelines: SKIP ktstr-run example: $run_skip" >&2
 fi
 # --- end ktstr-run --------------------------------------------------------
+# --- ktstr-gauntlet -------------------------------------------------------
+# A suite (ktstr-suite(5)): EEVDF and scx_simple, one scenario, one shape:
+# two ktstr-run boots through the make engine. The run directory holds
+# run.json and, per variant, meta.json, verdict.json, the raw stream and the
+# console (ktstr-gauntlet(1), RUN DIRECTORY); exit 0 all pass, 1 a variant
+# failed, 3 no verdict, 4 a variant could not run. Under QEMU TCG on a busy
+# host a verdict may be FAIL; what is checked is that both variants reached
+# one, with a complete record.
+g_skip=""
+[ -n "${KTSTR_KERNEL:-}" ] && [ -f "${KTSTR_KERNEL:-}" ] || g_skip="KTSTR_KERNEL (a bzImage) is not set or missing"
+[ -n "$g_skip" ] || [ -x "${KTSTR_SCHEDULERS:-}/scx_simple" ] || g_skip="KTSTR_SCHEDULERS/scx_simple is missing"
+[ -n "$g_skip" ] || [ -w /dev/kvm ] || command -v qemu-system-x86_64 >/dev/null || g_skip="neither /dev/kvm nor qemu-system-x86_64"
+[ -n "$g_skip" ] || command -v make >/dev/null || g_skip="GNU make is missing"
+if [ -z "$g_skip" ]; then
+  export KTSTR_CACHE_DIR="$work/g-cache" KTSTR_LOCK_DIR="$work/g-locks"
+  cat >"$work/suite.json" <<EOF
+{"schedulers": [{"name": "eevdf"}, {"binary": "$KTSTR_SCHEDULERS/scx_simple"}],
+ "scenarios": ["steady"], "presets": ["1n1l2c1t"], "kernels": ["$KTSTR_KERNEL"]}
+EOF
+  ktstr-gauntlet --list "$work/suite.json" | cut -f1 >"$work/variants.txt"
+  printf 'eevdf/steady/1n1l2c1t\nscx_simple/steady/1n1l2c1t\n' | cmp - "$work/variants.txt"
+  set +e; ktstr-gauntlet --rundir "$work/grun" "$work/suite.json" >"$work/g.out" 2>"$work/g.err"; rc=$?; set -e
+  if { [ "$rc" != 0 ] && [ "$rc" != 1 ]; } || ! grep -q '^gauntlet: 2 variants: .* 0 no verdict, 0 error, 0 missing' "$work/g.out"; then
+    echo "pipelines: ktstr-gauntlet: exit $rc, want 0 or 1 and two verdicts:" >&2
+    cat "$work/g.out" "$work/g.err" >&2; exit 1
+  fi
+  for v in eevdf/steady/1n1l2c1t scx_simple/steady/1n1l2c1t; do
+    for f in meta.json verdict.json stream.ktstr console.txt; do [ -s "$work/grun/$v/$f" ]; done
+    grep -Eq '"verdict": "(pass|fail)"' "$work/grun/$v/meta.json"
+  done
+  grep -q '"ended":' "$work/grun/run.json"
+  # Never overwritten: the same run directory again is refused (exit 2).
+  set +e; ktstr-gauntlet --rundir "$work/grun" "$work/suite.json" 2>"$work/g2.err"; rc=$?; set -e
+  [ "$rc" = 2 ] && grep -q 'exists and is not empty' "$work/g2.err"
+  unset KTSTR_CACHE_DIR KTSTR_LOCK_DIR
+  echo "pipelines: ktstr-gauntlet ok ($(tail -n 1 "$work/g.out"))"
+else
+  echo "pipelines: SKIP ktstr-gauntlet example: $g_skip" >&2
+fi
+# --- end ktstr-gauntlet ---------------------------------------------------
 echo "pipelines: ok"

@@ -1,6 +1,7 @@
 // Package kernel owns what ktstr knows about guest kernels: reading a
 // kernel's configuration (a .config file, or the IKCONFIG copy embedded in
-// a bzImage or vmlinux), judging it against what ktstr needs (Check),
+// a bzImage or vmlinux) and its release (ImageVersion, from the bzImage
+// setup header), judging it against what ktstr needs (Check),
 // finding a kernel and its companions (vmlinux, System.map, config) from a
 // user's spec (Resolve), building a kernel source tree with ktstr's config
 // fragment (Build), and the content-addressed on-disk cache of built

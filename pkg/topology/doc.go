@@ -11,5 +11,6 @@
 // slows boot for nothing. Packages follow NUMA nodes.
 //
 // It knows nothing about KVM: CPUID entries are a local struct the VMM
-// converts to and from KVM's. Imports: the standard library and pkg/cpulist.
+// converts to and from KVM's. It also names the gauntlet's 24 topology
+// presets (upstream ktstr's, by the same names). Imports: the standard library and pkg/cpulist.
 package topology

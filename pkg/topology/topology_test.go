@@ -211,3 +211,31 @@ func TestFromText(t *testing.T) {
 		}
 	}
 }
+
+// TestPresets: every preset is a valid shape whose vCPU count matches
+// upstream's table, and names are unique.
+func TestPresets(t *testing.T) {
+	cpus := map[string]int{"tiny-1llc": 4, "tiny-2llc": 4, "odd-3llc": 9, "odd-5llc": 15, "odd-7llc": 14, "smt-2llc": 8,
+		"smt-3llc": 12, "medium-4llc": 32, "medium-8llc": 64, "large-4llc": 128, "large-8llc": 128, "near-max-llc": 240,
+		"max-cpu": 252, "medium-4llc-nosmt": 32, "medium-8llc-nosmt": 64, "large-4llc-nosmt": 128, "large-8llc-nosmt": 128,
+		"near-max-llc-nosmt": 240, "max-cpu-nosmt": 252, "numa2-4llc": 16, "numa2-8llc": 128, "numa2-8llc-nosmt": 128,
+		"numa4-8llc": 32, "numa4-12llc": 192}
+	ps := Presets()
+	if len(ps) != 24 || len(cpus) != 24 {
+		t.Fatalf("%d presets, want 24", len(ps))
+	}
+	for _, p := range ps {
+		if err := p.Shape.Validate(); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+		if p.Shape.NumCPUs() != cpus[p.Name] {
+			t.Errorf("%s: %d CPUs, want %d", p.Name, p.Shape.NumCPUs(), cpus[p.Name])
+		}
+		if q, err := LookupPreset(p.Name); err != nil || q != p {
+			t.Errorf("LookupPreset(%s) = %v %v", p.Name, q, err)
+		}
+	}
+	if _, err := LookupPreset("huge"); err == nil {
+		t.Error("unknown preset found")
+	}
+}

@@ -1,0 +1,18 @@
+// Package gauntlet owns ktstr-gauntlet: the suite file (man/ktstr-suite.5:
+// parsing and validating it on the host), expanding it into variants
+// named sched/scenario/preset[/kernel][/repN], filtering them (--only,
+// --exclude, and a time budget that picks the most diverse subset, as
+// upstream ktstr's budget selection does), the plan a run directory
+// holds, the per-variant wrapper that runs one ktstr-run and writes its
+// record, and the engines that run the variants: GNU make (a generated
+// Makefile), GNU parallel (optionally over ssh) and Slurm (an sbatch job
+// array). It is not a job scheduler: the engines schedule, and each
+// ktstr-run reserves its host CPUs with ktstr-hostlock.
+//
+// The run directory's layout and its JSON types belong to pkg/runrecord.
+//
+// Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/scenario
+// (catalog names and durations), pkg/kernel (the kernel's release),
+// pkg/regfile, and the standard library; it runs make, parallel, sbatch,
+// squeue, scancel and ktstr-run as processes.
+package gauntlet

@@ -1,0 +1,17 @@
+// Package runrecord owns the run directory that ktstr-gauntlet writes and
+// ktstr-report reads (man/ktstr-gauntlet.1, section RUN DIRECTORY):
+//
+//	RUNDIR/run.json                the run: suite, engine, host, variants
+//	RUNDIR/VARIANT/meta.json       one variant: what ran, where, how long, its verdict
+//	RUNDIR/VARIANT/stream.ktstr    the raw frame stream (ktstr-run --save)
+//	RUNDIR/VARIANT/verdict.json    ktstr-run --json's record
+//	RUNDIR/VARIANT/console.txt     guest console and the tools' messages
+//
+// VARIANT is sched/scenario/preset[/kernel][/repN], so each variant is a
+// nested directory. It owns the Run and Meta types, the variant-name
+// grammar, and reading and writing the JSON files atomically (a reader
+// never sees half a file: each is written to a temporary file in the same
+// directory and renamed into place).
+//
+// Imports: the standard library only.
+package runrecord
