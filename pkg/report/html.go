@@ -70,7 +70,7 @@ type axisTick struct {
 
 type line struct {
 	CPU    int
-	Color  string
+	Color  template.CSS // made here (cpuColor), never from the run directory
 	Points string
 }
 
@@ -152,8 +152,8 @@ func buildPage(run *Run) *page {
 }
 
 // cpuColor gives CPU i of n a distinct hue.
-func cpuColor(i int) string {
-	return fmt.Sprintf("hsl(%d,70%%,40%%)", (i*137)%360)
+func cpuColor(i int) template.CSS {
+	return template.CSS(fmt.Sprintf("hsl(%d,70%%,40%%)", (i*137)%360))
 }
 
 // niceMax rounds a plot's top value up to 1, 2 or 5 times a power of ten.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -253,9 +254,31 @@ func readTail(path string, n int64) string {
 			b = b[i+1:]
 		}
 	}
-	s := string(b)
+	return printable(string(b))
+}
+
+// printable makes console text safe to show: invalid UTF-8 becomes U+FFFD,
+// C0 control characters other than newline and tab are written in caret
+// notation (ESC as ^[), and C1 controls and DEL as Go escapes, so that
+// no terminal escape, NUL or character XML forbids reaches a report.
+func printable(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	return s
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r < 0x20:
+			b.WriteByte('^')
+			b.WriteByte(byte(r) + 64)
+		case r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0xfffe || r == 0xffff:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -179,14 +179,16 @@ func FindVariants(dir string) ([]string, error) {
 			}
 			return nil // an unreadable subdirectory: its variants show as missing
 		}
-		if d.IsDir() {
+		n := d.Name()
+		isFile := n == MetaFile || n == StreamFile // whatever its type: a directory in its place is reported, not skipped
+		if d.IsDir() && !isFile {
 			rel, _ := filepath.Rel(dir, path)
 			if rel != "." && strings.Count(filepath.ToSlash(rel), "/") >= maxDepth {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		if n := d.Name(); n == MetaFile || n == StreamFile {
+		if isFile {
 			rel, _ := filepath.Rel(dir, filepath.Dir(path))
 			if rel == "." {
 				return nil
@@ -197,6 +199,9 @@ func FindVariants(dir string) ([]string, error) {
 			}
 			if len(out) > maxVariants {
 				return fmt.Errorf("more than %d variants", maxVariants)
+			}
+			if d.IsDir() {
+				return fs.SkipDir
 			}
 		}
 		return nil
