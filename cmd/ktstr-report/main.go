@@ -16,8 +16,11 @@ const (
 	exitIO         = 2 // usage errors (cmdutil), unreadable run directory, unwritable output
 )
 
-func main() {
-	cmdutil.Main(&cli.App{
+func main() { cmdutil.Main(app()) }
+
+// app is the command line, for main and the man page's test.
+func app() *cli.App {
+	return &cli.App{
 		Name:      "ktstr-report",
 		Usage:     "report on a ktstr-gauntlet run directory, or compare two",
 		ArgsUsage: "RUNDIR",
@@ -37,7 +40,7 @@ func main() {
 			},
 			Action: compareAction,
 		}},
-	})
+	}
 }
 
 func reportAction(c *cli.Context) error {

@@ -1,5 +1,10 @@
 package report
 
+import (
+	"fmt"
+	"strconv"
+)
+
 // Metric names: each is a number a variant's stream (or meta.json) gives,
 // and that Compare gates. The names follow upstream ktstr's stats compare
 // where the quantity is the same.
@@ -54,4 +59,18 @@ func metricDef(name string) (MetricDef, bool) {
 		}
 	}
 	return MetricDef{}, false
+}
+
+// ManEntry is the metric's entry in ktstr-report(1), which its test
+// checks against this table.
+func ManEntry(m MetricDef) string {
+	unit, dir := m.Unit, "lower"
+	if unit == "" {
+		unit = "a count"
+	}
+	if m.HigherBetter {
+		dir = "higher"
+	}
+	return fmt.Sprintf(".TP\n.B %s\n(%s; %s is better; default gates %s and %s%%)\n%s.\n",
+		m.Name, unit, dir, strconv.FormatFloat(m.Abs, 'g', -1, 64), strconv.FormatFloat(m.Rel*100, 'g', -1, 64), m.Doc)
 }
