@@ -173,7 +173,7 @@ func loadVariant(dir, name string) *Variant {
 	}
 	v.Console = readTail(filepath.Join(vdir, ConsoleFile), consoleTail)
 
-	f, err := os.Open(filepath.Join(vdir, StreamFile))
+	f, err := openRegular(filepath.Join(vdir, StreamFile))
 	if err != nil {
 		v.Status, v.Reason = StatusNoVerdict, "stream missing"
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -232,7 +232,7 @@ func (v *Variant) setWall() {
 // readTail returns up to n bytes of the end of a file, from a line start
 // when it was cut, as valid UTF-8; "" when the file cannot be read.
 func readTail(path string, n int64) string {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return ""
 	}

@@ -134,7 +134,7 @@ func CheckVariantName(name string) error {
 
 // readSmall reads a file of at most maxJSONFile bytes.
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -221,4 +221,18 @@ func dedupSorted(s []string) []string {
 		}
 	}
 	return out
+}
+
+// openRegular opens path for reading only when it is a regular file (after
+// symbolic links): a FIFO or device in a run directory would block or
+// never end.
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	return os.Open(path)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ktstr-go/ktstr/pkg/verdict"
@@ -206,6 +207,24 @@ func TestStreamIsADirectory(t *testing.T) {
 	run := mustLoad(t, dir)
 	if v := run.Variants[0]; v.Status != StatusNoVerdict || !strings.Contains(v.Reason, "stream unreadable") {
 		t.Errorf("%s %q", v.Status, v.Reason)
+	}
+}
+
+// TestFIFOs: a FIFO in place of any file is reported, not opened (which
+// would block for ever).
+func TestFIFOs(t *testing.T) {
+	dir := writeRun(t, nil, nil)
+	vdir := filepath.Join(dir, "s", "c", "p")
+	for _, n := range []string{StreamFile, MetaFile, ConsoleFile} {
+		if err := syscall.Mkfifo(filepath.Join(vdir, n), 0o644); err != nil {
+			t.Skipf("mkfifo: %v", err)
+		}
+	}
+	syscall.Mkfifo(filepath.Join(dir, RunFile), 0o644)
+	run := mustLoad(t, dir)
+	v := run.Variants[0]
+	if v.Status != StatusNoVerdict || !strings.Contains(v.Reason, "not a regular file") || !strings.Contains(run.RecordErr, "not a regular file") {
+		t.Errorf("%s %q; run.json: %q", v.Status, v.Reason, run.RecordErr)
 	}
 }
 
