@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,19 +66,21 @@ func FuzzParseVariantMeta(f *testing.F) {
 	})
 }
 
-// FuzzVariant: any stream and meta.json bytes load into a variant whose
-// reports render, and a pass is only ever a pass of the stream.
+// FuzzVariant: any stream, meta.json and console bytes load into a variant
+// whose reports render (the JUnit as well-formed XML that gives the console
+// back), and a pass is only ever a pass of the stream.
 func FuzzVariant(f *testing.F) {
 	good := buildStream(f, "s/c/p", streamSpec{wakeP99NS: 1e5, samples: 4})
-	f.Add(good, []byte(`{"verdict":"pass"}`))
-	f.Add(good[:len(good)-7], []byte(`{"verdict":"fail"}`))
-	f.Add([]byte{}, []byte(`{`))
-	f.Fuzz(func(t *testing.T, stream, meta []byte) {
+	f.Add(good, []byte(`{"verdict":"pass"}`), []byte("boot\n"))
+	f.Add(good[:len(good)-7], []byte(`{"verdict":"fail"}`), []byte("]]>\x00\xff\r\x1b[0m\ufffe"))
+	f.Add([]byte{}, []byte(`{`), []byte{})
+	f.Fuzz(func(t *testing.T, stream, meta, console []byte) {
 		dir := t.TempDir()
 		vdir := filepath.Join(dir, "s", "c", "p")
 		os.MkdirAll(vdir, 0o755)
 		os.WriteFile(filepath.Join(vdir, StreamFile), stream, 0o644)
 		os.WriteFile(filepath.Join(vdir, MetaFile), meta, 0o644)
+		os.WriteFile(filepath.Join(vdir, ConsoleFile), console, 0o644)
 		run, err := Load(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +93,19 @@ func FuzzVariant(f *testing.F) {
 			if err := Write(&bytes.Buffer{}, run, fm); err != nil {
 				t.Fatalf("%s: %v", fm, err)
 			}
+		}
+		var ju bytes.Buffer
+		WriteJUnit(&ju, run)
+		var back junitSuites
+		if err := xml.Unmarshal(ju.Bytes(), &back); err != nil {
+			t.Fatalf("JUnit is not XML: %v\n%s", err, ju.Bytes())
+		}
+		got := ""
+		if so := back.Suites[0].Cases[0].SystemOut; so != nil {
+			got = so.Text
+		}
+		if got != v.Console {
+			t.Fatalf("system-out %q, console %q", got, v.Console)
 		}
 	})
 }

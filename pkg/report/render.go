@@ -183,7 +183,13 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	SystemOut *junitCDATA   `xml:"system-out,omitempty"`
+}
+
+// junitCDATA is console text as CDATA, readable in the file; printable
+// has made it valid XML text.
+type junitCDATA struct {
+	Text string `xml:",cdata"`
 }
 
 type junitProblem struct {
@@ -207,7 +213,10 @@ func WriteJUnit(w io.Writer, run *Run) error {
 	for _, v := range run.Variants {
 		wall := v.Metrics[MetricWall]
 		total += wall
-		c := junitCase{Name: v.Name, Classname: "ktstr." + v.Scheduler, Time: fmt.Sprintf("%.3f", wall), SystemOut: v.Console}
+		c := junitCase{Name: v.Name, Classname: "ktstr." + v.Scheduler, Time: fmt.Sprintf("%.3f", wall)}
+		if v.Console != "" {
+			c.SystemOut = &junitCDATA{v.Console}
+		}
 		detail := v.Reason
 		if v.Verdict != nil && len(v.Verdict.Reasons) > 1 {
 			detail = strings.Join(v.Verdict.Reasons, "\n")
