@@ -16,7 +16,26 @@ const (
 	exitIO         = 2 // usage errors (cmdutil), unreadable run directory, unwritable output
 )
 
-func main() { cmdutil.Main(app()) }
+func main() {
+	a := app()
+	os.Exit(cmdutil.Run(a, intersperse(a, os.Args), os.Stderr))
+}
+
+// intersperse lets options follow operands, as in every ktstr tool
+// (cmdutil.Intersperse), for the report and for compare: cmdutil does it
+// only for apps without commands. Operands end up after "--", so a run
+// directory named like an option or "compare" is an operand.
+func intersperse(a *cli.App, args []string) []string {
+	if len(args) > 1 && args[1] == "compare" {
+		for _, c := range a.Commands {
+			if c.Name == "compare" {
+				sub := cmdutil.Intersperse(&cli.App{Flags: c.Flags}, args[1:])
+				return append([]string{args[0]}, sub...)
+			}
+		}
+	}
+	return cmdutil.Intersperse(a, args)
+}
 
 // app is the command line, for main and the man page's test.
 func app() *cli.App {

@@ -90,6 +90,8 @@ func TestExitCodes(t *testing.T) {
 		{"compare: wide gates keep the verdict", []string{"compare", "--rel", "total_iterations=90", "--rel", "worst_iterations_per_worker=90%",
 			"--abs", "worst_p99_wake_latency_us=1000", "--abs", "worst_median_wake_latency_us=1000", runs + "/pass", runs + "/slower"}, 1, "pass -> fail", "1 regression(s)"},
 		{"compare: json", []string{"compare", "-f", "json", runs + "/pass", runs + "/slower"}, 1, `"regressions": 5`, ""},
+		{"options after the operand", []string{runs + "/pass", "--format", "json"}, 0, `"pass": 3`, ""},
+		{"compare: options after the operands", []string{"compare", runs + "/pass", runs + "/slower", "-f", "json", "--rel", "wall_s=1"}, 1, `"regressions": 5`, ""},
 		{"compare: one operand", []string{"compare", runs + "/pass"}, 2, "", "want two run directories"},
 		{"compare: unknown metric", []string{"compare", "--abs", "speed=1", runs + "/pass", runs + "/pass"}, 2, "", "unknown metric"},
 		{"compare: bad number", []string{"compare", "--rel", "wall_s=-3", runs + "/pass", runs + "/pass"}, 2, "", "not a number"},
