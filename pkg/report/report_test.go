@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,7 @@ func TestLoadStatuses(t *testing.T) {
 // and checks that no variant the report calls a pass is anything else to
 // pkg/verdict.
 func TestNeverAPassTheJudgeRefuses(t *testing.T) {
-	for _, name := range []string{"pass", "slower", "mixed"} {
+	for _, name := range []string{"pass", "slower", "mixed", "qemu"} {
 		run := mustLoad(t, runDir(name))
 		for _, v := range run.Variants {
 			if v.Status != StatusPass {
@@ -380,5 +381,43 @@ func TestCheckVariantName(t *testing.T) {
 		if err := CheckVariantName(c.name); (err == nil) != c.ok {
 			t.Errorf("%q: %v, want ok=%v", c.name, err, c.ok)
 		}
+	}
+}
+
+// TestRealQEMUStream loads testdata/runs/qemu: a stream that
+// `ktstr-run --vmm qemu --scheduler scx_simple --save` wrote from a real
+// guest (QEMU TCG, kernel 6.12, scenario steady), with hand-written
+// run.json and meta.json around it. ktstr-run saves the stream ahead of
+// the monitor's frames, so it has no monitor samples; its worker metrics
+// have no wake-latency fields.
+func TestRealQEMUStream(t *testing.T) {
+	run := mustLoad(t, runDir("qemu"))
+	if !run.AllPass() || len(run.Variants) != 1 {
+		t.Fatalf("%s", run.Summary())
+	}
+	v := run.Variants[0]
+	if v.Verdict.Identity.Scheduler != "scx_simple" || v.Verdict.ChecksPassed != 6 || v.Mismatch != "" {
+		t.Errorf("verdict %+v, mismatch %q", v.Verdict, v.Mismatch)
+	}
+	want := map[string]float64{MetricIterations: 64300, MetricMigrations: 44, MetricIterPerWorker: 31946,
+		MetricSpread: 3.7, MetricWall: 8.555}
+	for k, x := range want {
+		if got, ok := v.Metrics[k]; !ok || math.Abs(got-x) > 1e-3 {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, x)
+		}
+	}
+	if g := v.Metrics[MetricGap]; g < 75 || g > 77 {
+		t.Errorf("gap %v ms, want 76", g)
+	}
+	for _, k := range []string{MetricWakeP99, MetricWakeP50, MetricDSQ, MetricImbalance} {
+		if _, ok := v.Metrics[k]; ok {
+			t.Errorf("%s present without its frames", k)
+		}
+	}
+	if v.RunQueue != nil || len(v.Cgroups) != 1 || v.Cgroups[0].HasWake || v.Cgroups[0].Workers != 2 {
+		t.Errorf("runqueue %v cgroups %+v", v.RunQueue, v.Cgroups)
+	}
+	if !strings.Contains(v.Console, "reboot: Power down") {
+		t.Errorf("console tail %q", v.Console)
 	}
 }
