@@ -122,9 +122,11 @@ func TestHTMLInBrowser(t *testing.T) {
 				}
 				checkSection(t, v, sec)
 			}
-			png := filepath.Join(t.TempDir(), "report.png")
-			headless(t, bin, page, "--screenshot="+png, "--hide-scrollbars")
-			checkScreenshot(t, png)
+			if name == "mixed" { // one screenshot is enough: each start of chromium costs seconds
+				png := filepath.Join(t.TempDir(), "report.png")
+				headless(t, bin, page, "--screenshot="+png, "--hide-scrollbars")
+				checkScreenshot(t, png)
+			}
 		})
 	}
 }
