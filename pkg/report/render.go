@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -86,9 +87,9 @@ func (r *Run) Summary() string {
 		len(r.Variants), c.Pass, c.Fail, c.NoVerdict, c.Error)
 }
 
-// WriteText writes the status grid: one line per variant with its status,
-// wall time and, for every variant that did not pass, the reason; then
-// mismatches and notes; then the counts.
+// WriteText writes the status grid (writeGrid), then one line per variant
+// with its status, wall time and, for every variant that did not pass, the
+// reason; then mismatches and notes; then the counts.
 func WriteText(w io.Writer, run *Run) error {
 	bw := &errWriter{w: w}
 	if rec := run.Record; rec != nil {
@@ -97,6 +98,7 @@ func WriteText(w io.Writer, run *Run) error {
 	} else {
 		fmt.Fprintf(bw, "run: %s\n", oneLine(run.RecordErr))
 	}
+	writeGrid(bw, run)
 	tw := tabwriter.NewWriter(bw, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tWALL\tVARIANT\tREASON")
 	for _, v := range run.Variants {
@@ -125,6 +127,65 @@ func WriteText(w io.Writer, run *Run) error {
 	}
 	fmt.Fprintln(bw, run.Summary())
 	return bw.err
+}
+
+// writeGrid writes the status grid: a row per case (scenario/preset[...]),
+// a column per scheduler (there are fewer schedulers than cases), each
+// cell the variant's status ("!" after it on a mismatch, "-" where the
+// run has no such variant).
+func writeGrid(w io.Writer, run *Run) {
+	if len(run.Variants) == 0 {
+		return
+	}
+	var scheds, cases []string
+	col, row := map[string]int{}, map[string]int{}
+	for _, v := range run.Variants {
+		if _, ok := col[v.Scheduler]; !ok {
+			col[v.Scheduler] = len(scheds)
+			scheds = append(scheds, v.Scheduler)
+		}
+		if _, ok := row[v.Case]; !ok {
+			row[v.Case] = len(cases)
+			cases = append(cases, v.Case)
+		}
+	}
+	sort.Strings(cases)
+	for i, c := range cases {
+		row[c] = i
+	}
+	sort.Strings(scheds)
+	for i, c := range scheds {
+		col[c] = i
+	}
+	cells := make([][]string, len(cases))
+	for i := range cells {
+		cells[i] = make([]string, len(scheds))
+		for j := range cells[i] {
+			cells[i][j] = "-"
+		}
+	}
+	for _, v := range run.Variants {
+		c := v.Status.Word()
+		if v.Mismatch != "" {
+			c += "!"
+		}
+		cells[row[v.Case]][col[v.Scheduler]] = c
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprint(tw, "CASE")
+	for _, s := range scheds {
+		fmt.Fprintf(tw, "\t%s", oneLine(s))
+	}
+	fmt.Fprintln(tw)
+	for i, c := range cases {
+		fmt.Fprint(tw, oneLine(c))
+		for _, x := range cells[i] {
+			fmt.Fprintf(tw, "\t%s", x)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
 }
 
 func orQ(s string) string {

@@ -305,6 +305,9 @@ func TestRenderers(t *testing.T) {
 		"FAIL!       15.0s  scx_qmap/burst/tiny-1llc        meta.json says fail",
 		"ERROR       -      scx_qmap/mixed/tiny-1llc        stream missing",
 		"mismatch: scx_qmap/burst/tiny-1llc: meta.json says fail, the stream judges pass",
+		"CASE                   eevdf  scx_lavd    scx_qmap\n",
+		"burst/tiny-1llc        -      -           FAIL!\n",
+		"steady/tiny-1llc       PASS   NO VERDICT  FAIL\n",
 		"7 variants: 2 pass, 2 fail, 2 no verdict, 1 error",
 	} {
 		if !strings.Contains(txt.String(), want) {
