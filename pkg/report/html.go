@@ -277,11 +277,11 @@ func cgroupPlots(cgs []CgroupStats) (share, wake *barPlot) {
 	return share, wake
 }
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"line": oneLine}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{{.Title}}</title>
+<title>{{line .Title}}</title>
 <style>
 body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:.5em 0}
@@ -309,29 +309,29 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 </style>
 </head>
 <body>
-<h1>{{.Title}}</h1>
+<h1>{{line .Title}}</h1>
 {{with .Run.Record}}<table class="runinfo">
-<tr><th>suite</th><td>{{.Suite}}</td><th>engine</th><td>{{.Engine}}</td></tr>
-<tr><th>host</th><td>{{.Host}}</td><th>ktstr</th><td>{{.KtstrVersion}}</td></tr>
-<tr><th>started</th><td>{{.Started}}</td><th>ended</th><td>{{.Ended}}</td></tr>
-</table>{{else}}<p class="nodata">run.json: {{.Run.RecordErr}}</p>{{end}}
+<tr><th>suite</th><td>{{line .Suite}}</td><th>engine</th><td>{{line .Engine}}</td></tr>
+<tr><th>host</th><td>{{line .Host}}</td><th>ktstr</th><td>{{line .KtstrVersion}}</td></tr>
+<tr><th>started</th><td>{{line .Started}}</td><th>ended</th><td>{{line .Ended}}</td></tr>
+</table>{{else}}<p class="nodata">run.json: {{line .Run.RecordErr}}</p>{{end}}
 <p id="summary">{{.Summary}}</p>
 <h2>Pass/fail grid</h2>
 <table id="grid">
-<tr><th>scheduler</th>{{range .Cases}}<th>{{.}}</th>{{end}}</tr>
-{{range .Rows}}<tr><th>{{.Scheduler}}</th>{{range .Cells}}{{if .Empty}}<td class="empty"></td>{{else}}<td class="cell {{.Status}}" data-variant="{{.Variant}}" data-status="{{.Status}}" title="{{.Reason}}"><a href="#{{.Anchor}}">{{.Word}}{{if .Flag}} !{{end}}</a></td>{{end}}{{end}}</tr>
+<tr><th>scheduler</th>{{range .Cases}}<th>{{line .}}</th>{{end}}</tr>
+{{range .Rows}}<tr><th>{{line .Scheduler}}</th>{{range .Cells}}{{if .Empty}}<td class="empty"></td>{{else}}<td class="cell {{.Status}}" data-variant="{{line .Variant}}" data-status="{{.Status}}" title="{{line .Reason}}"><a href="#{{.Anchor}}">{{.Word}}{{if .Flag}} !{{end}}</a></td>{{end}}{{end}}</tr>
 {{end}}</table>
 {{range .Variants}}
-<section class="variant" id="{{.Anchor}}" data-variant="{{.Name}}" data-status="{{.Status}}">
-<h2>{{.Name}} <span class="badge {{.Status}}">{{.Word}}</span></h2>
-<p class="reason">{{.Reason}}</p>
-{{if .Mismatch}}<p class="mismatch">mismatch: {{.Mismatch}}</p>{{end}}
-{{range .Notes}}<p class="note">note: {{.}}</p>{{end}}
+<section class="variant" id="{{.Anchor}}" data-variant="{{line .Name}}" data-status="{{.Status}}">
+<h2>{{line .Name}} <span class="badge {{.Status}}">{{.Word}}</span></h2>
+<p class="reason">{{line .Reason}}</p>
+{{if .Mismatch}}<p class="mismatch">mismatch: {{line .Mismatch}}</p>{{end}}
+{{range .Notes}}<p class="note">note: {{line .}}</p>{{end}}
 {{with .Meta}}<table class="meta">
-<tr><th>scheduler</th><td>{{.Scheduler}} {{range .SchedulerArgs}}{{.}} {{end}}</td><th>scenario</th><td>{{.Scenario}}</td></tr>
-<tr><th>preset</th><td>{{.Preset}}</td><th>topology</th><td>{{.Topology}}</td></tr>
-<tr><th>kernel</th><td>{{.Kernel}} {{.KernelVersion}}</td><th>rep</th><td>{{.Rep}}</td></tr>
-<tr><th>started</th><td>{{.Started}}</td><th>exit code</th><td>{{.ExitCode}}</td></tr>
+<tr><th>scheduler</th><td>{{line .Scheduler}} {{range .SchedulerArgs}}{{line .}} {{end}}</td><th>scenario</th><td>{{line .Scenario}}</td></tr>
+<tr><th>preset</th><td>{{line .Preset}}</td><th>topology</th><td>{{line .Topology}}</td></tr>
+<tr><th>kernel</th><td>{{line .Kernel}} {{line .KernelVersion}}</td><th>rep</th><td>{{.Rep}}</td></tr>
+<tr><th>started</th><td>{{line .Started}}</td><th>exit code</th><td>{{.ExitCode}}</td></tr>
 </table>{{end}}
 {{if .Metrics}}<table class="metrics"><tr><th>metric</th><th>value</th></tr>
 {{range .Metrics}}<tr><td>{{.Name}}</td><td>{{.Value}} {{.Unit}}</td></tr>
@@ -361,7 +361,7 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 </html>
 {{define "bars"}}<svg class="plot bars" width="{{.W}}" height="{{.H}}" viewBox="0 0 {{.W}} {{.H}}">
 <line class="axis" x1="{{.Axis}}" y1="0" x2="{{.Axis}}" y2="{{.H}}"/>
-{{range .Bars}}<text x="{{$.Axis}}" dx="-6" y="{{.TextY}}" text-anchor="end">{{.Label}}</text>
+{{range .Bars}}<text x="{{$.Axis}}" dx="-6" y="{{.TextY}}" text-anchor="end">{{line .Label}}</text>
 <rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"/>
 {{if .Whisker}}<line class="whisker" x1="{{.WX1}}" y1="{{.WY}}" x2="{{.WX2}}" y2="{{.WY}}"/>{{end}}
 <text x="{{.TextX}}" y="{{.TextY}}">{{.Value}}</text>

@@ -424,3 +424,37 @@ func TestRealQEMUStream(t *testing.T) {
 		t.Errorf("console tail %q", v.Console)
 	}
 }
+
+// TestHostileNames: a variant directory whose name holds a newline, an
+// escape and markup is reported on one text line, escaped in HTML and
+// XML; a meta.json over the size bound is refused, not read.
+func TestHostileNames(t *testing.T) {
+	dir := t.TempDir()
+	name := "s\n\x1b[2J<script>x/c/p"
+	vdir := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Skipf("this file system refuses the name: %v", err)
+	}
+	os.WriteFile(filepath.Join(vdir, StreamFile), buildStream(t, "s/c/p", streamSpec{}), 0o644)
+	big := append([]byte(`{"verdict":"pass","reason":"`), bytes.Repeat([]byte("x"), maxJSONFile)...)
+	os.WriteFile(filepath.Join(vdir, MetaFile), append(big, `"}`...), 0o644)
+	run := mustLoad(t, dir)
+	v := run.Variants[0]
+	if v.Name != name || v.Meta != nil || !strings.Contains(strings.Join(v.Notes, " "), "larger than") {
+		t.Fatalf("variant %q meta %v notes %q", v.Name, v.Meta != nil, v.Notes)
+	}
+	var txt, h, ju bytes.Buffer
+	WriteText(&txt, run)
+	WriteHTML(&h, run)
+	WriteJUnit(&ju, run)
+	if strings.Contains(txt.String(), "\x1b") || strings.Count(txt.String(), "note: ") != 1 || strings.Count(txt.String(), "\n") != 8 {
+		t.Errorf("text:\n%s", txt.String())
+	}
+	if strings.Contains(h.String(), "<script") || strings.Contains(ju.String(), "<script") || strings.Contains(h.String(), "\x1b") {
+		t.Error("markup from a name reached the page or the XML unescaped")
+	}
+	var back junitSuites
+	if err := xml.Unmarshal(ju.Bytes(), &back); err != nil {
+		t.Fatalf("JUnit: %v", err)
+	}
+}
