@@ -25,18 +25,18 @@ func WriteHTML(w io.Writer, run *Run) error {
 }
 
 type page struct {
-	Title    string
-	Run      *Run
-	Summary  string
-	Cases    []string
-	Rows     []gridRow
-	Variants []variantView
-	Defs     []MetricDef
+	Title      string
+	Run        *Run
+	Summary    string
+	Schedulers []string
+	Rows       []gridRow
+	Variants   []variantView
+	Defs       []MetricDef
 }
 
 type gridRow struct {
-	Scheduler string
-	Cells     []gridCell
+	Case  string
+	Cells []gridCell
 }
 
 type gridCell struct {
@@ -109,34 +109,36 @@ func buildPage(run *Run) *page {
 		p.Title += ": " + run.Record.Suite
 	}
 	p.Defs = Metrics()
-	// The grid: a row per scheduler, a column per scenario/preset[...].
+	// The grid: a row per case (scenario/preset[...]), a column per
+	// scheduler, as in the text report: suites have few schedulers and
+	// many cases, so the page grows down, not sideways.
 	cols := map[string]int{}
 	rows := map[string]int{}
 	for _, v := range run.Variants {
-		if _, ok := cols[v.Case]; !ok {
-			cols[v.Case] = 0
-			p.Cases = append(p.Cases, v.Case)
+		if _, ok := cols[v.Scheduler]; !ok {
+			cols[v.Scheduler] = 0
+			p.Schedulers = append(p.Schedulers, v.Scheduler)
 		}
-		if _, ok := rows[v.Scheduler]; !ok {
-			rows[v.Scheduler] = 0
-			p.Rows = append(p.Rows, gridRow{Scheduler: v.Scheduler})
+		if _, ok := rows[v.Case]; !ok {
+			rows[v.Case] = 0
+			p.Rows = append(p.Rows, gridRow{Case: v.Case})
 		}
 	}
-	sort.Strings(p.Cases)
-	sort.Slice(p.Rows, func(i, j int) bool { return p.Rows[i].Scheduler < p.Rows[j].Scheduler })
-	for i, c := range p.Cases {
+	sort.Strings(p.Schedulers)
+	sort.Slice(p.Rows, func(i, j int) bool { return p.Rows[i].Case < p.Rows[j].Case })
+	for i, c := range p.Schedulers {
 		cols[c] = i
 	}
 	for i := range p.Rows {
-		rows[p.Rows[i].Scheduler] = i
-		p.Rows[i].Cells = make([]gridCell, len(p.Cases))
+		rows[p.Rows[i].Case] = i
+		p.Rows[i].Cells = make([]gridCell, len(p.Schedulers))
 		for j := range p.Rows[i].Cells {
 			p.Rows[i].Cells[j].Empty = true
 		}
 	}
 	for i, v := range run.Variants {
 		anchor := "v" + strconv.Itoa(i)
-		p.Rows[rows[v.Scheduler]].Cells[cols[v.Case]] = gridCell{Variant: v.Name, Status: string(v.Status),
+		p.Rows[rows[v.Case]].Cells[cols[v.Scheduler]] = gridCell{Variant: v.Name, Status: string(v.Status),
 			Word: v.Status.Word(), Reason: v.Reason, Anchor: anchor, Flag: v.Mismatch != ""}
 		vv := variantView{Variant: v, Anchor: anchor, Word: v.Status.Word()}
 		for _, d := range p.Defs {
@@ -318,8 +320,8 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 <p id="summary">{{.Summary}}</p>
 <h2>Pass/fail grid</h2>
 <table id="grid">
-<tr><th>scheduler</th>{{range .Cases}}<th>{{line .}}</th>{{end}}</tr>
-{{range .Rows}}<tr><th>{{line .Scheduler}}</th>{{range .Cells}}{{if .Empty}}<td class="empty"></td>{{else}}<td class="cell {{.Status}}" data-variant="{{line .Variant}}" data-status="{{.Status}}" title="{{line .Reason}}"><a href="#{{.Anchor}}">{{.Word}}{{if .Flag}} !{{end}}</a></td>{{end}}{{end}}</tr>
+<tr><th>case</th>{{range .Schedulers}}<th>{{line .}}</th>{{end}}</tr>
+{{range .Rows}}<tr><th>{{line .Case}}</th>{{range .Cells}}{{if .Empty}}<td class="empty"></td>{{else}}<td class="cell {{.Status}}" data-variant="{{line .Variant}}" data-status="{{.Status}}" title="{{line .Reason}}"><a href="#{{.Anchor}}">{{.Word}}{{if .Flag}} !{{end}}</a></td>{{end}}{{end}}</tr>
 {{end}}</table>
 {{range .Variants}}
 <section class="variant" id="{{.Anchor}}" data-variant="{{line .Name}}" data-status="{{.Status}}">
