@@ -60,7 +60,7 @@ var (
 // them; a screenshot that is a real picture; and no external reference.
 func TestHTMLInBrowser(t *testing.T) {
 	bin := chromium(t)
-	for _, name := range []string{"mixed", "pass", "qemu"} {
+	for _, name := range []string{"mixed", "pass", "gauntlet-qemu"} {
 		t.Run(name, func(t *testing.T) {
 			run := mustLoad(t, runDir(name))
 			var src bytes.Buffer

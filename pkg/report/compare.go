@@ -216,7 +216,7 @@ func (c *Comparison) WriteText(w io.Writer) error {
 			if f.Unit != "" {
 				unit = " " + f.Unit
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s%s\t%s%s\t%+g\t%s\n", oneLine(f.Variant), f.Metric, num(f.A), unit, num(f.B), unit, f.Delta, rel)
+			fmt.Fprintf(tw, "  %s\t%s\t%s%s\t%s%s\t%+.6g\t%s\n", oneLine(f.Variant), f.Metric, num(f.A), unit, num(f.B), unit, f.Delta, rel)
 		}
 		tw.Flush()
 	}
