@@ -5,7 +5,7 @@ BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS   := -s -w -X github.com/ktstr-go/ktstr/pkg/cmdutil.Version=$(VERSION)
-TOOLS     := ktstr-mkinitramfs ktstr-hostlock ktstr-boot ktstr-monitor ktstr-decode ktstr-kernel ktstr-run ktstr-gauntlet
+TOOLS     := ktstr-mkinitramfs ktstr-hostlock ktstr-boot ktstr-monitor ktstr-decode ktstr-kernel ktstr-run ktstr-gauntlet ktstr-report
 GUEST     := $(wildcard cmd/ktstr-init)
 BINS      := $(TOOLS) $(notdir $(GUEST))
 

@@ -276,15 +276,16 @@ func TestManPageInlineJSON(t *testing.T) {
 
 // TestManPageExamplesRun runs the examples marked runnable, in a scratch
 // directory with the built tools first on PATH, a private cache and lock
-// directory, the fixture scx_simple as ./scx_simple and a small valid
-// recording as run.ktstr.
+// directory, the fixture scx_simple as ./scx_simple, a small valid
+// recording as run.ktstr, and two run directories (ktstr-report's
+// fixtures) as runs/a (all pass) and runs/b (one slower, one failing).
 func TestManPageExamplesRun(t *testing.T) {
 	needGroff(t)
 	binDir := os.Getenv("KTSTR_BIN")
 	if binDir == "" {
 		t.Skip("SKIP LOUDLY: KTSTR_BIN not set (make all, then run with the Makefile's environment): runnable man page examples did not run")
 	}
-	for _, tool := range []string{"ktstr-mkinitramfs", "ktstr-decode", "ktstr-hostlock", "ktstr-init"} {
+	for _, tool := range []string{"ktstr-mkinitramfs", "ktstr-decode", "ktstr-hostlock", "ktstr-init", "ktstr-report"} {
 		if _, err := os.Stat(filepath.Join(binDir, tool)); err != nil {
 			t.Skipf("SKIP LOUDLY: %s not built in %s: runnable man page examples did not run", tool, binDir)
 		}
@@ -311,6 +312,8 @@ func TestManPageExamplesRun(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(dir, "scx_simple"), b, 0o755)
 		os.WriteFile(filepath.Join(dir, "run.ktstr"), recording(t), 0o644)
+		copyTree(t, "../../pkg/report/testdata/runs/pass", filepath.Join(dir, "runs", "a"))
+		copyTree(t, "../../pkg/report/testdata/runs/slower", filepath.Join(dir, "runs", "b"))
 		cmd := exec.Command("bash", "-euo", "pipefail", "-c", ex.text)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(),
@@ -329,6 +332,28 @@ func TestManPageExamplesRun(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Fatal("no runnable example ran")
+	}
+}
+
+// copyTree copies the regular files under src to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
