@@ -126,3 +126,32 @@ func TestTopologyOfAndCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestCatalogOperations: the operation scenarios are in the catalog, each
+// with a one-line description and a topology it validates against.
+func TestCatalogOperations(t *testing.T) {
+	ops := []string{"affinity_change", "affinity_cpuset_interplay", "affinity_pinned", "cgroup_add", "cgroup_freeze",
+		"cgroup_freeze_pingpong", "cgroup_move_tasks", "cgroup_remove", "cpuset_apply", "cpuset_clear", "cpuset_cycle",
+		"cpuset_resize", "cpuset_swap", "nested_cpuset", "nested_steady", "nested_task_move", "policy_batch_idle",
+		"policy_ext", "policy_fifo"}
+	for _, n := range ops {
+		s, err := Lookup(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Topology == "" || s.Description == "" || strings.ContainsAny(s.Description, "\n\t") {
+			t.Errorf("%s: wants a topology and a one-line description", n)
+		}
+		// One CPU fewer than the topology names must not fit: the
+		// validation is real.
+		topo, err := TopologyOf(s.Topology)
+		if err != nil {
+			t.Fatal(err)
+		}
+		small := &Topology{Online: topo.Online[:1], LLCs: [][]int{topo.Online[:1]}, Nodes: [][]int{topo.Online[:1]}}
+		if err := s.CheckTopology(small); err == nil && n != "cgroup_add" && n != "affinity_change" && n != "cgroup_remove" && n != "nested_steady" &&
+			n != "cgroup_freeze" && n != "cgroup_freeze_pingpong" && n != "policy_batch_idle" && n != "policy_fifo" && n != "policy_ext" && n != "nested_task_move" {
+			t.Errorf("%s fits a 1-CPU guest, but names cpusets of a bigger one", n)
+		}
+	}
+}
