@@ -178,24 +178,41 @@ func (r *runner) applyMoreOp(o scenario.Op) (wire.StimulusOp, error) {
 	}
 	switch o.Op {
 	case scenario.OpClearCpuset:
-		so.Detail = "cpuset cleared"
-		if err := writeFile(cg.dir+"/cpuset.cpus", "\n"); err != nil {
+		// The kernel refuses to empty a populated cpuset (ENOSPC): clear
+		// means every CPU of the parent.
+		all, err := parentCpus(cg.dir)
+		if err != nil {
 			return so, err
 		}
-		cg.conf = nil
+		so.Detail = "cpuset = parent's " + cpulist.Format(all)
+		if err := writeFile(cg.dir+"/cpuset.cpus", cpulist.Format(all)); err != nil {
+			return so, err
+		}
+		cg.conf = all
 	case scenario.OpSwapCpusets:
 		other := r.cgs[o.With]
 		if other == nil {
 			return so, fmt.Errorf("cgroup %q does not exist", o.With)
 		}
 		a, b := cg.conf, other.conf
-		so.Detail = fmt.Sprintf("with %s: %s <-> %s", o.With, fmtConf(a), fmtConf(b))
-		// Widen first so that neither write leaves a moment where the
-		// kernel would see an empty intersection with a parent.
-		if err := writeFile(cg.dir+"/cpuset.cpus", confText(b)); err != nil {
+		var err error
+		// A cgroup that never had a cpuset (an implicit parent) uses its
+		// parent's CPUs; a populated cpuset cannot be emptied.
+		if a == nil {
+			if a, err = parentCpus(cg.dir); err != nil {
+				return so, err
+			}
+		}
+		if b == nil {
+			if b, err = parentCpus(other.dir); err != nil {
+				return so, err
+			}
+		}
+		so.Detail = fmt.Sprintf("with %s: %s <-> %s", o.With, cpulist.Format(a), cpulist.Format(b))
+		if err := writeFile(cg.dir+"/cpuset.cpus", cpulist.Format(b)); err != nil {
 			return so, err
 		}
-		if err := writeFile(other.dir+"/cpuset.cpus", confText(a)); err != nil {
+		if err := writeFile(other.dir+"/cpuset.cpus", cpulist.Format(a)); err != nil {
 			return so, err
 		}
 		cg.conf, other.conf = b, a
@@ -293,18 +310,18 @@ func setFrozen(dir string, frozen bool) error {
 	}
 }
 
-func confText(c []int) string {
-	if c == nil {
-		return "\n"
+// parentCpus reads the effective CPUs of the cgroup above dir.
+func parentCpus(dir string) ([]int, error) {
+	p := filepath.Dir(dir) + "/cpuset.cpus.effective"
+	s, err := readTrim(p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	return cpulist.Format(c)
-}
-
-func fmtConf(c []int) string {
-	if c == nil {
-		return "(inherited)"
+	cpus, err := cpulist.Parse(s)
+	if err != nil || len(cpus) == 0 {
+		return nil, fmt.Errorf("%s: %q is not a CPU list (%v)", p, s, err)
 	}
-	return cpulist.Format(c)
+	return cpus, nil
 }
 
 func orAll(s string) string {

@@ -58,7 +58,7 @@ type rtCgroup struct {
 	weight  int
 	work    scenario.Work
 	workers []*rtWorker
-	conf    []int // cpuset.cpus as written; nil: inherited (cleared)
+	conf    []int // cpuset.cpus as written; nil: never written (inherited)
 	frozen  bool  // cgroup.freeze is 1
 	parent  bool  // controllers enabled for children (nested cgroups)
 }

@@ -10,7 +10,7 @@ import (
 
 // Operations on running cgroups, beyond the ones in scenario.go.
 const (
-	OpClearCpuset = "clear_cpuset"  // the cgroup's cpuset becomes every online CPU
+	OpClearCpuset = "clear_cpuset"  // the cgroup's cpuset becomes every CPU of its parent
 	OpSwapCpusets = "swap_cpusets"  // two cgroups exchange cpusets
 	OpSetAffinity = "set_affinity"  // sched_setaffinity on every thread of the cgroup's workers
 	OpSetPolicy   = "set_policy"    // sched_setattr policy (and priority) of the cgroup's workers
