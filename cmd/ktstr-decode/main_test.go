@@ -104,7 +104,7 @@ func TestBinaryFileAndPipe(t *testing.T) {
 	}
 	// Concatenated inputs are one stream.
 	r := runBin(t, bin, stream, "-q", "--stats", sample, "-")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("stats: %d bytes read, 56 frames (%[1]d bytes)\n", 2*len(stream))) {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("stats: %d bytes read, 58 frames (%[1]d bytes)\n", 2*len(stream))) {
 		t.Fatalf("concatenation: exit %d\n%s", r.code, r.stdout)
 	}
 }

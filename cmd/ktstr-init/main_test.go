@@ -44,7 +44,7 @@ func TestHostCLI(t *testing.T) {
 		{[]string{"--check-scenario", "mixed-burst"}, 0, `"name": "mixed-burst"`, ""},
 		{[]string{"--check-scenario", "../../pkg/scenario/scenarios/steady.json"}, 0, `"hold_ms": 3000`, ""},
 		{[]string{"--check-scenario", bad}, 1, "", `unknown work type "dance"`},
-		{[]string{"--check-scenario", "nope"}, 1, "", "not in the catalog (have: cpuset-shrink"},
+		{[]string{"--check-scenario", "nope"}, 1, "", "not in the catalog (have: affinity_change"},
 		{nil, 2, "", "runs as PID 1 inside a guest"},
 		{[]string{"--bogus"}, 2, "", "see --help"},
 	}

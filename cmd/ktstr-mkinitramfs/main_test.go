@@ -267,7 +267,7 @@ func TestFlagsAndExitCodes(t *testing.T) {
 	}{
 		{[]string{"--init", filepath.Join(dir, "nope")}, 3, "no such file"},
 		{[]string{}, 3, "pass --init"},
-		{[]string{"--init", init, "--scenario", "no-such-scenario"}, 3, "not in the catalog (have: cpuset-shrink"},
+		{[]string{"--init", init, "--scenario", "no-such-scenario"}, 3, "not in the catalog (have: affinity_change"},
 		{[]string{"--init", init, "--scenario", filepath.Join(dir, "no-such.json")}, 3, "no such file"},
 		{[]string{"--init", init, "--scenario", bad}, 3, "scenario has no steps"},
 		{[]string{"--init", init, "--compress", "bz9"}, 2, "unknown compression"},

@@ -31,6 +31,9 @@ func everyTypeMessages() (guest, host []wire.Message) {
 			wire.KernelSymbols{Symbols: map[string]uint64{"_text": 0xffffffff9a000000, "runqueues": 0x2c140, "scx_root": 0xffffffff9c3a1e80}},
 			wire.Phase{Phase: wire.PhaseInitStarted},
 			wire.Phase{Phase: wire.PhaseSchedulerAttached, Detail: "scx_simple"},
+			wire.BPFProgStats{Scheduler: "scx_simple", SelectedBy: "fd", Programs: []wire.BPFProg{
+				{ID: 41, Name: "simple_enqueue", Type: "StructOps", VerifiedInsns: 97, LoadTimeNS: 2_800_000_000, LoadOffsetNS: 120_000_000, JitedSize: 412, XlatedSize: 776, MapIDs: []uint32{12, 13}},
+				{ID: 42, Name: "simple_init", Type: "StructOps", VerifiedInsns: 11, LoadTimeNS: 2_800_100_000, LoadOffsetNS: 120_100_000, RunTimeNS: 5_000, RunCount: 1}}},
 			wire.Output{Stream: wire.StreamStdout, Program: wire.ProgramScheduler, Data: []byte("local=12 global=3\n")},
 			wire.Phase{Phase: wire.PhaseScenarioStart, Detail: "cpuset_grow"},
 			wire.Stimulus{Step: 0, Name: "two cgroups", ElapsedMS: 0, HoldMS: 2000, Cgroups: 2, Workers: 4,

@@ -552,6 +552,8 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 			}
 			dst = kv(dst, n, "0x"+strconv.FormatUint(v.Symbols[n], 16))
 		}
+	case wire.BPFProgStats:
+		dst = appendBPFProgStats(dst, &v)
 	case wire.VMStart:
 		dst = kv(dst, "vmm", v.VMM)
 		dst = kvInt(dst, "pid", int64(v.PID))
@@ -618,6 +620,46 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		}
 		dst = append(dst, ": "...)
 		dst = appendEscaped(dst, []byte(v.Message))
+	}
+	return dst
+}
+
+// appendBPFProgStats shows the scheduler's programs, one
+// "name(type insns=N load=+T jited=B)" entry each, after their count and
+// the total of verified instructions.
+func appendBPFProgStats(dst []byte, v *wire.BPFProgStats) []byte {
+	dst = appendVal(dst, v.Scheduler)
+	dst = kv(dst, "selected_by", v.SelectedBy)
+	dst = kvInt(dst, "programs", int64(len(v.Programs)))
+	var total uint64
+	for _, p := range v.Programs {
+		total += uint64(p.VerifiedInsns)
+	}
+	dst = kv(dst, "verified_insns", strconv.FormatUint(total, 10))
+	for i, p := range v.Programs {
+		if i == 0 {
+			dst = append(dst, ':')
+		} else {
+			dst = append(dst, ';')
+		}
+		dst = append(dst, ' ')
+		dst = appendVal(dst, p.Name)
+		dst = append(dst, '(')
+		dst = appendVal(dst, p.Type)
+		dst = kv(dst, "insns", strconv.FormatUint(uint64(p.VerifiedInsns), 10))
+		off := "+"
+		if p.LoadOffsetNS < 0 {
+			off = "-"
+		}
+		dst = kv(dst, "load", off+fmtDur(uint64(max(p.LoadOffsetNS, -p.LoadOffsetNS))))
+		if p.JitedSize != 0 {
+			dst = kv(dst, "jited", strconv.FormatUint(uint64(p.JitedSize), 10)+"B")
+		}
+		if p.RunCount != 0 {
+			dst = kv(dst, "runs", strconv.FormatUint(p.RunCount, 10))
+			dst = kv(dst, "run_time", fmtDur(p.RunTimeNS))
+		}
+		dst = append(dst, ')')
 	}
 	return dst
 }

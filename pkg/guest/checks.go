@@ -46,6 +46,10 @@ type CgroupSample struct {
 	Cpuset  []int
 	Weight  int
 	Workers []wire.WorkerMetrics
+	// Allowed, when set, holds for each worker (same index) the CPUs it
+	// was allowed during the window (cpuset narrowed by affinity, widened
+	// by changes during the step); isolation judges it instead of Cpuset.
+	Allowed [][]int
 }
 
 // Spread returns (max-min)/mean of vals in percent; 0 for fewer than two
@@ -97,7 +101,11 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		for _, c := range w.CPUs {
 			used[c] = true
 		}
-		w.OffCpuset = OffCpuset(w.CPUs, cg.Cpuset)
+		allowed := cg.Cpuset
+		if i < len(cg.Allowed) && cg.Allowed[i] != nil {
+			allowed = cg.Allowed[i]
+		}
+		w.OffCpuset = OffCpuset(w.CPUs, allowed)
 		for _, c := range w.OffCpuset {
 			if !slices.Contains(off, c) {
 				off = append(off, c)
@@ -179,6 +187,9 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		r.Pass = len(off) == 0
 		if !r.Pass {
 			r.Detail = fmt.Sprintf("workers ran on CPUs %s outside cpuset %s", cpulist.Format(off), cpulist.Format(cg.Cpuset))
+			if len(cg.Allowed) > 0 {
+				r.Detail = fmt.Sprintf("workers ran on CPUs %s outside the CPUs their cpuset and affinity allowed (cpuset now %s)", cpulist.Format(off), cpulist.Format(cg.Cpuset))
+			}
 		}
 		res = append(res, r)
 	}

@@ -12,6 +12,11 @@
 // pipes. The measurement (Recorder) and the check arithmetic (Evaluate)
 // are plain functions tested on the host.
 //
+// Scenario operations beyond adding and removing cgroups (cpusets,
+// affinity, policies, freezing, nested cgroups, repetition during a step)
+// live in ops.go; the scheduler's BPF program statistics (bpf_prog_stats)
+// in bpfstats.go.
+//
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
-// pkg/runconfig, pkg/scenario, pkg/cpulist.
+// pkg/runconfig, pkg/scenario, pkg/cpulist, github.com/cilium/ebpf.
 package guest

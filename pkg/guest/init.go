@@ -630,36 +630,7 @@ func parseScenarioFile(path string) (*scenario.Scenario, error) {
 // checkCpusets resolves every cpuset the scenario names, so that a
 // scenario that does not fit the guest fails before anything starts.
 func checkCpusets(sc *scenario.Scenario, topo *scenario.Topology) error {
-	res := func(spec, what string) error {
-		cs, err := scenario.ParseCpuset(spec)
-		if err == nil {
-			_, err = cs.Resolve(topo)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		return nil
-	}
-	for i, st := range sc.Steps {
-		for _, c := range st.Cgroups {
-			if err := res(c.Cpuset, fmt.Sprintf("step %d cgroup %s", i, c.Name)); err != nil {
-				return err
-			}
-		}
-		for _, o := range st.Ops {
-			switch {
-			case o.Op == scenario.OpSetCpuset:
-				if err := res(o.Cpuset, fmt.Sprintf("step %d set_cpuset %s", i, o.Cgroup)); err != nil {
-					return err
-				}
-			case o.Op == scenario.OpAddCgroup && o.Add != nil:
-				if err := res(o.Add.Cpuset, fmt.Sprintf("step %d add_cgroup %s", i, o.Add.Name)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	return sc.CheckTopology(topo)
 }
 
 // finish reports the exit code, flushes and powers off.

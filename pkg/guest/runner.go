@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ktstr-go/ktstr/pkg/cpulist"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,12 @@ type rtWorker struct {
 	hello   bool
 	cpuBase uint64 // payload: CPU time at the step's start
 	t0      int64  // start of the current measurement window
+	// State of the operations in ops.go.
+	affinity   []int  // set_affinity's CPUs; nil: none set
+	allowed    []int  // CPUs the worker was allowed during the window
+	frozenBase uint64 // frozen cgroup: CPU time at the window's start
+	policy     int    // set_policy's policy, when policyName is set
+	policyName string
 }
 
 type rtCgroup struct {
@@ -51,6 +58,9 @@ type rtCgroup struct {
 	weight  int
 	work    scenario.Work
 	workers []*rtWorker
+	conf    []int // cpuset.cpus as written; nil: never written (inherited)
+	frozen  bool  // cgroup.freeze is 1
+	parent  bool  // controllers enabled for children (nested cgroups)
 }
 
 type runner struct {
@@ -70,6 +80,7 @@ type runner struct {
 	diedWhy   string
 	start     int64
 	outs      sync.WaitGroup
+	rng       *rand.Rand // set_affinity random: a fixed seed, so runs repeat
 }
 
 func writeFile(path, val string) error {
@@ -98,7 +109,7 @@ func newRunner(e *env, p *plan, topo *scenario.Topology) (*runner, error) {
 		}
 	}
 	return &runner{e: e, sc: p.sc, topo: topo, hold: p.hold, self: self, extraEnv: p.cfg.Env,
-		cgs: map[string]*rtCgroup{}, pending: map[string]bool{}}, nil
+		cgs: map[string]*rtCgroup{}, pending: map[string]bool{}, rng: rand.New(rand.NewPCG(1, 17))}, nil
 }
 
 func (r *runner) resolve(spec string) ([]int, error) {
@@ -114,6 +125,9 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 	if err != nil {
 		return fmt.Errorf("cgroup %s: %w", c.Name, err)
 	}
+	if err := r.ensureParents(c.Name); err != nil {
+		return err
+	}
 	dir := filepath.Join(CgroupRoot, c.Name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
@@ -124,7 +138,7 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 	if err := writeFile(dir+"/cpu.weight", strconv.Itoa(c.EffectiveWeight())); err != nil {
 		return err
 	}
-	cg := &rtCgroup{name: c.Name, dir: dir, cpus: cpus, weight: c.EffectiveWeight(), work: c.Work}
+	cg := &rtCgroup{name: c.Name, dir: dir, cpus: cpus, conf: cpus, weight: c.EffectiveWeight(), work: c.Work}
 	r.cgs[c.Name] = cg
 	r.order = append(r.order, c.Name)
 	switch c.Work.Type {
@@ -352,7 +366,7 @@ func (r *runner) applyOp(o scenario.Op) (wire.StimulusOp, error) {
 		if err := writeFile(cg.dir+"/cpuset.cpus", cpulist.Format(cpus)); err != nil {
 			return so, err
 		}
-		cg.cpus = cpus
+		cg.cpus, cg.conf = cpus, cpus
 	case scenario.OpSetWeight:
 		cg := r.cgs[o.Cgroup]
 		so.Detail = "weight " + strconv.Itoa(o.Weight)
@@ -385,6 +399,8 @@ func (r *runner) applyOp(o scenario.Op) (wire.StimulusOp, error) {
 			return so, nil
 		}
 		return so, r.killSched(sig)
+	default:
+		return r.applyMoreOp(o)
 	}
 	return so, nil
 }
@@ -410,7 +426,7 @@ func (r *runner) all() []*rtWorker {
 func (r *runner) awaitHello(timeout time.Duration) {
 	deadline := time.After(timeout)
 	for _, w := range r.all() {
-		if w.payload || w.hello {
+		if w.payload || w.hello || w.cg.frozen {
 			continue
 		}
 		select {
@@ -433,7 +449,7 @@ func (r *runner) collect(timeout time.Duration) map[*rtWorker]*wire.WorkerMetric
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, w := range ws {
-		if w.payload {
+		if w.payload || w.cg.frozen {
 			continue
 		}
 		w.sent++
@@ -517,11 +533,17 @@ func (r *runner) run() ([]wire.CheckResult, error) {
 				return checks, fmt.Errorf("step %d: %w", i, err)
 			}
 		}
+		r.refreshCpus()
+		var repeats []*repeater
 		for _, o := range st.Ops {
-			so, err := r.applyOp(o)
+			so, err := r.applyAt(o, 0)
 			ops = append(ops, so)
 			if err != nil {
 				return checks, fmt.Errorf("step %d: %s: %w", i, o.Op, err)
+			}
+			if o.EveryMS > 0 {
+				every := time.Duration(o.EveryMS) * time.Millisecond
+				repeats = append(repeats, &repeater{op: o, every: every, next: time.Now().Add(every), n: 1})
 			}
 		}
 		r.awaitHello(5 * time.Second)
@@ -544,9 +566,15 @@ func (r *runner) run() ([]wire.CheckResult, error) {
 				w.cpuBase = payloadCPU(w)
 			}
 		}
-		select {
-		case <-time.After(hold):
-		case why := <-r.died:
+		r.startWindow()
+		why, err := r.holdStep(hold, repeats)
+		if err != nil {
+			return checks, fmt.Errorf("step %d: %w", i, err)
+		}
+		for _, rp := range repeats {
+			r.e.logf("step %d: %s %s applied %d times (every %v)", i, rp.op.Op, rp.op.Cgroup, rp.n, rp.every)
+		}
+		if why != "" {
 			r.diedWhy = why
 			r.e.logf("step %d: %s: ending the scenario early", i, why)
 		}
@@ -554,8 +582,24 @@ func (r *runner) run() ([]wire.CheckResult, error) {
 		end := nanotime()
 		for _, n := range r.order {
 			cg := r.cgs[n]
+			if cg.frozen {
+				ms, c := r.frozenSample(i, cg, end)
+				for _, m := range ms {
+					r.e.send(m)
+				}
+				r.e.send(wire.CgroupMetrics{Step: i, Cgroup: cg.name, Workers: len(ms), Cpuset: cg.cpus, Weight: cg.weight})
+				if r.sc.Checks.Enabled(CheckFrozen) {
+					r.e.send(c)
+					if !c.Pass {
+						r.e.logf("check %s failed on cgroup %s at step %d: %s", c.Name, c.Cgroup, i, c.Detail)
+					}
+					checks = append(checks, c)
+				}
+				continue
+			}
 			sample := CgroupSample{Name: cg.name, Cpuset: cg.cpus, Weight: cg.weight}
 			for _, w := range cg.workers {
+				sample.Allowed = append(sample.Allowed, w.allowed)
 				m := wire.WorkerMetrics{}
 				switch {
 				case w.payload:
@@ -583,6 +627,9 @@ func (r *runner) run() ([]wire.CheckResult, error) {
 				sample.Workers = append(sample.Workers, m)
 			}
 			cm, res := Evaluate(i, &sample, r.sc.Checks)
+			if pc := policyCheck(i, cg); pc != nil && r.sc.Checks.Enabled(CheckPolicy) {
+				res = append(res, *pc)
+			}
 			for _, m := range sample.Workers {
 				r.e.send(m)
 			}
@@ -660,6 +707,7 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			defer restore()
 		}
 		t0 := time.Now()
+		schedBoot := int64(bootNS()) // CLOCK_BOOTTIME, as a BPF program's load time
 		sp, err = startScheduler(e, p.sched, p.cfg.Env, kw)
 		if err != nil {
 			e.phase(wire.PhaseSchedulerDied, err.Error())
@@ -697,6 +745,11 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 		out.Checks = append(out.Checks, wire.CheckResult{Name: CheckNotAttached, Pass: true, Step: checkScenarioWideID,
 			Threshold: float64(p.attachTimeout.Milliseconds()), Observed: float64(attachMS), Unit: "ms", Detail: "attached as " + ops})
 		e.send(out.Checks[len(out.Checks)-1])
+		if st, err := CollectBPFProgStats(p.sched.Name, sp.cmd.Process.Pid, schedBoot); err != nil {
+			e.logf("BPF program stats: %v", err)
+		} else {
+			e.send(st)
+		}
 		go sp.watch(died, stopWatch)
 		r.died = died
 		r.killSched = func(s syscall.Signal) error { return sp.cmd.Process.Signal(s) }

@@ -9,6 +9,7 @@
 // beside ktstr-run's own executable or on $PATH.
 //
 // Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
-// its vmlinux), pkg/topology (to size the host reservation) and the
-// standard library.
+// its vmlinux), pkg/topology (to size the host reservation), pkg/scenario
+// (to check on the host that --scenario fits --topology) and the standard
+// library.
 package pipeline

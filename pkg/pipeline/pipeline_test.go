@@ -93,6 +93,10 @@ func TestCheck(t *testing.T) {
 		{"bad topology", Spec{Kernel: k, Topology: "2x"}, "--topology"},
 		{"topology nodes > LLCs", Spec{Kernel: k, Topology: "2n1l1c1t"}, "--topology"},
 		{"negative timeout", Spec{Kernel: k, Timeout: -time.Second}, "negative"},
+		{"scenario fits", Spec{Kernel: k, Scenario: "cpuset_resize", Topology: "1n1l4c1t"}, ""},
+		{"scenario does not fit", Spec{Kernel: k, Scenario: "cpuset_resize", Topology: "1n1l2c1t"},
+			"--scenario cpuset_resize does not fit --topology 1n1l2c1t: set_cpuset step 1 cg_1: cpuset list names CPU 2, which is not online"},
+		{"unknown scenario", Spec{Kernel: k, Scenario: "nope"}, "--scenario: scenario \"nope\" is not in the catalog"},
 	} {
 		s := c.s
 		_, err := s.Check()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/kernel"
+	"github.com/ktstr-go/ktstr/pkg/scenario"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
@@ -121,6 +122,21 @@ func (s *Spec) Check() (*topology.Topology, error) {
 	t, err := topology.New(shape)
 	if err != nil {
 		return nil, fmt.Errorf("--topology: %w", err)
+	}
+	if s.Scenario != "" {
+		// A scenario whose cpusets do not fit the guest fails here, on
+		// the host, before anything boots.
+		sc, _, err := scenario.Load(s.Scenario)
+		if err != nil {
+			return nil, fmt.Errorf("--scenario: %w", err)
+		}
+		st, err := scenario.TopologyOf(s.Topology)
+		if err != nil {
+			return nil, fmt.Errorf("--topology: %w", err)
+		}
+		if err := sc.CheckTopology(st); err != nil {
+			return nil, fmt.Errorf("--scenario %s does not fit --topology %s: %w", s.Scenario, s.Topology, err)
+		}
 	}
 	if s.Scheduler == "" && len(s.SchedArgs) > 0 {
 		return nil, errors.New("scheduler arguments after -- need --scheduler")

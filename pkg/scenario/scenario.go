@@ -33,7 +33,7 @@ const (
 	WorkPayload  = "payload"  // an external program, output captured
 )
 
-// Operations between steps.
+// Operations between steps (more in ops.go).
 const (
 	OpAddCgroup     = "add_cgroup"
 	OpRemoveCgroup  = "remove_cgroup"
@@ -47,8 +47,11 @@ const (
 type Scenario struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	Checks      Checks `json:"checks,omitzero"`
-	Steps       []Step `json:"steps"`
+	// Topology is the guest shape (NnNlNcNt) the scenario is written
+	// for; Parse resolves every cpuset against it on the host.
+	Topology string `json:"topology,omitempty"`
+	Checks   Checks `json:"checks,omitzero"`
+	Steps    []Step `json:"steps"`
 }
 
 // Checks overrides the defaults of the guest's checks. Zero values take the
@@ -100,6 +103,12 @@ type Op struct {
 	To     string  `json:"to,omitempty"`     // move_workers destination
 	Count  int     `json:"count,omitempty"`  // move_workers: 0 = all
 	Signal string  `json:"signal,omitempty"` // kill_scheduler: KILL (default), TERM, INT
+	// Operations of ops.go.
+	With     string   `json:"with,omitempty"`     // swap_cpusets: the other cgroup
+	Policy   string   `json:"policy,omitempty"`   // set_policy: other, batch, idle, fifo, rr, ext
+	Priority int      `json:"priority,omitempty"` // set_policy fifo/rr: 1..99
+	EveryMS  int      `json:"every_ms,omitempty"` // repeat the op this often while the step holds
+	Cycle    []string `json:"cycle,omitempty"`    // set_cpuset/set_affinity: cpusets applied in turn
 }
 
 // Hold returns the step's hold duration.
@@ -192,8 +201,10 @@ func Marshal(s *Scenario) ([]byte, error) {
 }
 
 type cgState struct {
-	workers int
-	work    Work
+	workers  int
+	work     Work
+	frozen   bool // freeze_cgroup applied, thaw_cgroup not yet
+	implicit bool // an ancestor of a nested cgroup, created without workers
 }
 
 // Validate checks the scenario's structure by replaying its steps: names,
@@ -215,9 +226,9 @@ func (s *Scenario) Validate() error {
 	}
 	for _, d := range s.Checks.Disable {
 		switch d {
-		case "starvation", "fairness", "isolation", "payload", "task_stall":
+		case "starvation", "fairness", "isolation", "payload", "task_stall", "frozen", "policy":
 		default:
-			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall)", d)
+			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall, frozen, policy)", d)
 		}
 	}
 	live := map[string]*cgState{}
@@ -245,15 +256,27 @@ func (s *Scenario) Validate() error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
+	if s.Topology != "" {
+		topo, err := TopologyOf(s.Topology)
+		if err != nil {
+			return err
+		}
+		if err := s.CheckTopology(topo); err != nil {
+			return fmt.Errorf("on its topology %s: %w", s.Topology, err)
+		}
+	}
 	return nil
 }
 
 func addCgroup(live map[string]*cgState, c *Cgroup, total *int) error {
-	if !nameRE.MatchString(c.Name) {
-		return fmt.Errorf("cgroup name %q: use letters, digits, '_', '.', '-' (at most 64)", c.Name)
+	if err := checkCgroupName(c.Name); err != nil {
+		return err
 	}
 	if _, ok := live[c.Name]; ok {
 		return fmt.Errorf("cgroup %q already exists", c.Name)
+	}
+	if err := addParents(live, c.Name); err != nil {
+		return err
 	}
 	if len(live) >= MaxCgroups {
 		return fmt.Errorf("more than %d cgroups at once", MaxCgroups)
@@ -348,6 +371,9 @@ func applyOp(live map[string]*cgState, o *Op, total *int) error {
 		}
 		return c, nil
 	}
+	if err := checkRepeat(o); err != nil {
+		return err
+	}
 	switch o.Op {
 	case OpAddCgroup:
 		if o.Add == nil {
@@ -358,12 +384,15 @@ func applyOp(live map[string]*cgState, o *Op, total *int) error {
 		if _, err := need(o.Cgroup); err != nil {
 			return err
 		}
+		if err := checkRemove(live, o.Cgroup); err != nil {
+			return err
+		}
 		delete(live, o.Cgroup)
 	case OpSetCpuset:
 		if _, err := need(o.Cgroup); err != nil {
 			return err
 		}
-		if _, err := ParseCpuset(o.Cpuset); err != nil {
+		if _, err := ParseCpuset(o.Cpuset); err != nil && len(o.Cycle) == 0 {
 			return fmt.Errorf("set_cpuset %q: %w", o.Cgroup, err)
 		}
 	case OpSetWeight:
@@ -385,6 +414,9 @@ func applyOp(live map[string]*cgState, o *Op, total *int) error {
 		if o.Cgroup == o.To {
 			return errors.New("move_workers: source and destination are the same cgroup")
 		}
+		if err := checkMove(live, o); err != nil {
+			return err
+		}
 		if from.work.Type == WorkPingPong || from.work.Type == WorkPayload {
 			return fmt.Errorf("move_workers: %s workers of %q cannot be moved (pairs and payloads stay put)", from.work.Type, o.Cgroup)
 		}
@@ -403,10 +435,8 @@ func applyOp(live map[string]*cgState, o *Op, total *int) error {
 		default:
 			return fmt.Errorf("kill_scheduler: signal %q (KILL, TERM, INT, SEGV)", o.Signal)
 		}
-	case "":
-		return errors.New("op missing")
 	default:
-		return fmt.Errorf("unknown op %q (add_cgroup, remove_cgroup, set_cpuset, set_weight, move_workers, kill_scheduler)", o.Op)
+		return applyMoreOp(live, o)
 	}
 	return nil
 }

@@ -16,8 +16,9 @@ func FuzzTypedOK(f *testing.F) {
 		}
 	}
 	for _, s := range []string{`{"cpus":[{"cpu":1,"CPU":"x"}]}`, `{"symbols":{"a":-0}}`, `{"step":1e2,"Step":1}`,
-		`{"spread_pct":1e400}`, `{"cpus":[1,null,2]}`, `{"x":{"y":[1,{"z":"\u00e9"}]}}`, `{"phase":"a","phase":1}`} {
-		for _, t := range []Type{TypeMonitorSample, TypeKernelSymbols, TypeStimulus, TypeCgroupMetrics, TypeWorkerMetrics, TypePhase} {
+		`{"spread_pct":1e400}`, `{"cpus":[1,null,2]}`, `{"x":{"y":[1,{"z":"\u00e9"}]}}`, `{"phase":"a","phase":1}`,
+		`{"programs":[{"id":1,"ID":"x"}]}`, `{"programs":[{"load_offset_ns":-1e3}]}`} {
+		for _, t := range []Type{TypeMonitorSample, TypeKernelSymbols, TypeBPFProgStats, TypeStimulus, TypeCgroupMetrics, TypeWorkerMetrics, TypePhase} {
 			f.Add(uint8(t), []byte(s))
 		}
 	}

@@ -166,6 +166,39 @@ type KernelSymbols struct {
 	Symbols map[string]uint64 `json:"symbols"`
 }
 
+// BPFProg is one BPF program of the scheduler as the kernel's program
+// info (BPF_OBJ_GET_INFO_BY_FD) describes it.
+type BPFProg struct {
+	ID   uint32 `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"` // e.g. StructOps, Syscall, Tracing
+	// VerifiedInsns is the number of instructions the verifier processed
+	// (bpf_prog_aux.verified_insns; Linux 5.16 and later, else 0).
+	VerifiedInsns uint32 `json:"verified_insns"`
+	// LoadTimeNS is when the program was loaded, in ns since the guest
+	// booted (CLOCK_BOOTTIME); LoadOffsetNS the same relative to the
+	// scheduler's start (negative: loaded before it started).
+	LoadTimeNS   uint64 `json:"load_time_ns"`
+	LoadOffsetNS int64  `json:"load_offset_ns"`
+	JitedSize    uint32 `json:"jited_size,omitempty"`
+	XlatedSize   uint32 `json:"xlated_size,omitempty"`
+	// RunTimeNS and RunCount are zero unless kernel.bpf_stats_enabled is set.
+	RunTimeNS uint64   `json:"run_time_ns,omitempty"`
+	RunCount  uint64   `json:"run_count,omitempty"`
+	MapIDs    []uint32 `json:"map_ids,omitempty"`
+}
+
+// BPFProgStats lists the BPF programs of the loaded scheduler, sent once
+// after it attached. SelectedBy says how the guest told them from other
+// programs: "fd" (programs whose file descriptors the scheduler process
+// holds) or "load_time" (programs loaded after the scheduler started, when
+// its descriptors could not be read).
+type BPFProgStats struct {
+	Scheduler  string    `json:"scheduler"`
+	SelectedBy string    `json:"selected_by"`
+	Programs   []BPFProg `json:"programs"`
+}
+
 // MemRegion maps a guest-physical range to an offset in the memory file.
 type MemRegion struct {
 	GPA    uint64 `json:"gpa"`
@@ -258,6 +291,7 @@ func (CheckResult) MsgType() Type   { return TypeCheckResult }
 func (GuestExit) MsgType() Type     { return TypeGuestExit }
 func (Log) MsgType() Type           { return TypeLog }
 func (KernelSymbols) MsgType() Type { return TypeKernelSymbols }
+func (BPFProgStats) MsgType() Type  { return TypeBPFProgStats }
 func (VMStart) MsgType() Type       { return TypeVMStart }
 func (MonitorSample) MsgType() Type { return TypeMonitorSample }
 func (VMExit) MsgType() Type        { return TypeVMExit }
@@ -420,6 +454,8 @@ func Unmarshal(t Type, payload []byte) (Message, error) {
 		m = &CheckResult{}
 	case TypeKernelSymbols:
 		m = &KernelSymbols{}
+	case TypeBPFProgStats:
+		m = &BPFProgStats{}
 	case TypeVMStart:
 		m = &VMStart{}
 	case TypeMonitorSample:
@@ -461,6 +497,8 @@ func deref(m Message) Message {
 	case *CheckResult:
 		return *v
 	case *KernelSymbols:
+		return *v
+	case *BPFProgStats:
 		return *v
 	case *VMStart:
 		return *v

@@ -22,6 +22,7 @@ const (
 	TypeGuestExit     Type = 0x0009 // binary GuestExit (int32 LE)
 	TypeLog           Type = 0x000A // UTF-8 text Log
 	TypeKernelSymbols Type = 0x000B // JSON KernelSymbols
+	TypeBPFProgStats  Type = 0x000C // JSON BPFProgStats
 )
 
 // Host-originated message types (0x0100..0x01FF); frames of these types
@@ -52,6 +53,7 @@ var typeNames = map[Type]string{
 	TypeGuestExit:     "guest_exit",
 	TypeLog:           "log",
 	TypeKernelSymbols: "kernel_symbols",
+	TypeBPFProgStats:  "bpf_prog_stats",
 	TypeVMStart:       "vm_start",
 	TypeMonitorSample: "monitor_sample",
 	TypeVMExit:        "vm_exit",
@@ -100,6 +102,6 @@ func ParseType(s string) (Type, error) {
 func Types() []Type {
 	return []Type{TypeGuestReady, TypePhase, TypeStimulus, TypeWorkerMetrics,
 		TypeCgroupMetrics, TypeOutput, TypeSchedExit, TypeCheckResult,
-		TypeGuestExit, TypeLog, TypeKernelSymbols,
+		TypeGuestExit, TypeLog, TypeKernelSymbols, TypeBPFProgStats,
 		TypeVMStart, TypeMonitorSample, TypeVMExit, TypeViolation}
 }

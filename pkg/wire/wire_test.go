@@ -22,6 +22,8 @@ func sampleMessages() []Message {
 		GuestExit{Code: -1},
 		Log{Text: "mounted /proc"},
 		KernelSymbols{Symbols: map[string]uint64{"_text": 0xffffffff81000000}},
+		BPFProgStats{Scheduler: "scx_simple", SelectedBy: "fd", Programs: []BPFProg{{ID: 7, Name: "simple_enqueue", Type: "StructOps",
+			VerifiedInsns: 42, LoadTimeNS: 3e9, LoadOffsetNS: 2e8, JitedSize: 300, XlatedSize: 400, MapIDs: []uint32{3, 4}}}},
 		VMStart{VMM: "ktstr-boot", PID: 7, VCPUs: 2, MemorySize: 1 << 30, Regions: []MemRegion{{GPA: 0, Size: 1 << 30}}},
 		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
 		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2, FirstGuestFrameNS: 5e8},
