@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -60,6 +62,7 @@ type Checks struct {
 	SpreadPct    float64  `json:"fairness_spread_pct,omitempty"`
 	TaskStallMS  int      `json:"task_stall_ms,omitempty"`
 	Disable      []string `json:"disable,omitempty"`
+	WorkloadChecks
 }
 
 // Step declares cgroups to add, operations to apply, and how long to hold.
@@ -227,8 +230,13 @@ func (s *Scenario) Validate() error {
 		switch d {
 		case "starvation", "fairness", "isolation", "payload", "task_stall":
 		default:
-			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall)", d)
+			if !slices.Contains(WorkloadCheckNames, d) {
+				return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall, %s)", d, strings.Join(WorkloadCheckNames, ", "))
+			}
 		}
+	}
+	if err := s.Checks.WorkloadChecks.validate(); err != nil {
+		return fmt.Errorf("checks: %w", err)
 	}
 	live := map[string]*cgState{}
 	total := 0

@@ -217,6 +217,11 @@ func (w Work) validate(workers int) error {
 	case w.Type == "":
 		return fmt.Errorf("work.type missing (%s)", typeList())
 	case !ok:
+		if sn := snake(w.Type); sn != w.Type {
+			if _, ok := LookupWork(sn); ok {
+				return fmt.Errorf("unknown work type %q: scenario files name it %q", w.Type, sn)
+			}
+		}
 		return fmt.Errorf("unknown work type %q (%s)", w.Type, typeList())
 	}
 	for _, p := range intParams {
@@ -299,4 +304,20 @@ func takesList(wi WorkInfo) string {
 	}
 	slices.Sort(names)
 	return "it takes " + strings.Join(names, ", ")
+}
+
+// snake turns upstream's PascalCase work type names into ours: CpuSpin is
+// cpu_spin.
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
