@@ -9,6 +9,7 @@
 // beside ktstr-run's own executable or on $PATH.
 //
 // Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
-// its vmlinux), pkg/topology (to size the host reservation) and the
-// standard library.
+// its vmlinux), pkg/topology (to size the host reservation), pkg/scenario
+// (to refuse a scenario that does not fit the topology before booting)
+// and the standard library.
 package pipeline

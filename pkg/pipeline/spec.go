@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/kernel"
+	"github.com/ktstr-go/ktstr/pkg/scenario"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
@@ -148,6 +149,16 @@ func (s *Spec) Check() (*topology.Topology, error) {
 	if s.Scenario != "" && strings.ContainsRune(s.Scenario, os.PathSeparator) {
 		if abs, err := filepath.Abs(s.Scenario); err == nil {
 			s.Scenario = abs
+		}
+	}
+	if s.Scenario != "" {
+		sc, _, err := scenario.Load(s.Scenario)
+		if err != nil {
+			return nil, fmt.Errorf("--scenario: %w", err)
+		}
+		topo := scenario.ShapeTopology(t.Nodes, t.LLCs, t.CPUsPerLLC())
+		if err := sc.Fits(topo); err != nil {
+			return nil, fmt.Errorf("--scenario %s does not fit --topology %s: %w", s.Scenario, s.Topology, err)
 		}
 	}
 	return t, nil

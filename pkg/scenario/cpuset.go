@@ -140,3 +140,62 @@ func onlineOnly(cpus, online []int, what string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// Fits resolves every cpuset the scenario names (its cgroups' and its
+// set_cpuset and add_cgroup operations') against topo, so that a scenario
+// that does not fit a guest is refused before that guest boots.
+func (s *Scenario) Fits(topo *Topology) error {
+	res := func(spec, what string) error {
+		cs, err := ParseCpuset(spec)
+		if err == nil {
+			_, err = cs.Resolve(topo)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	for i, st := range s.Steps {
+		for _, c := range st.Cgroups {
+			if err := res(c.Cpuset, fmt.Sprintf("step %d cgroup %s", i, c.Name)); err != nil {
+				return err
+			}
+		}
+		for _, o := range st.Ops {
+			switch {
+			case o.Op == OpSetCpuset:
+				if err := res(o.Cpuset, fmt.Sprintf("step %d set_cpuset %s", i, o.Cgroup)); err != nil {
+					return err
+				}
+			case o.Op == OpAddCgroup && o.Add != nil:
+				if err := res(o.Add.Cpuset, fmt.Sprintf("step %d add_cgroup %s", i, o.Add.Name)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ShapeTopology is the Topology of a guest laid out as nodes x llcs (in
+// all) x cpusPerLLC, CPUs numbered in that order: what ktstr-boot's
+// NnNlNcNt shapes give a guest.
+func ShapeTopology(nodes, llcs, cpusPerLLC int) *Topology {
+	t := &Topology{}
+	if nodes < 1 || llcs < nodes || cpusPerLLC < 1 {
+		return t
+	}
+	perNode := llcs / nodes
+	t.Nodes = make([][]int, nodes)
+	for l := 0; l < llcs; l++ {
+		var cpus []int
+		for c := 0; c < cpusPerLLC; c++ {
+			cpus = append(cpus, l*cpusPerLLC+c)
+		}
+		t.LLCs = append(t.LLCs, cpus)
+		t.Online = append(t.Online, cpus...)
+		n := min(l/max(perNode, 1), nodes-1)
+		t.Nodes[n] = append(t.Nodes[n], cpus...)
+	}
+	return t
+}

@@ -49,8 +49,11 @@ const (
 type Scenario struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	Checks      Checks `json:"checks,omitzero"`
-	Steps       []Step `json:"steps"`
+	// Notes say why the scenario's thresholds are what they are (the
+	// measurements behind them); --list-scenarios does not show them.
+	Notes  string `json:"notes,omitempty"`
+	Checks Checks `json:"checks,omitzero"`
+	Steps  []Step `json:"steps"`
 }
 
 // Checks overrides the defaults of the guest's checks. Zero values take the

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,9 +133,16 @@ func TestCpusetParseAndResolve(t *testing.T) {
 }
 
 func TestCatalog(t *testing.T) {
+	// The first five, still there (the catalog grows; TestCatalogFitsItsTopology checks every entry).
 	want := []string{"cpuset-shrink", "mixed-burst", "ping-pong-cross-llc", "steady", "two-cgroups-disjoint"}
-	if got := Names(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("catalog %v, want %v", got, want)
+	got := Names()
+	if !slices.IsSorted(got) {
+		t.Errorf("catalog not sorted: %v", got)
+	}
+	for _, n := range want {
+		if !slices.Contains(got, n) {
+			t.Errorf("catalog %v lacks %s", got, n)
+		}
 	}
 	for _, n := range want {
 		s, err := Lookup(n)
@@ -193,4 +201,49 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCatalogFitsItsTopology: every catalog scenario validates and fits
+// the default 2-CPU guest, or else says in its description what it needs
+// and fits a guest with that (2 LLCs of one CPU each), and no catalog
+// scenario hides a need the description does not name.
+func TestCatalogFitsItsTopology(t *testing.T) {
+	small := ShapeTopology(1, 1, 2)
+	twoLLC := ShapeTopology(1, 2, 1)
+	for _, n := range Names() {
+		s, err := Lookup(n)
+		if err != nil {
+			t.Errorf("%s: %v", n, err)
+			continue
+		}
+		if s.Name != n || s.Description == "" || strings.Contains(s.Description, "\n") {
+			t.Errorf("%s: name %q, description must be one non-empty line", n, s.Name)
+		}
+		err = s.Fits(small)
+		needsLLC := strings.Contains(s.Description, "Needs 2 LLCs") || strings.Contains(s.Description, "Needs a guest with 2 LLCs")
+		switch {
+		case err == nil && needsLLC:
+			t.Errorf("%s: says it needs 2 LLCs but fits one", n)
+		case err != nil && !needsLLC:
+			t.Errorf("%s: does not fit 2 CPUs in 1 LLC and does not say why: %v", n, err)
+		case err != nil:
+			if err := s.Fits(twoLLC); err != nil {
+				t.Errorf("%s: does not fit 2 LLCs either: %v", n, err)
+			}
+		}
+	}
+	if len(Names()) < 30 {
+		t.Errorf("catalog has %d scenarios", len(Names()))
+	}
+}
+
+func TestShapeTopology(t *testing.T) {
+	got := ShapeTopology(2, 4, 2)
+	want := &Topology{Online: []int{0, 1, 2, 3, 4, 5, 6, 7}, LLCs: [][]int{{0, 1}, {2, 3}, {4, 5}, {6, 7}}, Nodes: [][]int{{0, 1, 2, 3}, {4, 5, 6, 7}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v", got)
+	}
+	if bad := ShapeTopology(0, 1, 1); len(bad.Online) != 0 {
+		t.Errorf("invalid shape: %+v", bad)
+	}
 }
