@@ -93,6 +93,10 @@ func TestCheck(t *testing.T) {
 		{"bad topology", Spec{Kernel: k, Topology: "2x"}, "--topology"},
 		{"topology nodes > LLCs", Spec{Kernel: k, Topology: "2n1l1c1t"}, "--topology"},
 		{"negative timeout", Spec{Kernel: k, Timeout: -time.Second}, "negative"},
+		{"scenario fits", Spec{Kernel: k, Scenario: "steady_llc", Topology: "1n2l1c1t"}, ""},
+		{"scenario does not fit", Spec{Kernel: k, Scenario: "steady_llc"}, "does not fit --topology 1n1l2c1t: step 0 cgroup llc1: cpuset wants LLC 1"},
+		{"unknown scenario", Spec{Kernel: k, Scenario: "no_such_scenario"}, "--scenario: scenario \"no_such_scenario\" is not in the catalog"},
+		{"missing scenario file", Spec{Kernel: k, Scenario: "/nonexistent/s.json"}, "read scenario file"},
 	} {
 		s := c.s
 		_, err := s.Check()
