@@ -24,7 +24,37 @@ func threadCPU() int64 {
 	return ts.Nano()
 }
 
+// useFastCPU says whether getcpu may read TSC_AUX instead of making a
+// system call: the CPU has RDTSCP and, checked once at start, TSC_AUX
+// agrees with getcpu(2) (a hypervisor or kernel that leaves it unset
+// would report CPU 0 for ever).
+var useFastCPU = func() bool {
+	if !hasRDTSCP() {
+		return false
+	}
+	agreed := 0
+	for try := 0; try < 64 && agreed < 8; try++ {
+		a, b, c := sysGetcpu(), fastCPU(), sysGetcpu()
+		if a != c {
+			continue // migrated in between: try again
+		}
+		if a != b || a < 0 {
+			return false
+		}
+		agreed++
+	}
+	return agreed == 8
+}()
+
+// getcpu is the CPU the calling thread runs on.
 func getcpu() int {
+	if useFastCPU {
+		return fastCPU()
+	}
+	return sysGetcpu()
+}
+
+func sysGetcpu() int {
 	var cpu, node uint32
 	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0); e != 0 {
 		return -1

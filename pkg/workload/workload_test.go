@@ -214,3 +214,15 @@ func TestTouchRunAndMatrices(t *testing.T) {
 		t.Errorf("multiply: %v", small.c)
 	}
 }
+
+func TestGetcpu(t *testing.T) {
+	// Whatever the method, getcpu agrees with the system call (retrying
+	// across a migration).
+	for i := 0; i < 100; i++ {
+		a, b, c := sysGetcpu(), getcpu(), sysGetcpu()
+		if a == c && a != b {
+			t.Fatalf("getcpu %d, getcpu(2) %d (fast path %v)", b, a, useFastCPU)
+		}
+	}
+	t.Logf("fast path (RDTSCP/TSC_AUX): %v", useFastCPU)
+}
