@@ -190,6 +190,26 @@ func (w Work) WithDefaults() Work {
 	return w
 }
 
+// MaxWorkMemoryKB bounds the buffers one cgroup's workers allocate
+// (size_kb, region_kb, cache_footprint_kb times the workers), so that a
+// scenario cannot ask a guest of the default 1 GiB for more.
+const MaxWorkMemoryKB = 256 * 1024
+
+// MemoryKB is the buffer memory one worker of this work allocates (in
+// KiB; 0 for work without buffers).
+func (w Work) MemoryKB() int {
+	d := w.WithDefaults()
+	switch w.Type {
+	case WorkCachePressure, WorkCacheYield, WorkCachePipe:
+		return d.SizeKB
+	case WorkPageFaultChurn:
+		return d.RegionKB
+	case WorkFanOutCompute:
+		return d.FootprintKB
+	}
+	return 0
+}
+
 // MaxBlock is the longest a worker of this work intends to sleep between
 // two units of progress (bursty's sleep, a sequence's sleep phase, ...):
 // the guest waits that much longer for its reports.
@@ -284,6 +304,9 @@ func (w Work) validate(workers int) error {
 	}
 	if w.Type != WorkPayload && w.Type != WorkCustom && len(w.Argv) != 0 {
 		return fmt.Errorf("argv only applies to payload and custom work, not %s", w.Type)
+	}
+	if kb := d.MemoryKB(); kb > 0 && workers*kb > MaxWorkMemoryKB {
+		return fmt.Errorf("%s work: %d workers of %d KiB each is more than %d MiB of buffers in one cgroup", w.Type, workers, kb, MaxWorkMemoryKB/1024)
 	}
 	if g := w.GroupSize(); g > 1 && !(wi.Paired && w.PairWith != "") && workers%g != 0 {
 		if wi.Paired {

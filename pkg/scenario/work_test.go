@@ -56,6 +56,8 @@ func TestWorkTypes(t *testing.T) {
 		{"negative", 2, `{"type":"pipe_io","burst_iters":-1}`, "out of range"},
 		{"pair_with on fan", 5, `{"type":"futex_fan_out","pair_with":"b"}`, "pair_with only applies"},
 		{"argv on mixed", 1, `{"type":"mixed","argv":["x"]}`, "argv only applies"},
+		{"too much memory", 8, `{"type":"cache_pressure","size_kb":65536}`, "more than 256 MiB of buffers"},
+		{"memory just fits", 4, `{"type":"page_fault_churn","region_kb":65536}`, ""},
 		{"unknown lists types", 1, `{"type":"dance"}`, "spin, cpu_spin, yield"},
 		{"upstream name", 1, `{"type":"FutexPingPong"}`, `scenario files name it "futex_ping_pong"`},
 	}
