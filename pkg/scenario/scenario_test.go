@@ -189,8 +189,13 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-encoded scenario invalid: %v\n%s", err, out)
 		}
 		topo := &Topology{Online: []int{0, 1}, LLCs: [][]int{{0, 1}}, Nodes: [][]int{{0, 1}}}
+		_ = s.Fits(topo)
 		for _, st := range s.Steps {
 			for _, c := range st.Cgroups {
+				// A validated work's derived figures are sane.
+				if g := c.Work.GroupSize(); g < 1 || g > 64 || c.Work.MaxBlock() < 0 || c.Work.MemoryKB()*c.Workers > MaxWorkMemoryKB {
+					t.Fatalf("work %+v: group %d, block %d, memory %d KiB", c.Work, g, c.Work.MaxBlock(), c.Work.MemoryKB())
+				}
 				cs, err := ParseCpuset(c.Cpuset)
 				if err != nil {
 					t.Fatalf("validated cpuset %q fails to parse: %v", c.Cpuset, err)
