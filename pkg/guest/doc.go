@@ -9,9 +9,9 @@
 // Workers are separate processes: the init re-executes itself with
 // WorkerArg as argv[1], places the child directly into its cgroup
 // (clone3 CLONE_INTO_CGROUP), and exchanges one JSON line per report over
-// pipes. The measurement (Recorder) and the check arithmetic (Evaluate)
-// are plain functions tested on the host.
+// pipes. The work loops and their measurement live in pkg/workload; the
+// check arithmetic (Evaluate) is a plain function tested on the host.
 //
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
-// pkg/runconfig, pkg/scenario, pkg/cpulist.
+// pkg/runconfig, pkg/scenario, pkg/cpulist, pkg/workload.
 package guest
