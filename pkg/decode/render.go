@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -515,6 +516,7 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		if v.CPUShare != 0 {
 			dst = kv(dst, "share", strconv.FormatFloat(v.CPUShare*100, 'f', 1, 64)+"%")
 		}
+		dst = appendWorkerWorkload(dst, &v)
 	case wire.CgroupMetrics:
 		dst = appendCgroupLine(dst, &v)
 	case wire.Output:
@@ -680,6 +682,76 @@ func appendCgroupLine(dst []byte, v *wire.CgroupMetrics) []byte {
 	}
 	if v.WakeLatP99NS != 0 {
 		dst = kv(dst, "wake_p99", fmtDur(v.WakeLatP99NS))
+	}
+	return appendCgroupWorkload(dst, v)
+}
+
+// fmtRate writes an iteration rate with its unit.
+func fmtRate(v float64, per string) string {
+	return strconv.FormatFloat(v, 'f', -1, 64) + per
+}
+
+func fmtRound(v float64, prec int) string {
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+// appendWorkerWorkload appends the workload metrics of a worker line, each
+// only when the frame carries it (older inits send none).
+func appendWorkerWorkload(dst []byte, v *wire.WorkerMetrics) []byte {
+	if v.Unit != "" {
+		dst = kv(dst, "unit", v.Unit)
+	}
+	if v.RatePerS != 0 {
+		dst = kv(dst, "rate", fmtRate(math.Round(v.RatePerS*10)/10, "/s"))
+	}
+	if v.RatePerCPUS != 0 {
+		dst = kv(dst, "rate_cpu", fmtRate(math.Round(v.RatePerCPUS*10)/10, "/cpu-s"))
+	}
+	if v.OffCPUNS != 0 {
+		dst = kv(dst, "off_cpu", fmtDur(v.OffCPUNS))
+	}
+	if v.RunDelayNS != 0 || v.Timeslices != 0 {
+		dst = kv(dst, "run_delay", fmtDur(v.RunDelayNS))
+		dst = kv(dst, "slices", strconv.FormatUint(v.Timeslices, 10))
+	}
+	if v.MigrationRatio != 0 {
+		dst = kv(dst, "mig_ratio", fmtFloat(v.MigrationRatio))
+	}
+	if v.WakeLatCV != 0 {
+		dst = kv(dst, "wake_cv", fmtFloat(v.WakeLatCV))
+	}
+	return dst
+}
+
+// appendCgroupWorkload appends the workload metrics of a cgroup line.
+func appendCgroupWorkload(dst []byte, v *wire.CgroupMetrics) []byte {
+	if v.OffCPUSpreadPct != 0 {
+		dst = kv(dst, "off_cpu_spread", fmtRound(v.OffCPUSpreadPct, 1)+"pt")
+	}
+	if v.ThroughputCV != 0 {
+		dst = kv(dst, "tput_cv", fmtFloat(v.ThroughputCV))
+	}
+	if v.MinRatePerS != 0 {
+		dst = kv(dst, "min_rate", fmtRate(math.Round(v.MinRatePerS*10)/10, "/s"))
+	}
+	if v.MinRatePerCPUS != 0 {
+		dst = kv(dst, "min_rate_cpu", fmtRate(math.Round(v.MinRatePerCPUS*10)/10, "/cpu-s"))
+	}
+	if v.MigrationRatio != 0 {
+		dst = kv(dst, "mig_ratio", fmtFloat(v.MigrationRatio))
+	}
+	if v.OffCPUNS != 0 {
+		dst = kv(dst, "off_cpu", fmtDur(v.OffCPUNS))
+	}
+	if v.RunDelayNS != 0 {
+		dst = kv(dst, "run_delay", fmtDur(v.RunDelayNS))
+		dst = kv(dst, "max_run_delay", fmtRound(v.MaxRunDelayPct, 1)+"%")
+	}
+	if v.WakeSamples != 0 {
+		dst = kv(dst, "wake_p50", fmtDur(v.WakeLatP50NS))
+		dst = kv(dst, "wake_max", fmtDur(v.WakeLatMaxNS))
+		dst = kv(dst, "wake_cv", fmtFloat(v.WakeLatCV))
+		dst = kv(dst, "wake_samples", strconv.FormatUint(v.WakeSamples, 10))
 	}
 	return dst
 }

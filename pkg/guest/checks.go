@@ -199,6 +199,7 @@ func Evaluate(step int, cg *CgroupSample, chk scenario.Checks) (wire.CgroupMetri
 		r.Observed, r.Detail = 1, payloadFail
 		res = append(res, r)
 	}
+	res = append(res, evaluateWorkload(step, cg, &m, chk)...)
 	return m, res
 }
 

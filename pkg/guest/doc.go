@@ -9,8 +9,8 @@
 // Workers are separate processes: the init re-executes itself with
 // WorkerArg as argv[1], places the child directly into its cgroup
 // (clone3 CLONE_INTO_CGROUP), and exchanges one JSON line per report over
-// pipes. The measurement (Recorder) and the check arithmetic (Evaluate)
-// are plain functions tested on the host.
+// pipes. The work loops and their measurement live in pkg/workload; the
+// check arithmetic (Evaluate) is a plain function tested on the host.
 //
 // Scenario operations beyond adding and removing cgroups (cpusets,
 // affinity, policies, freezing, nested cgroups, repetition during a step)
@@ -18,5 +18,6 @@
 // in bpfstats.go.
 //
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
-// pkg/runconfig, pkg/scenario, pkg/cpulist, github.com/cilium/ebpf.
+// pkg/runconfig, pkg/scenario, pkg/cpulist, pkg/workload,
+// github.com/cilium/ebpf.
 package guest

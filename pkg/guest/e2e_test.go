@@ -474,3 +474,58 @@ func TestE2EExec(t *testing.T) {
 		t.Fatalf("hvc0 output %q lacks the command's output and %s7 (QEMU timed out %v)\nconsole:\n%s", out, runconfig.ExecStatusPrefix, res.TimedOut, tailString(res.Console, 800))
 	}
 }
+
+// TestE2EWorkloads: a few of the newer work types run in a real guest
+// (EEVDF) and every worker reports plausible workload metrics: progress in
+// its own unit, rates, off-CPU time, schedstat run delay, and for the work
+// that waits on others, ordered wake latencies. No figure is compared with
+// a time limit.
+func TestE2EWorkloads(t *testing.T) {
+	e := needE2E(t)
+	blob := e.initramfs(t, "--scenario", "testdata/workloads.json")
+	r := boot(t, e, blob, "")
+	wantExit(t, r, guest.ExitPass)
+	units := map[string]bool{}
+	workers := 0
+	for _, m := range r.frames {
+		switch v := m.(type) {
+		case wire.WorkerMetrics:
+			workers++
+			units[v.Work+": "+v.Unit] = true
+			if v.Iterations == 0 || v.Unit == "" || v.RatePerS <= 0 || v.RatePerCPUS <= 0 || v.CPUTimeNS == 0 {
+				t.Errorf("%s worker %d: no progress or rates: %+v", v.Work, v.Worker, v)
+			}
+			if v.OffCPUNS != v.WallNS-min(v.WallNS, v.CPUTimeNS) {
+				t.Errorf("%s worker %d: off-CPU %d, wall %d, CPU %d", v.Work, v.Worker, v.OffCPUNS, v.WallNS, v.CPUTimeNS)
+			}
+			if v.Timeslices == 0 {
+				t.Errorf("%s worker %d: no schedstat figures (timeslices 0)", v.Work, v.Worker)
+			}
+			waits := v.Work == "pipe_io" || v.Work == "cache_yield" || v.Work == "io_sync" || v.Unit == "wakes received"
+			if waits && v.WakeSamples == 0 {
+				t.Errorf("%s worker %d (%s): no wake samples", v.Work, v.Worker, v.Unit)
+			}
+			if v.WakeSamples > 0 && (v.WakeLatP99NS < v.WakeLatP50NS || v.WakeLatMaxNS < v.WakeLatP99NS) {
+				t.Errorf("%s worker %d: wake p50 %d p99 %d max %d", v.Work, v.Worker, v.WakeLatP50NS, v.WakeLatP99NS, v.WakeLatMaxNS)
+			}
+			if v.MigrationRatio != 0 && v.MigrationRatio != float64(int(v.MigrationRatio*1000+0.5))/1000 {
+				t.Errorf("%s worker %d: migration ratio %v not rounded", v.Work, v.Worker, v.MigrationRatio)
+			}
+		case wire.CgroupMetrics:
+			if v.Iterations == 0 || v.MinRatePerS <= 0 {
+				t.Errorf("cgroup %s: %+v", v.Cgroup, v)
+			}
+			if v.Iterations > 0 && v.MigrationRatio > float64(v.Migrations)/float64(v.Iterations)+0.001 {
+				t.Errorf("cgroup %s: migration ratio %v for %d/%d", v.Cgroup, v.MigrationRatio, v.Migrations, v.Iterations)
+			}
+		}
+	}
+	if workers != 11 {
+		t.Errorf("%d worker_metrics frames, want 11\n%s", workers, r)
+	}
+	for _, u := range []string{"futex_fan_out: wakes sent", "futex_fan_out: wakes received", "fork_exit: forks", "custom: program runs", "mutex_contention: lock acquisitions"} {
+		if !units[u] {
+			t.Errorf("no worker reported %q (have %v)", u, units)
+		}
+	}
+}

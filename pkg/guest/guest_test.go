@@ -179,48 +179,6 @@ func TestExitCode(t *testing.T) {
 	}
 }
 
-func TestRecorder(t *testing.T) {
-	ms := int64(time.Millisecond)
-	r := NewRecorder(1000*ms, 50*ms)
-	r.Mark(1010*ms, 0)
-	r.Mark(1020*ms, 0)
-	r.Mark(1500*ms, 1) // 480 ms gap, migration
-	r.Mark(1510*ms, 0) // migration
-	r.Skip(1600 * ms)  // intended sleep until 1600
-	r.Mark(1605*ms, 0)
-	for _, l := range []int64{10, 20, 30, 40, 1000} {
-		r.Wake(l)
-	}
-	m := r.Snapshot(1700*ms, 250*ms) // trailing 95 ms: smaller than 480
-	if m.Iterations != 5 || m.MaxGapNS != uint64(480*ms) || m.MaxGapCPU != 1 || m.Migrations != 2 {
-		t.Errorf("got %+v", m)
-	}
-	if !reflect.DeepEqual(m.CPUs, []int{0, 1}) || m.WallNS != uint64(700*ms) || m.CPUTimeNS != uint64(200*ms) {
-		t.Errorf("cpus/wall/cpu: %+v", m)
-	}
-	if m.WakeSamples != 5 || m.WakeLatP50NS != 30 || m.WakeLatP99NS != 1000 || m.WakeLatMaxNS != 1000 {
-		t.Errorf("wake: %+v", m)
-	}
-	// After a reset the trailing gap of a worker that stopped running shows.
-	r.Reset(2000*ms, 300*ms)
-	m = r.Snapshot(4500*ms, 300*ms)
-	if m.Iterations != 0 || m.MaxGapNS != uint64(2500*ms) || len(m.CPUs) != 0 || m.WakeSamples != 0 {
-		t.Errorf("after reset: %+v", m)
-	}
-	// A migration across the reset still counts (last CPU was 0).
-	r.Mark(4600*ms, 3)
-	if m = r.Snapshot(4600*ms, 300*ms); m.Migrations != 1 {
-		t.Errorf("migration across reset: %+v", m)
-	}
-	// The reservoir stays bounded.
-	for i := 0; i < maxLatSamples+500; i++ {
-		r.Wake(int64(i))
-	}
-	if len(r.lat) != maxLatSamples || r.latN != maxLatSamples+500 {
-		t.Errorf("reservoir %d of %d", len(r.lat), r.latN)
-	}
-}
-
 func TestOverrides(t *testing.T) {
 	o, err := ParseOverrides(`console=ttyS0 ktstr.scenario=mixed-burst ktstr.attach_timeout=5s ktstr.hold=1500 ktstr.sched_args=-e,100 "ktstr.port=my port" ktstr.future=1 ktstr.kthreadd_cpu=1 ktstr.spread_pct=35.5 ktstr.starvation_ms=3000 ktstr.task_stall_ms=1500`)
 	if err != nil {

@@ -148,7 +148,14 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 				return err
 			}
 		}
-	case scenario.WorkPingPong:
+	case scenario.WorkFutexFanOut, scenario.WorkFanOutCompute, scenario.WorkMutexContention:
+		g := c.Work.GroupSize()
+		for i := 0; i < c.Workers/g; i++ {
+			if err := r.spawnGroup(cg, g); err != nil {
+				return err
+			}
+		}
+	case scenario.WorkPingPong, scenario.WorkPipeIO, scenario.WorkFutexPingPong, scenario.WorkCachePipe:
 		if c.Work.PairWith == "" {
 			for i := 0; i < c.Workers/2; i++ {
 				if err := r.spawnPair(cg, cg); err != nil {
@@ -179,19 +186,46 @@ func (r *runner) addCgroup(c scenario.Cgroup) error {
 	return nil
 }
 
+// sharedPage creates the page that the workers of a futex pair or group
+// map: a futex word and a timestamp (see pkg/workload).
+func sharedPage() (*os.File, error) {
+	fd, err := unix.MemfdCreate("ktstr-futex", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd for a futex page: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "ktstr-futex")
+	if err := f.Truncate(4096); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("size the futex page: %w", err)
+	}
+	return f, nil
+}
+
+// spawnGroup starts n workers of cg's work sharing one futex page: a
+// fan-out group (index 0 is the messenger) or mutex contenders.
+func (r *runner) spawnGroup(cg *rtCgroup, n int) error {
+	f, err := sharedPage()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for i := 0; i < n; i++ {
+		if _, err := r.spawnWorker(cg, WorkerSpec{Work: cg.work, Index: i}, f, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *runner) spawnPair(a, b *rtCgroup) error {
-	if a.work.Mode == "futex" {
+	if a.work.Mode == "futex" || a.work.Type == scenario.WorkFutexPingPong {
 		// One shared page: a futex word saying whose turn it is and the
 		// sender's timestamp, mapped by both workers.
-		fd, err := unix.MemfdCreate("ktstr-pingpong", unix.MFD_CLOEXEC)
+		f, err := sharedPage()
 		if err != nil {
-			return fmt.Errorf("memfd for a futex pair: %w", err)
+			return err
 		}
-		f := os.NewFile(uintptr(fd), "ktstr-pingpong")
 		defer f.Close()
-		if err := f.Truncate(4096); err != nil {
-			return fmt.Errorf("size the futex page: %w", err)
-		}
 		if _, err := r.spawnWorker(a, WorkerSpec{Work: a.work, Initiator: true}, f, f); err != nil {
 			return err
 		}
@@ -516,7 +550,7 @@ func payloadCPU(w *rtWorker) uint64 {
 func (r *runner) maxSleep() time.Duration {
 	var d time.Duration
 	for _, w := range r.all() {
-		d = max(d, time.Duration(w.work.SleepMS)*time.Millisecond)
+		d = max(d, time.Duration(w.work.MaxBlock())*time.Millisecond)
 	}
 	return d
 }

@@ -97,6 +97,10 @@ func TestCheck(t *testing.T) {
 		{"scenario does not fit", Spec{Kernel: k, Scenario: "cpuset_resize", Topology: "1n1l2c1t"},
 			"--scenario cpuset_resize does not fit --topology 1n1l2c1t: set_cpuset step 1 cg_1: cpuset list names CPU 2, which is not online"},
 		{"unknown scenario", Spec{Kernel: k, Scenario: "nope"}, "--scenario: scenario \"nope\" is not in the catalog"},
+		{"catalog scenario fits 2 LLCs", Spec{Kernel: k, Scenario: "steady_llc", Topology: "1n2l1c1t"}, ""},
+		{"LLC scenario does not fit", Spec{Kernel: k, Scenario: "steady_llc"}, "does not fit --topology 1n1l2c1t: step 0 cgroup llc1: cpuset wants LLC 1"},
+		{"unknown scenario name", Spec{Kernel: k, Scenario: "no_such_scenario"}, "--scenario: scenario \"no_such_scenario\" is not in the catalog"},
+		{"missing scenario file", Spec{Kernel: k, Scenario: "/nonexistent/s.json"}, "read scenario file"},
 	} {
 		s := c.s
 		_, err := s.Check()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -50,8 +52,11 @@ type Scenario struct {
 	// Topology is the guest shape (NnNlNcNt) the scenario is written
 	// for; Parse resolves every cpuset against it on the host.
 	Topology string `json:"topology,omitempty"`
-	Checks   Checks `json:"checks,omitzero"`
-	Steps    []Step `json:"steps"`
+	// Notes say why the scenario's thresholds are what they are (the
+	// measurements behind them); --list-scenarios does not show them.
+	Notes  string `json:"notes,omitempty"`
+	Checks Checks `json:"checks,omitzero"`
+	Steps  []Step `json:"steps"`
 }
 
 // Checks overrides the defaults of the guest's checks. Zero values take the
@@ -63,6 +68,7 @@ type Checks struct {
 	SpreadPct    float64  `json:"fairness_spread_pct,omitempty"`
 	TaskStallMS  int      `json:"task_stall_ms,omitempty"`
 	Disable      []string `json:"disable,omitempty"`
+	WorkloadChecks
 }
 
 // Step declares cgroups to add, operations to apply, and how long to hold.
@@ -89,7 +95,23 @@ type Work struct {
 	SleepMS  int      `json:"sleep_ms,omitempty"`  // bursty
 	PairWith string   `json:"pair_with,omitempty"` // pingpong: partner cgroup
 	Mode     string   `json:"mode,omitempty"`      // pingpong: "pipe" (default) or "futex"
-	Argv     []string `json:"argv,omitempty"`      // payload
+	Argv     []string `json:"argv,omitempty"`      // payload, custom
+	// Parameters of the other work types (see work.go and
+	// man/ktstr-scenario.5): 0 takes the type's default.
+	SpinIters   int     `json:"spin_iters,omitempty"`
+	BurstIters  int     `json:"burst_iters,omitempty"`
+	SizeKB      int     `json:"size_kb,omitempty"`
+	Stride      int     `json:"stride,omitempty"`
+	FanOut      int     `json:"fan_out,omitempty"`
+	FootprintKB int     `json:"cache_footprint_kb,omitempty"`
+	Operations  int     `json:"operations,omitempty"`
+	SleepUS     int     `json:"sleep_us,omitempty"`
+	RegionKB    int     `json:"region_kb,omitempty"`
+	Touches     int     `json:"touches_per_cycle,omitempty"`
+	Contenders  int     `json:"contenders,omitempty"`
+	HoldIters   int     `json:"hold_iters,omitempty"`
+	WorkIters   int     `json:"work_iters,omitempty"`
+	Phases      []Phase `json:"phases,omitempty"` // sequence
 }
 
 // Op is one operation applied at the start of a step, after its cgroups
@@ -162,12 +184,6 @@ func (c *Cgroup) EffectiveWeight() int {
 	return c.Weight
 }
 
-// FairnessApplies reports whether the fairness check is meaningful for this
-// work type: workers doing the same CPU-bound or periodic work.
-func (w Work) FairnessApplies() bool {
-	return w.Type == WorkSpin || w.Type == WorkYield || w.Type == WorkBursty
-}
-
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Parse decodes and validates a scenario file. Unknown fields are errors so
@@ -228,8 +244,13 @@ func (s *Scenario) Validate() error {
 		switch d {
 		case "starvation", "fairness", "isolation", "payload", "task_stall", "frozen", "policy":
 		default:
-			return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall, frozen, policy)", d)
+			if !slices.Contains(WorkloadCheckNames, d) {
+				return fmt.Errorf("checks.disable: unknown check %q (starvation, fairness, isolation, payload, task_stall, frozen, policy, %s)", d, strings.Join(WorkloadCheckNames, ", "))
+			}
 		}
+	}
+	if err := s.Checks.WorkloadChecks.validate(); err != nil {
+		return fmt.Errorf("checks: %w", err)
 	}
 	live := map[string]*cgState{}
 	total := 0
@@ -301,57 +322,19 @@ func addCgroup(live map[string]*cgState, c *Cgroup, total *int) error {
 	return nil
 }
 
-func (w Work) validate(workers int) error {
-	switch w.Type {
-	case WorkSpin, WorkYield:
-	case WorkBursty:
-		if w.RunMS <= 0 || w.SleepMS <= 0 || w.RunMS > 60000 || w.SleepMS > 60000 {
-			return fmt.Errorf("bursty work needs run_ms and sleep_ms in 1..60000 (got %d, %d)", w.RunMS, w.SleepMS)
-		}
-	case WorkPingPong:
-		if w.PairWith == "" && workers%2 != 0 {
-			return fmt.Errorf("pingpong work pairs workers within the cgroup: need an even count, got %d", workers)
-		}
-	case WorkPayload:
-		if len(w.Argv) == 0 || w.Argv[0] == "" {
-			return errors.New("payload work needs argv with the program's path first")
-		}
-	case "":
-		return errors.New("work.type missing (spin, yield, pingpong, bursty, payload)")
-	default:
-		return fmt.Errorf("unknown work type %q (spin, yield, pingpong, bursty, payload)", w.Type)
-	}
-	if w.Type != WorkBursty && (w.RunMS != 0 || w.SleepMS != 0) {
-		return fmt.Errorf("run_ms/sleep_ms only apply to bursty work, not %s", w.Type)
-	}
-	if w.Type == WorkPingPong && w.Mode != "" && w.Mode != "pipe" && w.Mode != "futex" {
-		return fmt.Errorf("pingpong mode %q: pipe or futex", w.Mode)
-	}
-	if w.Type != WorkPingPong && w.Mode != "" {
-		return fmt.Errorf("mode only applies to pingpong work, not %s", w.Type)
-	}
-	if w.Type != WorkPingPong && w.PairWith != "" {
-		return fmt.Errorf("pair_with only applies to pingpong work, not %s", w.Type)
-	}
-	if w.Type != WorkPayload && len(w.Argv) != 0 {
-		return fmt.Errorf("argv only applies to payload work, not %s", w.Type)
-	}
-	return nil
-}
-
 // checkPairs verifies that cross-cgroup ping-pong partners exist, are
-// mutual and have equal worker counts.
+// mutual, do the same work and have equal worker counts.
 func checkPairs(live map[string]*cgState) error {
 	for name, c := range live {
-		if c.work.Type != WorkPingPong || c.work.PairWith == "" {
+		if !c.work.Paired() || c.work.PairWith == "" {
 			continue
 		}
 		p, ok := live[c.work.PairWith]
 		if !ok {
 			return fmt.Errorf("cgroup %q: pair_with %q does not exist (removing one half of a ping-pong pair is not allowed)", name, c.work.PairWith)
 		}
-		if p.work.Type != WorkPingPong || p.work.PairWith != name {
-			return fmt.Errorf("cgroup %q: pair_with %q must be a pingpong cgroup paired back with %q", name, c.work.PairWith, name)
+		if p.work.Kind() != c.work.Kind() || p.work.PairWith != name {
+			return fmt.Errorf("cgroup %q: pair_with %q must be a %s cgroup paired back with %q", name, c.work.PairWith, c.work.Type, name)
 		}
 		if p.work.Mode != c.work.Mode && !(p.work.Mode == "" && c.work.Mode == "pipe" || p.work.Mode == "pipe" && c.work.Mode == "") {
 			return fmt.Errorf("cgroups %q and %q pair workers but use different modes (%q, %q)", name, c.work.PairWith, c.work.Mode, p.work.Mode)
@@ -417,8 +400,8 @@ func applyOp(live map[string]*cgState, o *Op, total *int) error {
 		if err := checkMove(live, o); err != nil {
 			return err
 		}
-		if from.work.Type == WorkPingPong || from.work.Type == WorkPayload {
-			return fmt.Errorf("move_workers: %s workers of %q cannot be moved (pairs and payloads stay put)", from.work.Type, o.Cgroup)
+		if from.work.GroupSize() > 1 || from.work.Type == WorkPayload {
+			return fmt.Errorf("move_workers: %s workers of %q cannot be moved (pairs, groups and payloads stay put)", from.work.Type, o.Cgroup)
 		}
 		if o.Count < 0 || o.Count > from.workers {
 			return fmt.Errorf("move_workers: count %d but %q has %d workers", o.Count, o.Cgroup, from.workers)

@@ -133,8 +133,17 @@ func TestCpusetParseAndResolve(t *testing.T) {
 }
 
 func TestCatalog(t *testing.T) {
+	// The first five, still there (the catalog grows; TestCatalogFitsItsTopology checks every entry).
 	want := []string{"cpuset-shrink", "mixed-burst", "ping-pong-cross-llc", "steady", "two-cgroups-disjoint"}
 	got := Names()
+	if !slices.IsSorted(got) {
+		t.Errorf("catalog not sorted: %v", got)
+	}
+	for _, n := range want {
+		if !slices.Contains(got, n) {
+			t.Errorf("catalog %v lacks %s", got, n)
+		}
+	}
 	for _, n := range want {
 		if !slices.Contains(got, n) {
 			t.Fatalf("catalog %v lacks %s", got, n)
@@ -188,8 +197,13 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-encoded scenario invalid: %v\n%s", err, out)
 		}
 		topo := &Topology{Online: []int{0, 1}, LLCs: [][]int{{0, 1}}, Nodes: [][]int{{0, 1}}}
+		_ = s.CheckTopology(topo)
 		for _, st := range s.Steps {
 			for _, c := range st.Cgroups {
+				// A validated work's derived figures are sane.
+				if g := c.Work.GroupSize(); g < 1 || g > 64 || c.Work.MaxBlock() < 0 || c.Work.MemoryKB()*c.Workers > MaxWorkMemoryKB {
+					t.Fatalf("work %+v: group %d, block %d, memory %d KiB", c.Work, g, c.Work.MaxBlock(), c.Work.MemoryKB())
+				}
 				cs, err := ParseCpuset(c.Cpuset)
 				if err != nil {
 					t.Fatalf("validated cpuset %q fails to parse: %v", c.Cpuset, err)
@@ -200,4 +214,48 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCatalogFitsItsTopology: every catalog scenario validates and fits
+// the default 2-CPU guest, or else says in its description what it needs
+// and fits a guest with that (2 LLCs of one CPU each), and no catalog
+// scenario hides a need the description does not name.
+func TestCatalogFitsItsTopology(t *testing.T) {
+	small, err := TopologyOf("1n1l2c1t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	twoLLC, err := TopologyOf("1n2l1c1t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range Names() {
+		s, err := Lookup(n)
+		if err != nil {
+			t.Errorf("%s: %v", n, err)
+			continue
+		}
+		if s.Name != n || s.Description == "" || strings.Contains(s.Description, "\n") {
+			t.Errorf("%s: name %q, description must be one non-empty line", n, s.Name)
+		}
+		if s.Topology != "" {
+			// It names the guest it needs (TestTopologyOfAndCheck checks that it fits).
+			continue
+		}
+		err = s.CheckTopology(small)
+		needsLLC := strings.Contains(s.Description, "Needs 2 LLCs") || strings.Contains(s.Description, "Needs a guest with 2 LLCs")
+		switch {
+		case err == nil && needsLLC:
+			t.Errorf("%s: says it needs 2 LLCs but fits one", n)
+		case err != nil && !needsLLC:
+			t.Errorf("%s: does not fit 2 CPUs in 1 LLC and does not say why: %v", n, err)
+		case err != nil:
+			if err := s.CheckTopology(twoLLC); err != nil {
+				t.Errorf("%s: does not fit 2 LLCs either: %v", n, err)
+			}
+		}
+	}
+	if len(Names()) < 30 {
+		t.Errorf("catalog has %d scenarios", len(Names()))
+	}
 }

@@ -88,6 +88,15 @@ type WorkerMetrics struct {
 	OffCpuset    []int   `json:"off_cpuset,omitempty"` // CPUs used outside the cgroup's cpuset
 	ExitCode     *int    `json:"exit_code,omitempty"`  // payload workers
 	CPUShare     float64 `json:"cpu_share,omitempty"`  // cpu_time / wall
+	// Workload metrics (man/ktstr-stream.5), omitted when zero.
+	Unit           string  `json:"unit,omitempty"`            // what one iteration counts ("round trips", "forks", ...)
+	OffCPUNS       uint64  `json:"off_cpu_ns,omitempty"`      // wall - cpu_time
+	RunDelayNS     uint64  `json:"run_delay_ns,omitempty"`    // schedstat: runnable but waiting for a CPU
+	Timeslices     uint64  `json:"timeslices,omitempty"`      // schedstat: times it was given a CPU
+	MigrationRatio float64 `json:"migration_ratio,omitempty"` // migrations / iterations
+	RatePerS       float64 `json:"rate_per_s,omitempty"`      // iterations per wall second
+	RatePerCPUS    float64 `json:"rate_per_cpu_s,omitempty"`  // iterations per CPU second (throughput)
+	WakeLatCV      float64 `json:"wake_lat_cv,omitempty"`     // coefficient of variation of the wake latencies
 }
 
 // CgroupMetrics summarises a cgroup's workers over a step.
@@ -104,6 +113,20 @@ type CgroupMetrics struct {
 	MaxGapNS     uint64  `json:"max_gap_ns"`
 	Migrations   uint64  `json:"migrations"`
 	WakeLatP99NS uint64  `json:"wake_lat_p99_ns,omitempty"`
+	// Workload metrics (man/ktstr-stream.5), omitted when zero. Rates and
+	// their spread cover the measured workers (not payloads).
+	OffCPUNS        uint64  `json:"off_cpu_ns,omitempty"`         // sum of the workers' off_cpu_ns
+	OffCPUSpreadPct float64 `json:"off_cpu_spread_pct,omitempty"` // max - min of the workers' off-CPU % (upstream's fairness figure)
+	RunDelayNS      uint64  `json:"run_delay_ns,omitempty"`       // sum of the workers' run_delay_ns
+	MaxRunDelayPct  float64 `json:"max_run_delay_pct,omitempty"`  // largest worker run_delay / wall, in %
+	MigrationRatio  float64 `json:"migration_ratio,omitempty"`    // migrations / iterations
+	ThroughputCV    float64 `json:"throughput_cv,omitempty"`      // CV of rate_per_cpu_s over workers of one work type
+	MinRatePerCPUS  float64 `json:"min_rate_per_cpu_s,omitempty"` // slowest worker's iterations per CPU second
+	MinRatePerS     float64 `json:"min_rate_per_s,omitempty"`     // slowest worker's iterations per wall second
+	WakeLatP50NS    uint64  `json:"wake_lat_p50_ns,omitempty"`    // median of the workers' p50
+	WakeLatMaxNS    uint64  `json:"wake_lat_max_ns,omitempty"`    // largest wake latency of any worker
+	WakeLatCV       float64 `json:"wake_lat_cv,omitempty"`        // largest of the workers' wake_lat_cv
+	WakeSamples     uint64  `json:"wake_samples,omitempty"`       // sum of the workers' wake_samples
 }
 
 // Output stream identifiers.
