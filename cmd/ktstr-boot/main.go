@@ -89,15 +89,21 @@ func run(c *cli.Context, start time.Time) error {
 	if err := vmm.CheckMemory(mem); err != nil {
 		return cmdutil.UsageError("--memory: %v", err)
 	}
-	// Regular files only, sizes checked against guest RAM before reading.
-	kernel, kern, err := vmm.ReadKernel(kpath, mem)
+	clock := vmm.NewSetupClock(start)
+	clock.Mark(vmm.PhaseArgs)
+	// Regular files only, sizes checked against guest RAM before reading;
+	// the VMM reads them straight into guest RAM.
+	kern, err := vmm.OpenKernel(kpath, mem)
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
-	initrd, err := vmm.ReadInitrds(c.StringSlice("initramfs"), kern, mem)
+	defer kern.Close()
+	initrd, err := vmm.OpenInitramfs(c.StringSlice("initramfs"), kern, mem)
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
+	defer initrd.Close()
+	clock.Mark(vmm.PhaseOpenInputs)
 	cpus, _, err := hostlock.CPUsFromEnv()
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
@@ -145,7 +151,7 @@ func run(c *cli.Context, start time.Time) error {
 		console = f
 	}
 	cfg := vmm.Config{
-		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
+		KernelFile: kern, KernelPath: kpath, Initramfs: initrd, Setup: clock,
 		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
 		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
@@ -170,6 +176,7 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
+	clock.Mark(vmm.PhaseConfig)
 
 	if choice.QEMU {
 		return runQEMU(c, choice, cfg, c.StringSlice("initramfs"), ask)

@@ -7,10 +7,13 @@ import (
 
 // BootConfig is what LoadBoot puts in guest RAM.
 type BootConfig struct {
-	Kernel  *Kernel
-	Initrd  []byte
-	Cmdline string
-	VCPUs   int
+	Kernel *Kernel
+	// Initramfs, if not nil, is read straight into guest RAM; else
+	// Initrd's bytes are copied there.
+	Initramfs *Initramfs
+	Initrd    []byte
+	Cmdline   string
+	VCPUs     int
 	// APICIDs are the vCPUs' APIC IDs for the MP table (nil: 0..VCPUs-1).
 	APICIDs []uint32
 }
@@ -25,17 +28,23 @@ type BootInfo struct {
 // LoadBoot writes the kernel, initramfs, command line, zero page, page
 // tables, GDT and MP table into guest RAM.
 func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
+	return loadBoot(m, c, nil)
+}
+
+// loadBoot is LoadBoot, marking the set-up phases on clock (nil: none).
+func loadBoot(m *Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
 	k := c.Kernel
 	var info BootInfo
 	lowEnd := m.Regions[0].Size
-	kernEnd := uint64(kernelAddr) + max(uint64(len(k.Image)), uint64(k.InitSize))
+	kernEnd := k.end()
 	if kernEnd > lowEnd {
 		return info, fmt.Errorf("kernel needs %d MiB below the MMIO hole; give the guest more --memory", kernEnd>>20)
 	}
-	if err := m.Write(kernelAddr, k.Image); err != nil {
+	if err := k.loadImage(m); err != nil {
 		return info, fmt.Errorf("load kernel: %w", err)
 	}
 	info.Entry = kernelAddr + entry64Offset
+	clock.Mark(PhaseLoadKernel)
 
 	if uint64(len(c.Cmdline)) > uint64(k.CmdlineSize) {
 		return info, fmt.Errorf("kernel command line is %d bytes; this kernel accepts at most %d", len(c.Cmdline), k.CmdlineSize)
@@ -53,15 +62,20 @@ func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
 	binary.LittleEndian.PutUint32(zp[hdrCmdLinePtr:], cmdlineAddr)
 	binary.LittleEndian.PutUint32(zp[bpExtCmdLinePtr:], 0)
 
-	if len(c.Initrd) > 0 {
-		size := uint64(len(c.Initrd))
+	ir := c.Initramfs
+	if ir == nil && len(c.Initrd) > 0 {
+		ir = InitramfsOf(c.Initrd)
+	}
+	if ir != nil && ir.Size() > 0 {
+		size := ir.Size()
 		addr, err := initrdPlace(k, lowEnd, size)
 		if err != nil {
 			return info, err
 		}
-		if err := m.Write(addr, c.Initrd); err != nil {
+		if err := ir.load(m, addr); err != nil {
 			return info, fmt.Errorf("load initramfs: %w", err)
 		}
+		clock.Mark(PhaseLoadInitramfs)
 		binary.LittleEndian.PutUint32(zp[hdrRamdiskImage:], uint32(addr))
 		binary.LittleEndian.PutUint32(zp[hdrRamdiskSize:], uint32(size))
 		binary.LittleEndian.PutUint32(zp[bpExtRamdiskImage:], uint32(addr>>32))

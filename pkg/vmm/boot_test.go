@@ -122,7 +122,7 @@ func TestParseBzImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("good image: %v", err)
 	}
-	if len(k.Image) != 8192-5*512 || k.CmdlineSize != 2047 {
+	if k.ImageSize != 8192-5*512 || k.CmdlineSize != 2047 {
 		t.Fatalf("kernel %+v", k)
 	}
 	bad := map[string][]byte{
@@ -185,14 +185,14 @@ func FuzzParseBzImage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(k.Image) == 0 || len(k.Header) == 0 {
+		if k.ImageSize == 0 || len(k.Header) == 0 {
 			t.Fatal("accepted image without kernel or header")
 		}
 		// Whatever is accepted is backed by the file and loadable in
 		// principle: the protected-mode kernel is in the file and
 		// init_size covers it and fits below the hole.
-		if k.SysSize == 0 || k.SysSize > uint64(len(k.Image)) || uint64(k.InitSize) < k.SysSize || uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
-			t.Fatalf("accepted inconsistent sizes: syssize %d, image %d, init_size %d", k.SysSize, len(k.Image), k.InitSize)
+		if k.SysSize == 0 || k.SysSize > k.ImageSize || uint64(k.InitSize) < k.SysSize || uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
+			t.Fatalf("accepted inconsistent sizes: syssize %d, image %d, init_size %d", k.SysSize, k.ImageSize, k.InitSize)
 		}
 	})
 }

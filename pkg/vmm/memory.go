@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,6 +51,7 @@ func Layout(size uint64) []Region {
 type Memory struct {
 	fd      int
 	mem     []byte
+	huge    bool // hugetlbfs memfd: takes no write(2), only the mapping
 	Regions []Region
 }
 
@@ -103,6 +106,16 @@ func (m *Memory) Close() error {
 // Slice returns the host bytes of [gpa, gpa+n), which must lie inside one
 // RAM region. It never panics, whatever gpa and n are.
 func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
+	s, err := m.offset(gpa, n)
+	if err != nil {
+		return nil, err
+	}
+	return m.mem[s : s+n : s+n], nil
+}
+
+// offset is where [gpa, gpa+n) lies in the memory file: the one bounds
+// check every access goes through.
+func (m *Memory) offset(gpa, n uint64) (uint64, error) {
 	for _, r := range m.Regions {
 		if gpa < r.GPA {
 			continue
@@ -111,10 +124,77 @@ func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
 		if off > r.Size || n > r.Size-off {
 			continue
 		}
-		s := r.Offset + off
-		return m.mem[s : s+n : s+n], nil
+		return r.Offset + off, nil
 	}
-	return nil, fmt.Errorf("%w: [%#x, +%#x)", ErrOutOfRange, gpa, n)
+	return 0, fmt.Errorf("%w: [%#x, +%#x)", ErrOutOfRange, gpa, n)
+}
+
+// LoadFrom reads n bytes of src, from offset off, straight into guest RAM
+// at gpa: no copy on the heap. From a file into the memfd it asks the
+// kernel to copy page cache to guest pages (copy_file_range, or
+// sendfile where the two files are on different file systems), so that
+// neither a buffer nor a page fault per guest page is paid; anything else
+// (a hugetlbfs memfd, a plain buffer, a reader that is not a file) is
+// read into the mapping with ReadAt (pread for a file).
+func (m *Memory) LoadFrom(gpa uint64, src io.ReaderAt, off int64, n uint64) error {
+	at, err := m.offset(gpa, n)
+	if err != nil {
+		return err
+	}
+	if f, ok := src.(*os.File); ok && m.fd >= 0 && !m.huge {
+		done := kernelCopy(f, off, m.fd, int64(at), int64(n))
+		at, off, n = at+uint64(done), off+done, n-uint64(done)
+	}
+	return readFull(src, m.mem[at:at+n:at+n], off)
+}
+
+// kernelCopy copies up to n bytes from in at inOff to out at outOff inside
+// the kernel, and returns how many it copied; it stops at the first error
+// (the caller reads the rest).
+func kernelCopy(in *os.File, inOff int64, out int, outOff, n int64) int64 {
+	var done int64
+	for done < n {
+		ro, wo := inOff+done, outOff+done
+		c, err := unix.CopyFileRange(int(in.Fd()), &ro, out, &wo, int(min(n-done, 1<<30)), 0)
+		if err != nil || c <= 0 {
+			break
+		}
+		done += int64(c)
+	}
+	for done < n { // copy_file_range refused (EXDEV between file systems): sendfile
+		if _, err := unix.Seek(out, outOff+done, io.SeekStart); err != nil {
+			break
+		}
+		ro := inOff + done
+		c, err := unix.Sendfile(out, int(in.Fd()), &ro, int(min(n-done, 1<<30)))
+		if err != nil || c <= 0 {
+			break
+		}
+		done += int64(c)
+	}
+	return done
+}
+
+// readFull fills dst from src at off; a source shorter than promised is
+// an error (a file that shrank after it was checked).
+func readFull(src io.ReaderAt, dst []byte, off int64) error {
+	for len(dst) > 0 {
+		c, err := src.ReadAt(dst, off)
+		dst, off = dst[c:], off+int64(c)
+		if len(dst) == 0 {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%d bytes short: %w", len(dst), io.ErrUnexpectedEOF)
+			}
+			return err
+		}
+		if c == 0 {
+			return fmt.Errorf("%d bytes short: %w", len(dst), io.ErrUnexpectedEOF)
+		}
+	}
+	return nil
 }
 
 // Write copies b to guest-physical address gpa.

@@ -53,8 +53,13 @@ const GuestExitGrace = 10 * time.Second
 
 // Config describes one run.
 type Config struct {
-	Kernel      []byte // bzImage
-	KernelPath  string // for the VMStart frame
+	Kernel     []byte // bzImage bytes (when KernelFile is nil)
+	KernelPath string // for the VMStart frame
+	// KernelFile and Initramfs, when set, are read straight from their
+	// files into guest RAM (OpenKernel, OpenInitramfs): ktstr-boot's
+	// path. Kernel and Initrd are the in-memory alternative.
+	KernelFile  *Kernel
+	Initramfs   *Initramfs
 	Initrd      []byte
 	Cmdline     string // complete kernel command line
 	VCPUs       int
@@ -90,6 +95,10 @@ type Config struct {
 	// Start is when the process started, for the first-frame time
 	// (zero: when Run was called).
 	Start time.Time
+	// Setup times the set-up phases for the VMStart frame; nil: a clock
+	// started at Start. ktstr-boot's main starts it and marks its own
+	// phases (args, open_inputs, config) before Run.
+	Setup *SetupClock
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -168,6 +177,9 @@ func Run(cfg Config) (Result, error) {
 	if cfg.Start.IsZero() {
 		cfg.Start = start
 	}
+	if cfg.Setup == nil {
+		cfg.Setup = NewSetupClock(cfg.Start)
+	}
 	m := &machine{cfg: cfg, ended: make(chan struct{})}
 	defer m.close()
 	if cfg.COM2 == nil {
@@ -193,6 +205,10 @@ func Run(cfg Config) (Result, error) {
 	for _, r := range m.mem.Regions {
 		vs.Regions = append(vs.Regions, wire.MemRegion{GPA: r.GPA, Size: r.Size, Offset: r.Offset})
 	}
+	// The set-up ends here: what follows is writing this frame and
+	// starting the vCPU threads, which enter KVM_RUN at once.
+	cfg.Setup.Mark(PhaseStart)
+	vs.SetupNS, vs.SetupPhases = uint64(cfg.Setup.Total()), cfg.Setup.Phases()
 	if err := m.stream.WriteHost(vs); err != nil {
 		err = fmt.Errorf("write the VM-start frame to stdout: %w", err)
 		return Result{Reason: ReasonError, Detail: err.Error(), ExitCode: ExitVMMError}, err
@@ -271,8 +287,9 @@ func (m *machine) build() error {
 		return err
 	}
 	m.cfg.VCPUs, cfg.VCPUs = len(topo.CPUs), len(topo.CPUs)
-	var kern *Kernel
-	if cfg.GuestCode == nil {
+	clock := cfg.Setup
+	kern := cfg.KernelFile
+	if cfg.GuestCode == nil && kern == nil {
 		k, err := ParseBzImage(cfg.Kernel)
 		if err != nil {
 			return err
@@ -296,6 +313,7 @@ func (m *machine) build() error {
 	if err := checkVCPULimits(sys, topo); err != nil {
 		return err
 	}
+	clock.Mark(PhaseOpenKVM)
 	vm, err := sys.CreateVM()
 	if err != nil {
 		return err
@@ -325,6 +343,7 @@ func (m *machine) build() error {
 	if err := vm.CreatePIT2(); err != nil {
 		return err
 	}
+	clock.Mark(PhaseCreateVM)
 	newMem := NewMemory
 	if cfg.Perf != nil {
 		newMem = newHugeMemory
@@ -349,6 +368,7 @@ func (m *machine) build() error {
 			return err
 		}
 	}
+	clock.Mark(PhaseMapMemory)
 
 	var boot BootInfo
 	if kern != nil {
@@ -356,7 +376,7 @@ func (m *machine) build() error {
 		for i, c := range topo.CPUs {
 			ids[i] = c.APICID
 		}
-		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs, APICIDs: ids})
+		boot, err = loadBoot(mem, BootConfig{Kernel: kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs, APICIDs: ids}, clock)
 		if err != nil {
 			return err
 		}
@@ -375,6 +395,7 @@ func (m *machine) build() error {
 		}
 		boot.Entry = GuestCodeAddr
 	}
+	clock.Mark(PhaseBootTables)
 
 	m.watch = NewConsoleWatch(m.consoleSink(cfg.Console), m.onConsoleEvent)
 	com2 := cfg.COM2
@@ -393,6 +414,7 @@ func (m *machine) build() error {
 	m.console = NewConsole(mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
+	clock.Mark(PhaseDevices)
 
 	supported, err := sys.SupportedCPUID()
 	if err != nil {
@@ -423,6 +445,7 @@ func (m *machine) build() error {
 			return err
 		}
 	}
+	clock.Mark(PhaseVCPUs)
 	return nil
 }
 
