@@ -3,6 +3,7 @@ package vmm
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -199,6 +200,31 @@ func BenchmarkSetupProcess(b *testing.B) {
 		for k, v := range phases {
 			b.ReportMetric(float64(v.Microseconds())/1000/float64(b.N), k+"-ms/op")
 		}
+	})
+	// Without /dev/kvm: ktstr-boot from exec to its exit at open_kvm (the
+	// Go runtime's start, flags, opening the inputs): the process cost
+	// that BenchmarkSetupLoad's in-process figures leave out.
+	b.Run("ktstr-boot-until-open_kvm", func(b *testing.B) {
+		bin := os.Getenv("KTSTR_BOOT_BIN")
+		if bin == "" {
+			b.Skip("SKIP: KTSTR_BOOT_BIN (a ktstr-boot binary) is not set")
+		}
+		if okKVM {
+			b.Skip("SKIP: /dev/kvm is here: the ktstr-boot benchmark measures the whole set-up")
+		}
+		var total time.Duration
+		for range b.N {
+			cmd := exec.Command(bin, "--kernel", kernel, "--initramfs", initrd, "--memory", "1G",
+				"--control-fifo", "none", "--console", os.DevNull)
+			t0 := time.Now()
+			out, err := cmd.CombinedOutput()
+			total += time.Since(t0)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != ExitVMMError || !strings.Contains(string(out), kvm.DevicePath) {
+				b.Fatalf("ktstr-boot without /dev/kvm: %v, %s", err, out)
+			}
+		}
+		b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "exec-to-exit-ms/op")
 	})
 	b.Run("qemu-microvm", func(b *testing.B) {
 		qemu, err := exec.LookPath("qemu-system-x86_64")
