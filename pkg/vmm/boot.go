@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // BootConfig is what LoadBoot puts in guest RAM.
@@ -27,15 +29,15 @@ type BootInfo struct {
 
 // LoadBoot writes the kernel, initramfs, command line, zero page, page
 // tables, GDT and MP table into guest RAM.
-func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
+func LoadBoot(m *guestmem.Memory, c BootConfig) (BootInfo, error) {
 	return loadBoot(m, c, nil)
 }
 
 // loadBoot is LoadBoot, marking the set-up phases on clock (nil: none).
-func loadBoot(m *Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
+func loadBoot(m *guestmem.Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
 	k := c.Kernel
 	var info BootInfo
-	lowEnd := m.Regions[0].Size
+	lowEnd := m.Regions()[0].Size
 	kernEnd := k.end()
 	if kernEnd > lowEnd {
 		return info, fmt.Errorf("kernel needs %d MiB below the MMIO hole; give the guest more --memory", kernEnd>>20)
@@ -83,7 +85,7 @@ func loadBoot(m *Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
 		info.InitrdAddr = addr
 	}
 
-	info.E820 = E820Map(m.Regions)
+	info.E820 = E820Map(m.Regions())
 	if len(info.E820) > bpE820Max {
 		return info, fmt.Errorf("%d e820 entries, the zero page holds %d", len(info.E820), bpE820Max)
 	}
@@ -123,7 +125,7 @@ func loadBoot(m *Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
 
 // writePageTables identity-maps the first 4 GiB with 2 MiB pages:
 // PML4[0] -> PDPT, PDPT[0..3] -> four page directories.
-func writePageTables(m *Memory) error {
+func writePageTables(m *guestmem.Memory) error {
 	const present, rw, ps = 1, 2, 0x80
 	b := make([]byte, 0x1000)
 	binary.LittleEndian.PutUint64(b, pdptAddr|present|rw)
@@ -167,7 +169,7 @@ var gdtTable = [5]uint64{
 	gdtEntry(0x808B, 0, 0xFFFFF), // busy 64-bit TSS
 }
 
-func writeGDT(m *Memory) error {
+func writeGDT(m *guestmem.Memory) error {
 	b := make([]byte, 8*len(gdtTable))
 	for i, e := range gdtTable {
 		binary.LittleEndian.PutUint64(b[8*i:], e)

@@ -5,20 +5,22 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+
 	"testing"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 )
 
 func TestLayout(t *testing.T) {
 	tests := []struct {
 		size uint64
-		want []Region
+		want []guestmem.Region
 	}{
-		{512 << 20, []Region{{0, 512 << 20, 0}}},
-		{3 << 30, []Region{{0, 3 << 30, 0}}},
-		{6 << 30, []Region{{0, 3 << 30, 0}, {4 << 30, 3 << 30, 3 << 30}}},
-		{(3 << 30) + 4096, []Region{{0, 3 << 30, 0}, {4 << 30, 4096, 3 << 30}}},
+		{512 << 20, []guestmem.Region{{GPA: 0, Size: 512 << 20, Offset: 0}}},
+		{3 << 30, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}}},
+		{6 << 30, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}, {GPA: 4 << 30, Size: 3 << 30, Offset: 3 << 30}}},
+		{(3 << 30) + 4096, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}, {GPA: 4 << 30, Size: 4096, Offset: 3 << 30}}},
 	}
 	for _, tc := range tests {
 		got := Layout(tc.size)
@@ -77,7 +79,7 @@ func TestMemorySixGiB(t *testing.T) {
 		t.Fatal("high memory did not hold its bytes")
 	}
 	for _, gpa := range []uint64{MMIOHoleStart, VirtioMMIOBase, (4 << 30) - 1, 7 << 30, ^uint64(0)} {
-		if _, err := m.Slice(gpa, 1); !errors.Is(err, ErrOutOfRange) {
+		if _, err := m.Slice(gpa, 1); !errors.Is(err, guestmem.ErrUnmapped) {
 			t.Errorf("Slice(%#x) = %v, want out of range", gpa, err)
 		}
 	}

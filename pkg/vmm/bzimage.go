@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // Setup header offsets (Documentation/arch/x86/boot.rst, "The real-mode
@@ -83,7 +85,7 @@ type Kernel struct {
 const setupRead = 0x400
 
 // loadImage reads the protected-mode kernel into guest RAM at 1 MiB.
-func (k *Kernel) loadImage(m *Memory) error {
+func (k *Kernel) loadImage(m *guestmem.Memory) error {
 	return m.LoadFrom(kernelAddr, k.src, k.imageOff, k.ImageSize)
 }
 

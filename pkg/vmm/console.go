@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"io"
 	"sync"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // virtio console (virtio 1.x, 5.3) with VIRTIO_CONSOLE_F_MULTIPORT. Port 0
@@ -33,7 +35,7 @@ const (
 // Console is the virtio-mmio console device.
 type Console struct {
 	t       *MMIOTransport
-	mem     *Memory
+	mem     *guestmem.Memory
 	hvc     io.Writer
 	stream  io.Writer
 	pending [][]byte
@@ -48,7 +50,7 @@ type Console struct {
 
 // NewConsole returns the device; hvc receives port 0's output, stream
 // port 1's. Start its stream worker with Start.
-func NewConsole(mem *Memory, hvc, stream io.Writer, raise func()) *Console {
+func NewConsole(mem *guestmem.Memory, hvc, stream io.Writer, raise func()) *Console {
 	c := &Console{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{})}
 	c.t = newMMIOTransport(mem, c, raise)
 	return c

@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"io"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // rxQueue lays out port 0's receive queue in guest memory with the given
 // buffer sizes posted, the way the guest's driver would.
-func rxQueue(t *testing.T, mem *Memory, c *Console, sizes ...int) (bufs []uint64) {
+func rxQueue(t *testing.T, mem *guestmem.Memory, c *Console, sizes ...int) (bufs []uint64) {
 	t.Helper()
 	const desc, avail, used, data = 0x10000, 0x11000, 0x12000, 0x20000
 	num := uint16(8)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -270,7 +271,7 @@ func FuzzStream(f *testing.F) {
 
 // ring is a test driver's view of one split virtqueue in guest memory.
 type ring struct {
-	m                 *Memory
+	m                 *guestmem.Memory
 	desc, avail, used uint64
 	num               uint16
 	next              uint16
@@ -315,7 +316,7 @@ func (r *ring) usedElem(i uint16) (id, n uint32) {
 type driver struct {
 	t     *testing.T
 	tr    *MMIOTransport
-	m     *Memory
+	m     *guestmem.Memory
 	rings map[int]*ring
 }
 
@@ -331,7 +332,7 @@ func (d *driver) r(off uint64) uint32 {
 	return binary.LittleEndian.Uint32(b[:])
 }
 
-func newDriver(t *testing.T, c *Console, m *Memory) *driver {
+func newDriver(t *testing.T, c *Console, m *guestmem.Memory) *driver {
 	d := &driver{t: t, tr: c.Transport(), m: m, rings: map[int]*ring{}}
 	if d.r(mmioMagic) != mmioMagicValue || d.r(mmioVersion) != 2 || d.r(mmioDeviceID) != virtioIDConsole {
 		t.Fatal("bad device identity")

@@ -1,5 +1,6 @@
-// Package vmm owns ktstr-boot's virtual machine: guest RAM (a memfd split
-// around the 32-bit MMIO hole), the Linux x86_64 boot protocol (bzImage
+// Package vmm owns ktstr-boot's virtual machine: the guest-physical layout
+// (RAM split around the 32-bit MMIO hole, devices in the hole; the RAM
+// itself is a pkg/guestmem memfd), the Linux x86_64 boot protocol (bzImage
 // validation, zero page, e820, command line, initramfs, identity page
 // tables, GDT, direct 64-bit entry), the MP table for SMP, vCPU set-up and
 // run loops, and the device model: two 16550 UARTs, a minimal i8042 (its
@@ -21,7 +22,8 @@
 // against guest RAM before use; a malicious guest can make the run fail,
 // never make the VMM read or write outside guest memory, spin or panic.
 //
-// Imports: pkg/kvm for the ioctls, pkg/hostlock to pin vCPU threads,
+// Imports: pkg/kvm for the ioctls, pkg/guestmem for guest RAM,
+// pkg/hostlock to pin vCPU threads,
 // pkg/regfile to open its input files,
 // pkg/wire for host frames and for finding frame boundaries and the
 // guest-exit frame in the guest stream,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/regfile"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
@@ -171,7 +172,7 @@ func (ir *Initramfs) Close() error {
 }
 
 // load reads every part into guest RAM from gpa on, one after another.
-func (ir *Initramfs) load(m *Memory, gpa uint64) error {
+func (ir *Initramfs) load(m *guestmem.Memory, gpa uint64) error {
 	for _, p := range ir.parts {
 		if err := m.LoadFrom(gpa, p.src, 0, uint64(p.n)); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {

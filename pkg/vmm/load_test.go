@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // countingReader records how many bytes were read through it.
@@ -88,7 +90,7 @@ func TestLoadFrom(t *testing.T) {
 	defer memfd.Close()
 	for _, tc := range []struct {
 		name string
-		mem  *Memory
+		mem  *guestmem.Memory
 		src  io.ReaderAt
 	}{
 		{"file into memfd", memfd, f},
@@ -104,8 +106,8 @@ func TestLoadFrom(t *testing.T) {
 			if !bytes.Equal(got, data[17:]) {
 				t.Fatal("guest RAM differs from the source")
 			}
-			if err := tc.mem.LoadFrom(MinMemory-10, tc.src, 0, 11); !errors.Is(err, ErrOutOfRange) {
-				t.Errorf("load past the end of RAM: %v, want ErrOutOfRange", err)
+			if err := tc.mem.LoadFrom(MinMemory-10, tc.src, 0, 11); !errors.Is(err, guestmem.ErrUnmapped) {
+				t.Errorf("load past the end of RAM: %v, want guestmem.ErrUnmapped", err)
 			}
 			if err := tc.mem.LoadFrom(0, tc.src, int64(len(data))-5, 10); !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Errorf("source 5 bytes short: %v, want ErrUnexpectedEOF", err)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -103,7 +106,7 @@ func BenchmarkSetupLoad(b *testing.B) {
 				b.Fatal(err)
 			}
 			t3 := time.Now()
-			addr, err := initrdPlace(k, mem.Regions[0].Size, uint64(len(ir)))
+			addr, err := initrdPlace(k, mem.Regions()[0].Size, uint64(len(ir)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -140,11 +143,14 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 				b.Fatal(err)
 			}
 			t1 := time.Now()
-			mem, err := NewMemory(benchMemory)
+			newMem := NewMemory
+			if pread {
+				newMem = newPreadMemory
+			}
+			mem, err := newMem(benchMemory)
 			if err != nil {
 				b.Fatal(err)
 			}
-			mem.huge = pread // only LoadFrom looks at it: no kernel copy
 			clock := NewSetupClock(time.Now())
 			if _, err := loadBoot(mem, BootConfig{Kernel: k, Initramfs: ir, Cmdline: DefaultCmdline(), VCPUs: 1}, clock); err != nil {
 				b.Fatal(err)
@@ -162,6 +168,20 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 		}
 		report(b, d)
 	}
+}
+
+// newPreadMemory is NewMemory marked as hugetlbfs-like, so that LoadFrom
+// reads into the mapping instead of copying in the kernel.
+func newPreadMemory(size uint64) (*guestmem.Memory, error) {
+	fd, err := unix.MemfdCreate("bench", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return guestmem.MapMemfd(fd, size, Layout(size), unix.MAP_NORESERVE, true)
 }
 
 // haveKVM says whether /dev/kvm opens, and why not.

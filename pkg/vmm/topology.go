@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/ktstr-go/ktstr/pkg/acpi"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
@@ -96,7 +97,7 @@ func RAMRanges(e820 []E820Entry) []topology.Range {
 // installACPI builds the ACPI tables for t and the e820 map, writes them
 // at acpi.DefaultBase (not RAM in the e820 map) and points the zero
 // page's acpi_rsdp_addr at the RSDP.
-func installACPI(mem *Memory, t *topology.Topology, e820 []E820Entry) error {
+func installACPI(mem *guestmem.Memory, t *topology.Topology, e820 []E820Entry) error {
 	for _, e := range e820 {
 		if e.Type == E820RAM && e.Addr < acpi.DefaultBase+acpi.MaxSize && e.Addr+e.Size > acpi.DefaultBase {
 			return fmt.Errorf("e820 RAM %#x+%#x overlaps the ACPI area at %#x", e.Addr, e.Size, acpi.DefaultBase)

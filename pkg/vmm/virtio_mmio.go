@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/binary"
 	"sync"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // virtio-mmio register offsets (virtio 1.x, 4.2.2), version 2 layout.
@@ -60,7 +62,7 @@ type mmioBackend interface {
 // MMIOTransport is the register file of one virtio-mmio device.
 type MMIOTransport struct {
 	mu      sync.Mutex
-	mem     *Memory
+	mem     *guestmem.Memory
 	be      mmioBackend
 	raise   func()
 	queues  []Queue
@@ -73,7 +75,7 @@ type MMIOTransport struct {
 	broken  string // first protocol violation, for diagnostics
 }
 
-func newMMIOTransport(mem *Memory, be mmioBackend, raise func()) *MMIOTransport {
+func newMMIOTransport(mem *guestmem.Memory, be mmioBackend, raise func()) *MMIOTransport {
 	if raise == nil {
 		raise = func() {}
 	}

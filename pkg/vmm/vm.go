@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktstr-go/ktstr/pkg/acpi"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 	"github.com/ktstr-go/ktstr/pkg/runwatch"
@@ -133,7 +134,7 @@ type machine struct {
 	cfg   Config
 	sys   *kvm.System
 	vm    *kvm.VM
-	mem   *Memory
+	mem   *guestmem.Memory
 	vcpus []*kvm.VCPU
 	tids  []atomic.Int32
 	// regsReq[i] asks vCPU i's thread to print its registers (control
@@ -202,7 +203,7 @@ func Run(cfg Config) (Result, error) {
 	if m.mem.FD() >= 0 {
 		vs.MemoryPath = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), m.mem.FD())
 	}
-	for _, r := range m.mem.Regions {
+	for _, r := range m.mem.Regions() {
 		vs.Regions = append(vs.Regions, wire.MemRegion{GPA: r.GPA, Size: r.Size, Offset: r.Offset})
 	}
 	// The set-up ends here: what follows is writing this frame and
@@ -358,7 +359,7 @@ func (m *machine) build() error {
 			mem.Close()
 		}
 	})
-	for i, r := range mem.Regions {
+	for i, r := range mem.Regions() {
 		host := mem.Host(r)
 		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
 			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
