@@ -10,15 +10,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
-	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
 	"github.com/ktstr-go/ktstr/pkg/interactive"
 	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
 	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/runwatch"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
-	"github.com/urfave/cli/v2"
 )
 
 func main() {
@@ -104,7 +105,7 @@ func run(c *cli.Context, start time.Time) error {
 	}
 	defer initrd.Close()
 	clock.Mark(vmm.PhaseOpenInputs)
-	cpus, _, err := hostlock.CPUsFromEnv()
+	cpus, _, err := cpupin.FromEnv()
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}

@@ -23,7 +23,7 @@
 // never make the VMM read or write outside guest memory, spin or panic.
 //
 // Imports: pkg/kvm for the ioctls, pkg/guestmem for guest RAM,
-// pkg/hostlock to pin vCPU threads,
+// pkg/cpupin to pin vCPU threads,
 // pkg/regfile to open its input files,
 // pkg/wire for host frames and for finding frame boundaries and the
 // guest-exit frame in the guest stream,

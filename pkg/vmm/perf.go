@@ -6,8 +6,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
-	"github.com/ktstr-go/ktstr/pkg/hostlock"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 )
@@ -68,7 +68,7 @@ func (m *machine) placeVCPU(i int) error {
 		return perfmode.PinFIFO(p.VCPUCPU[i])
 	}
 	if len(m.cfg.CPUs) > 0 {
-		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+		if err := cpupin.Thread([]int{cpupin.For(m.cfg.CPUs, i)}); err != nil {
 			return fmt.Errorf("pin vCPU %d to its KTSTR_CPUS CPU: %w", i, err)
 		}
 	}
