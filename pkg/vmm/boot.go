@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
 // BootConfig is what LoadBoot puts in guest RAM.
@@ -15,9 +16,9 @@ type BootConfig struct {
 	Initramfs *Initramfs
 	Initrd    []byte
 	Cmdline   string
-	VCPUs     int
-	// APICIDs are the vCPUs' APIC IDs for the MP table (nil: 0..VCPUs-1).
-	APICIDs []uint32
+	// Topology is the guest's shape: its vCPUs' APIC IDs go into the MP
+	// table.
+	Topology *topology.Topology
 }
 
 // BootInfo says where things went.
@@ -105,17 +106,12 @@ func loadBoot(m *guestmem.Memory, c BootConfig, clock *SetupClock) (BootInfo, er
 	if err := writeGDT(m); err != nil {
 		return info, err
 	}
-	ids := c.APICIDs
-	if ids == nil {
-		if c.VCPUs < 1 {
-			return info, fmt.Errorf("%d vCPUs: want at least 1", c.VCPUs)
-		}
-		ids = make([]uint32, c.VCPUs)
-		for i := range ids {
-			ids[i] = uint32(i)
-		}
-	} else if len(ids) != c.VCPUs {
-		return info, fmt.Errorf("%d APIC IDs for %d vCPUs", len(ids), c.VCPUs)
+	if c.Topology == nil || len(c.Topology.CPUs) == 0 {
+		return info, fmt.Errorf("no vCPUs: want at least 1")
+	}
+	ids := make([]uint32, len(c.Topology.CPUs))
+	for i, cpu := range c.Topology.CPUs {
+		ids[i] = cpu.APICID
 	}
 	if err := writeMPTable(m, ids); err != nil {
 		return info, err

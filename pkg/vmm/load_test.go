@@ -139,7 +139,7 @@ func TestOpenInitramfs(t *testing.T) {
 		t.Fatalf("size %d", ir.Size())
 	}
 	m := newMemoryFromBytes(make([]byte, 64<<20))
-	info, err := LoadBoot(m, BootConfig{Kernel: k, Initramfs: ir, Cmdline: "x", VCPUs: 1})
+	info, err := LoadBoot(m, BootConfig{Kernel: k, Initramfs: ir, Cmdline: "x", Topology: flat(t, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestOpenInitramfs(t *testing.T) {
 	if err := os.Truncate(pb, 10); err != nil {
 		t.Fatal(err)
 	}
-	_, err = LoadBoot(newMemoryFromBytes(make([]byte, 64<<20)), BootConfig{Kernel: k, Initramfs: ir2, VCPUs: 1})
+	_, err = LoadBoot(newMemoryFromBytes(make([]byte, 64<<20)), BootConfig{Kernel: k, Initramfs: ir2, Topology: flat(t, 1)})
 	if err == nil || !strings.Contains(err.Error(), "shrank") || !strings.Contains(err.Error(), pb) {
 		t.Errorf("shrunk initramfs: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestOpenKernel(t *testing.T) {
 	if err := os.Truncate(kp, 5*512+100); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadBoot(newMemoryFromBytes(make([]byte, 64<<20)), BootConfig{Kernel: k, VCPUs: 1}); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err := LoadBoot(newMemoryFromBytes(make([]byte, 64<<20)), BootConfig{Kernel: k, Topology: flat(t, 1)}); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("shrunk kernel: %v, want ErrUnexpectedEOF", err)
 	}
 }

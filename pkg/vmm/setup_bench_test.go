@@ -18,6 +18,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -131,6 +132,11 @@ func BenchmarkSetupLoad(b *testing.B) {
 
 func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*testing.B, map[string]time.Duration)) {
 	{
+		s, _ := topology.FromCPUs(1)
+		topo, err := topology.New(s)
+		if err != nil {
+			b.Fatal(err)
+		}
 		d := map[string]time.Duration{}
 		for range b.N {
 			t0 := time.Now()
@@ -152,7 +158,7 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 				b.Fatal(err)
 			}
 			clock := NewSetupClock(time.Now())
-			if _, err := loadBoot(mem, BootConfig{Kernel: k, Initramfs: ir, Cmdline: DefaultCmdline(), VCPUs: 1}, clock); err != nil {
+			if _, err := loadBoot(mem, BootConfig{Kernel: k, Initramfs: ir, Cmdline: DefaultCmdline(), Topology: topo}, clock); err != nil {
 				b.Fatal(err)
 			}
 			mem.Close()

@@ -56,32 +56,29 @@ func checkVCPULimits(sys *kvm.System, t *topology.Topology) error {
 	return nil
 }
 
-// vcpuCPUID shapes KVM's supported CPUID for vCPU i of t.
-func vcpuCPUID(supported []kvm.CPUIDEntry, t *topology.Topology, i int, realtime bool) ([]kvm.CPUIDEntry, error) {
-	base := CPUIDFor(supported, int(t.CPUs[i].APICID), len(t.CPUs))
+// topologyCPUID converts the guest's feature-shaped CPUID
+// (guestFeatures) to pkg/topology's entries, once per VM.
+func topologyCPUID(base []kvm.CPUIDEntry) []topology.CPUIDEntry {
 	in := make([]topology.CPUIDEntry, len(base))
 	for j, e := range base {
 		in[j] = topology.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.EAX, EBX: e.EBX, ECX: e.ECX, EDX: e.EDX}
 	}
-	shaped, err := t.CPUID(in, i)
+	return in
+}
+
+// vcpuCPUID is vCPU i's CPUID: base (topologyCPUID of guestFeatures) with
+// pkg/topology's leaves for t, the only writer of those.
+func vcpuCPUID(base []topology.CPUIDEntry, t *topology.Topology, i int) ([]kvm.CPUIDEntry, error) {
+	shaped, err := t.CPUID(base, i)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]kvm.CPUIDEntry, len(shaped))
 	for j, e := range shaped {
 		out[j] = kvm.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.EAX, EBX: e.EBX, ECX: e.ECX, EDX: e.EDX}
-		if realtime && e.Function == kvmCPUIDFeatures {
-			out[j].EDX |= kvmHintsRealtime
-		}
 	}
 	return out, nil
 }
-
-// KVM paravirt CPUID leaf and the hint perf mode sets in it.
-const (
-	kvmCPUIDFeatures = 0x40000001
-	kvmHintsRealtime = 1 << 0
-)
 
 // RAMRanges are the e820 map's RAM entries as topology ranges.
 func RAMRanges(e820 []E820Entry) []topology.Range {

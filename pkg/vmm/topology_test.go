@@ -62,7 +62,7 @@ func TestVCPUCPUID(t *testing.T) {
 		{Function: 0x80000000, EAX: 0x80000008},
 	}
 	for i, c := range topo.CPUs {
-		got, err := vcpuCPUID(supported, topo, i, i == 5)
+		got, err := vcpuCPUID(topologyCPUID(guestFeatures(supported, i == 5)), topo, i)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -63,7 +63,7 @@ type Config struct {
 	Initramfs   *Initramfs
 	Initrd      []byte
 	Cmdline     string // complete kernel command line
-	VCPUs       int
+	VCPUs       int    // shorthand for Topology nil: VCPUs cores in one LLC
 	Memory      uint64
 	Timeout     time.Duration // 0: none
 	Stream      io.Writer     // stdout
@@ -135,6 +135,7 @@ type machine struct {
 	sys   *kvm.System
 	vm    *kvm.VM
 	mem   *guestmem.Memory
+	topo  *topology.Topology // the guest's shape: the one vCPU count
 	vcpus []*kvm.VCPU
 	tids  []atomic.Int32
 	// regsReq[i] asks vCPU i's thread to print its registers (control
@@ -197,7 +198,7 @@ func Run(cfg Config) (Result, error) {
 		fifo = cfg.ControlFIFO
 	}
 	vs := wire.VMStart{
-		VMM: "ktstr-boot", PID: os.Getpid(), VCPUs: cfg.VCPUs,
+		VMM: "ktstr-boot", PID: os.Getpid(), VCPUs: len(m.topo.CPUs),
 		MemorySize: m.mem.Size(), ControlFIFO: fifo, Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline,
 	}
 	if m.mem.FD() >= 0 {
@@ -287,7 +288,7 @@ func (m *machine) build() error {
 	if err != nil {
 		return err
 	}
-	m.cfg.VCPUs, cfg.VCPUs = len(topo.CPUs), len(topo.CPUs)
+	m.topo = topo // from here on the only vCPU count
 	clock := cfg.Setup
 	kern := cfg.KernelFile
 	if cfg.GuestCode == nil && kern == nil {
@@ -373,11 +374,7 @@ func (m *machine) build() error {
 
 	var boot BootInfo
 	if kern != nil {
-		ids := make([]uint32, len(topo.CPUs))
-		for i, c := range topo.CPUs {
-			ids[i] = c.APICID
-		}
-		boot, err = loadBoot(mem, BootConfig{Kernel: kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs, APICIDs: ids}, clock)
+		boot, err = loadBoot(mem, BootConfig{Kernel: kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: topo}, clock)
 		if err != nil {
 			return err
 		}
@@ -421,9 +418,10 @@ func (m *machine) build() error {
 	if err != nil {
 		return err
 	}
-	m.tids = make([]atomic.Int32, cfg.VCPUs)
-	m.regsReq = make([]atomic.Bool, cfg.VCPUs)
-	for i := 0; i < cfg.VCPUs; i++ {
+	base := topologyCPUID(guestFeatures(supported, cfg.Perf != nil))
+	m.tids = make([]atomic.Int32, len(topo.CPUs))
+	m.regsReq = make([]atomic.Bool, len(topo.CPUs))
+	for i := range topo.CPUs {
 		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
 			return err
@@ -434,7 +432,7 @@ func (m *machine) build() error {
 				c.Close()
 			}
 		})
-		cpuid, err := vcpuCPUID(supported, topo, i, cfg.Perf != nil)
+		cpuid, err := vcpuCPUID(base, topo, i)
 		if err != nil {
 			return err
 		}
