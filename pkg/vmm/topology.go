@@ -3,7 +3,6 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/ktstr-go/ktstr/pkg/acpi"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
@@ -117,53 +116,4 @@ func installACPI(mem *guestmem.Memory, t *topology.Topology, e820 []E820Entry) e
 		return fmt.Errorf("write acpi_rsdp_addr: %w", err)
 	}
 	return nil
-}
-
-// acpiPM is the PM1a register block: status (write 1 to clear; nothing
-// ever sets a bit), enable and control, which read back what was written,
-// so ACPICA sees its enable bits stick (else it logs "No response from
-// Global Lock hardware").
-type acpiPM struct {
-	mu              sync.Mutex
-	enable, control uint16
-}
-
-// acpiPMWrite handles a write to the PM1a ports; SLP_TYP 5 with SLP_EN in
-// the control register is the guest powering off. The writing vCPU stops
-// at once: Linux goes on (to "Attempted to kill init" and a panic) if the
-// write returns.
-func (m *machine) acpiPMWrite(port uint16, d []byte) {
-	off := int(port - acpi.PM1aEvtPort)
-	m.pm.mu.Lock()
-	for i, b := range d {
-		switch o := off + i; o {
-		case 2, 3:
-			m.pm.enable = m.pm.enable&^(0xFF<<(8*(o-2))) | uint16(b)<<(8*(o-2))
-		case 4, 5:
-			m.pm.control = m.pm.control&^(0xFF<<(8*(o-4))) | uint16(b)<<(8*(o-4))
-		}
-	}
-	ctl := m.pm.control
-	m.pm.control &^= 1 << 13 // SLP_EN reads as 0
-	m.pm.mu.Unlock()
-	if off <= 4 && off+len(d) > 4 && acpi.IsPowerOff(ctl) {
-		m.finish(ReasonPoweroff, "guest powered off through ACPI (S5)")
-		m.stopped.Store(true)
-	}
-}
-
-// acpiPMRead fills d from the PM1a ports.
-func (m *machine) acpiPMRead(port uint16, d []byte) {
-	off := int(port - acpi.PM1aEvtPort)
-	m.pm.mu.Lock()
-	defer m.pm.mu.Unlock()
-	for i := range d {
-		d[i] = 0
-		switch o := off + i; o {
-		case 2, 3:
-			d[i] = byte(m.pm.enable >> (8 * (o - 2)))
-		case 4, 5:
-			d[i] = byte(m.pm.control >> (8 * (o - 4)))
-		}
-	}
 }

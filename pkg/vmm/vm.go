@@ -142,17 +142,18 @@ type machine struct {
 	// FIFO "regs") the next time KVM_RUN returns.
 	regsReq []atomic.Bool
 	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
-	com1    *Serial
+	boot    BootInfo
+	kern    *Kernel // nil: Config.GuestCode
+	pio     Bus     // port I/O devices (buildDevices)
+	mmio    Bus     // MMIO devices
+	com1    *Serial // also typed into by the control FIFO (SysRq)
 	com2    *Serial
-	kbd     *i8042
-	rtc     *cmos
 	console *Console
 	stream  *Stream
 	watch   *ConsoleWatch
 	tail    *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
 	closers []func()
 
-	pm       acpiPM // ACPI PM1a registers (topology.go)
 	panicked atomic.Bool
 	signal   atomic.Int32
 
@@ -279,7 +280,35 @@ func (m *machine) close() {
 	}
 }
 
+// build makes the machine, in named steps; each ends a set-up phase
+// (setup.go) on the clock. Run calls it once.
 func (m *machine) build() error {
+	clock := m.cfg.Setup
+	for _, step := range []struct {
+		phase string // "": the step marks its own phases
+		do    func() error
+	}{
+		{PhaseOpenKVM, m.openKVM},
+		{PhaseCreateVM, m.createVM},
+		{PhaseMapMemory, m.mapMemory},
+		{"", m.loadGuest},
+		{PhaseDevices, m.buildDevices},
+		{PhaseVCPUs, m.createVCPUs},
+	} {
+		if err := step.do(); err != nil {
+			return err
+		}
+		if step.phase != "" {
+			clock.Mark(step.phase)
+		}
+	}
+	return nil
+}
+
+// openKVM resolves the guest's shape (machine.topo, from here on the only
+// vCPU count) and its kernel, opens /dev/kvm and checks that this KVM can
+// make it.
+func (m *machine) openKVM() error {
 	cfg := m.cfg
 	if cfg.VCPUs < 1 && cfg.Topology == nil {
 		return fmt.Errorf("need at least one vCPU, got %d", cfg.VCPUs)
@@ -288,15 +317,12 @@ func (m *machine) build() error {
 	if err != nil {
 		return err
 	}
-	m.topo = topo // from here on the only vCPU count
-	clock := cfg.Setup
-	kern := cfg.KernelFile
-	if cfg.GuestCode == nil && kern == nil {
-		k, err := ParseBzImage(cfg.Kernel)
-		if err != nil {
+	m.topo = topo
+	m.kern = cfg.KernelFile
+	if cfg.GuestCode == nil && m.kern == nil {
+		if m.kern, err = ParseBzImage(cfg.Kernel); err != nil {
 			return err
 		}
-		kern = k
 	}
 	sys, err := kvm.Open()
 	if err != nil {
@@ -312,24 +338,27 @@ func (m *machine) build() error {
 			return fmt.Errorf("/dev/kvm lacks %s", c.name)
 		}
 	}
-	if err := checkVCPULimits(sys, topo); err != nil {
-		return err
-	}
-	clock.Mark(PhaseOpenKVM)
+	return checkVCPULimits(sys, topo)
+}
+
+// createVM makes the VM with its in-kernel irqchip and PIT, and sets the
+// exits perf mode turns off (or halt polling, when oversubscribed).
+func (m *machine) createVM() error {
+	sys := m.sys
 	vm, err := sys.CreateVM()
 	if err != nil {
 		return err
 	}
 	m.vm = vm
 	m.closers = append(m.closers, func() { vm.Close() })
-	if cfg.Perf != nil {
+	if m.cfg.Perf != nil {
 		note, err := disableExits(vm, sys)
 		if err != nil {
 			return err
 		}
 		m.logf("perf mode: %s", note)
-	} else if noHaltPollWhenOversubscribed(vm, sys, len(topo.CPUs)) {
-		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(topo.CPUs))
+	} else if noHaltPollWhenOversubscribed(vm, sys, len(m.topo.CPUs)) {
+		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(m.topo.CPUs))
 	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
@@ -342,15 +371,17 @@ func (m *machine) build() error {
 	if err := vm.CreateIRQChip(); err != nil {
 		return err
 	}
-	if err := vm.CreatePIT2(); err != nil {
-		return err
-	}
-	clock.Mark(PhaseCreateVM)
+	return vm.CreatePIT2()
+}
+
+// mapMemory creates guest RAM (on huge pages in perf mode) and gives KVM
+// one memory slot per region.
+func (m *machine) mapMemory() error {
 	newMem := NewMemory
-	if cfg.Perf != nil {
+	if m.cfg.Perf != nil {
 		newMem = newHugeMemory
 	}
-	mem, err := newMem(cfg.Memory)
+	mem, err := newMem(m.cfg.Memory)
 	if err != nil {
 		return err
 	}
@@ -362,7 +393,7 @@ func (m *machine) build() error {
 	})
 	for i, r := range mem.Regions() {
 		host := mem.Host(r)
-		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
 			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
 			UserspaceAddr: uint64(uintptrOf(host)),
 		})
@@ -370,38 +401,51 @@ func (m *machine) build() error {
 			return err
 		}
 	}
-	clock.Mark(PhaseMapMemory)
+	return nil
+}
 
-	var boot BootInfo
-	if kern != nil {
-		boot, err = loadBoot(mem, BootConfig{Kernel: kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: topo}, clock)
+// loadGuest puts the kernel, initramfs and boot tables (or the test's
+// guest code) in guest RAM; it marks load_kernel, load_initramfs and
+// boot_tables.
+func (m *machine) loadGuest() error {
+	cfg := m.cfg
+	if m.kern != nil {
+		boot, err := loadBoot(m.mem, BootConfig{Kernel: m.kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: m.topo}, cfg.Setup)
 		if err != nil {
 			return err
 		}
-		if err := installACPI(mem, topo, boot.E820); err != nil {
+		if err := installACPI(m.mem, m.topo, boot.E820); err != nil {
 			return err
 		}
+		m.boot = boot
 	} else {
-		if err := mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
+		if err := m.mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
 			return fmt.Errorf("load guest code: %w", err)
 		}
-		if err := writePageTables(mem); err != nil {
+		if err := writePageTables(m.mem); err != nil {
 			return err
 		}
-		if err := writeGDT(mem); err != nil {
+		if err := writeGDT(m.mem); err != nil {
 			return err
 		}
-		boot.Entry = GuestCodeAddr
+		m.boot.Entry = GuestCodeAddr
 	}
-	clock.Mark(PhaseBootTables)
+	cfg.Setup.Mark(PhaseBootTables)
+	return nil
+}
 
+// buildDevices makes the devices and puts them on the buses: COM1 and
+// COM2, the i8042 (its reset line ends the run), the RTC, the reset
+// control port, the ACPI PM1a block and the virtio-mmio console.
+func (m *machine) buildDevices() error {
+	cfg := m.cfg
 	m.watch = NewConsoleWatch(m.consoleSink(cfg.Console), m.onConsoleEvent)
 	com2 := cfg.COM2
 	if com2 == nil {
 		com2 = m.watch
 	}
-	m.kbd = newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
-	m.rtc = newCMOS()
+	kbd := newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
+	rtc := newCMOS()
 	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
 	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
@@ -409,20 +453,45 @@ func (m *machine) build() error {
 	if cfg.HVC != nil {
 		hvc = cfg.HVC
 	}
-	m.console = NewConsole(mem, hvc, m.stream, m.irq(VirtioIRQ))
+	m.console = NewConsole(m.mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
-	clock.Mark(PhaseDevices)
+	for _, d := range []struct {
+		bus        *Bus
+		name       string
+		dev        Device
+		base, size uint64
+	}{
+		{&m.pio, "COM1", serialDevice(m.com1), COM1Base, 8},
+		{&m.pio, "COM2", serialDevice(m.com2), COM2Base, 8},
+		{&m.pio, "i8042 data", kbd.port(i8042Data), i8042Data, 1},
+		{&m.pio, "i8042 command", kbd.port(i8042Command), i8042Command, 1},
+		{&m.pio, "RTC", rtc.device(), cmosIndex, 2},
+		{&m.pio, "reset control", m.resetControl(), resetControl, 1},
+		{&m.pio, "ACPI PM1a", &acpiPM{powerOff: m.acpiPowerOff}, acpi.PM1aEvtPort, acpi.PMPortsEnd - acpi.PM1aEvtPort},
+		{&m.mmio, "virtio-mmio console", m.console.Transport(), VirtioMMIOBase, VirtioMMIOSize},
+	} {
+		if err := d.bus.Insert(d.name, d.dev, d.base, d.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	supported, err := sys.SupportedCPUID()
+// createVCPUs makes one vCPU per topology CPU (its KVM id is its APIC
+// ID), with the guest's CPUID (features set once, topology leaves per
+// vCPU) and the boot registers.
+func (m *machine) createVCPUs() error {
+	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
 		return err
 	}
-	base := topologyCPUID(guestFeatures(supported, cfg.Perf != nil))
+	topo := m.topo
+	base := topologyCPUID(guestFeatures(supported, m.cfg.Perf != nil))
 	m.tids = make([]atomic.Int32, len(topo.CPUs))
 	m.regsReq = make([]atomic.Bool, len(topo.CPUs))
 	for i := range topo.CPUs {
-		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
+		c, err := m.vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
 			return err
 		}
@@ -440,11 +509,10 @@ func (m *machine) build() error {
 		// it to userspace): in the nested lab an L2 with it stops getting
 		// timer interrupts early in boot, reproducibly, while the LAPIC
 		// timer (with the PIT as fallback) boots every time.
-		if err := setupVCPU(c, cpuid, boot); err != nil {
+		if err := setupVCPU(c, cpuid, m.boot); err != nil {
 			return err
 		}
 	}
-	clock.Mark(PhaseVCPUs)
 	return nil
 }
 
@@ -630,9 +698,9 @@ func (m *machine) runVCPU(i int) {
 				m.finish(ReasonError, fmt.Sprintf("vCPU %d: malformed I/O exit", i))
 				return
 			}
-			m.pio(io)
+			m.runPIO(io)
 		case kvm.ExitMMIO:
-			m.mmio(c.MMIOExit())
+			m.runMMIO(c.MMIOExit())
 		case kvm.ExitHLT, kvm.ExitIntr, kvm.ExitIRQWindowOpen:
 		case kvm.ExitShutdown:
 			m.finish(ReasonTripleFault, fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", i))
@@ -663,99 +731,28 @@ func (m *machine) runVCPU(i int) {
 	}
 }
 
-func (m *machine) pio(x kvm.IO) {
+// runPIO runs a port I/O exit (one access, or Count of them for a string
+// instruction) on the port bus.
+func (m *machine) runPIO(x kvm.IO) {
 	if x.Size != 1 && x.Size != 2 && x.Size != 4 {
 		return
 	}
 	for n := 0; n < x.Count; n++ {
 		d := x.Data[n*x.Size : (n+1)*x.Size]
 		if x.Out {
-			m.pioOut(x.Port, d)
+			m.pio.Write(uint64(x.Port), d)
 		} else {
-			m.pioIn(x.Port, d)
+			m.pio.Read(uint64(x.Port), d)
 		}
 	}
 }
 
-func (m *machine) uart(port uint16) (*Serial, uint16) {
-	switch {
-	case port >= COM1Base && port < COM1Base+8:
-		return m.com1, port - COM1Base
-	case port >= COM2Base && port < COM2Base+8:
-		return m.com2, port - COM2Base
-	}
-	return nil, 0
-}
-
-const (
-	i8042Data    = 0x60
-	i8042Command = 0x64
-	i8042Reset   = 0xFE
-	resetControl = 0xCF9
-)
-
-func (m *machine) pioOut(port uint16, d []byte) {
-	if u, off := m.uart(port); u != nil {
-		u.Write(off, d[0])
-		return
-	}
-	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
-		m.acpiPMWrite(port, d)
-		return
-	}
-	switch port {
-	case i8042Data, i8042Command:
-		m.kbd.write(port, d[0])
-	case 0x70, 0x71:
-		m.rtc.write(port, d[0])
-	case resetControl:
-		if d[0]&0x04 != 0 {
-			m.finish(ReasonReboot, "guest reset through port 0xCF9")
-		}
-	}
-}
-
-func (m *machine) pioIn(port uint16, d []byte) {
-	if u, off := m.uart(port); u != nil {
-		d[0] = u.Read(off)
-		for i := 1; i < len(d); i++ {
-			d[i] = 0
-		}
-		return
-	}
-	switch port {
-	case i8042Data, i8042Command:
-		clear(d)
-		d[0] = m.kbd.read(port)
-		return
-	case 0x70, 0x71:
-		clear(d)
-		d[0] = m.rtc.read(port)
-		return
-	}
-	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
-		m.acpiPMRead(port, d)
-		return
-	}
-	for i := range d {
-		d[i] = 0xFF
-	}
-}
-
-func (m *machine) mmio(x kvm.MMIO) {
-	if x.Addr >= VirtioMMIOBase && x.Addr-VirtioMMIOBase < VirtioMMIOSize {
-		off := x.Addr - VirtioMMIOBase
-		if x.Write {
-			m.console.Transport().Write(off, x.Data)
-		} else {
-			m.console.Transport().Read(off, x.Data)
-		}
-		return
-	}
-	if !x.Write {
-		for i := range x.Data {
-			x.Data[i] = 0xFF
-		}
+// runMMIO runs an MMIO exit on the MMIO bus.
+func (m *machine) runMMIO(x kvm.MMIO) {
+	if x.Write {
+		m.mmio.Write(x.Addr, x.Data)
+	} else {
+		m.mmio.Read(x.Addr, x.Data)
 	}
 }
 
