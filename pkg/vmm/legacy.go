@@ -15,7 +15,7 @@ const (
 )
 
 // serialDevice puts a 16550 on a bus (8 byte-wide registers).
-func serialDevice(s *Serial) Device {
+func serialDevice(s *uart) Device {
 	return byteDevice{
 		read:  func(off uint64) byte { return s.Read(uint16(off)) },
 		write: func(off uint64, v byte) { s.Write(uint16(off), v) },

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,9 +145,9 @@ type machine struct {
 	kern    *Kernel // nil: Config.GuestCode
 	pio     Bus     // port I/O devices (buildDevices)
 	mmio    Bus     // MMIO devices
-	com1    *Serial // also typed into by the control FIFO (SysRq)
-	com2    *Serial
-	console *Console
+	com1    *uart   // also typed into by the control FIFO (SysRq)
+	com2    *uart
+	console *virtioConsole
 	stream  *Stream
 	watch   *ConsoleWatch
 	tail    *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
@@ -446,14 +445,14 @@ func (m *machine) buildDevices() error {
 	}
 	kbd := newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
 	rtc := newCMOS()
-	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
-	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
+	m.com1 = newUART(m.watch, m.irq(COM1IRQ))
+	m.com2 = newUART(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
 	var hvc io.Writer = m.watch
 	if cfg.HVC != nil {
 		hvc = cfg.HVC
 	}
-	m.console = NewConsole(m.mem, hvc, m.stream, m.irq(VirtioIRQ))
+	m.console = newVirtioConsole(m.mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
 	for _, d := range []struct {
@@ -838,16 +837,6 @@ func Classify(reason string, panicked bool, guestCode *int32, signal int) (strin
 	default: // poweroff, reboot
 		return reason, ExitShutdown
 	}
-}
-
-// SortedStats returns stats' keys in order (for stable output).
-func SortedStats(stats map[string]uint64) []string {
-	ks := make([]string, 0, len(stats))
-	for k := range stats {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // DefaultTimeout is --timeout's default.
