@@ -96,11 +96,13 @@ func (d byteDevice) Read(off uint64, data []byte) {
 		return
 	}
 	clear(data)
-	data[0] = d.read(off)
+	if len(data) > 0 {
+		data[0] = d.read(off)
+	}
 }
 
 func (d byteDevice) Write(off uint64, data []byte) {
-	if d.write != nil {
+	if d.write != nil && len(data) > 0 {
 		d.write(off, data[0])
 	}
 }
