@@ -192,8 +192,8 @@ func run(c *cli.Context, start time.Time) error {
 		return cmdutil.Exit(vmm.ExitVMMError, err)
 	}
 	if c.Bool("summary") {
-		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d\n",
-			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"])
+		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d setup_ms=%.3f\n",
+			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"], float64(res.Setup.Microseconds())/1000)
 	}
 	if res.ExitCode == 0 {
 		return nil

@@ -122,6 +122,9 @@ type Result struct {
 	// FirstFrame is the time from Config.Start to the guest's first
 	// stream byte (0: none arrived).
 	FirstFrame time.Duration
+	// Setup is the time from Config.Start to the vCPUs' release into
+	// their first KVM_RUN (the vm_start frame's setup_ns).
+	Setup time.Duration
 	Stats      map[string]uint64
 }
 
@@ -260,6 +263,7 @@ waitJoin:
 
 	m.stream.CloseGuest()
 	res := m.result(time.Since(cfg.Start))
+	res.Setup = time.Duration(vs.SetupNS)
 	if fb := m.stream.FirstByte(); !fb.IsZero() {
 		res.FirstFrame = fb.Sub(cfg.Start)
 	}
