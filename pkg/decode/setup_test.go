@@ -16,7 +16,7 @@ func TestSummarySetup(t *testing.T) {
 	var b bytes.Buffer
 	h := wire.NewEncoder(&b, wire.WithFlags(wire.FlagHost))
 	h.Encode(wire.VMStart{VMM: "ktstr-boot", VCPUs: 1, MemorySize: 1 << 30, SetupNS: 8_500_000,
-		SetupPhases: []wire.SetupPhase{{Name: "args", NS: 250_000}, {Name: "load_initramfs", NS: 8_250_000}}})
+		SetupPhases: []wire.SetupPhase{{Name: "args", NS: 250_000}, {Name: "load_wait", NS: 8_250_000}, {Name: "load_initramfs", NS: 9_000_000, Concurrent: true}}})
 	h.Encode(wire.VMExit{Reason: "poweroff"})
 	text, _, err := render(t, b.Bytes(), Options{Summary: true})
 	if err != nil {
@@ -25,7 +25,7 @@ func TestSummarySetup(t *testing.T) {
 	if !strings.Contains(text, "setup=8.500ms") {
 		t.Errorf("vm_start line lacks setup=8.500ms:\n%s", text)
 	}
-	if !strings.Contains(text, "  setup: 8.500ms to the first KVM_RUN: args=0.250ms load_initramfs=8.250ms\n") {
+	if !strings.Contains(text, "  setup: 8.500ms to the first KVM_RUN: args=0.250ms load_wait=8.250ms load_initramfs=9.000ms(concurrent)\n") {
 		t.Errorf("summary lacks the setup line:\n%s", text)
 	}
 	js, _, err := render(t, b.Bytes(), Options{Format: JSON, Quiet: true, Summary: true})
@@ -37,7 +37,7 @@ func TestSummarySetup(t *testing.T) {
 	if err := json.Unmarshal([]byte(first), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Summary.SetupNS != 8_500_000 || len(s.Summary.SetupPhases) != 2 || s.Summary.SetupPhases[1].Name != "load_initramfs" {
+	if s.Summary.SetupNS != 8_500_000 || len(s.Summary.SetupPhases) != 3 || !s.Summary.SetupPhases[2].Concurrent {
 		t.Errorf("JSON summary setup: %+v", s.Summary)
 	}
 

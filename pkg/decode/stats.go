@@ -263,6 +263,9 @@ func (s *Summary) AppendText(dst []byte) []byte {
 			dst = appendVal(dst, p.Name)
 			dst = append(dst, '=')
 			dst = append(dst, fmtMS(p.NS)...)
+			if p.Concurrent {
+				dst = append(dst, "(concurrent)"...)
+			}
 		}
 		dst = append(dst, '\n')
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
+	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 // countingReader records how many bytes were read through it.
@@ -231,7 +232,15 @@ func TestSetupClock(t *testing.T) {
 	if sum != uint64(c.Total()) || c.Total() < time.Millisecond {
 		t.Errorf("phases sum to %d, total %v", sum, c.Total())
 	}
+	c.AddConcurrent([]wire.SetupPhase{{Name: PhaseLoadKernel, NS: 5}})
+	if ps := c.Phases(); len(ps) != 4 || !ps[3].Concurrent || ps[3].NS != 5 || ps[2].Concurrent {
+		t.Errorf("after AddConcurrent: %+v", ps)
+	}
+	if uint64(c.Total()) != sum {
+		t.Error("a concurrent phase changed the total")
+	}
 	var nilClock *SetupClock
+	nilClock.AddConcurrent(ps)
 	nilClock.Mark(PhaseArgs)
 	if nilClock.Phases() != nil || nilClock.Total() != 0 {
 		t.Error("a nil clock recorded something")

@@ -125,7 +125,7 @@ type Result struct {
 	// Setup is the time from Config.Start to the vCPUs' release into
 	// their first KVM_RUN (the vm_start frame's setup_ns).
 	Setup time.Duration
-	Stats      map[string]uint64
+	Stats map[string]uint64
 }
 
 type endEvent struct {
@@ -144,17 +144,22 @@ type machine struct {
 	// FIFO "regs") the next time KVM_RUN returns.
 	regsReq []atomic.Bool
 	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
-	boot    BootInfo
-	kern    *Kernel // nil: Config.GuestCode
-	pio     Bus     // port I/O devices (buildDevices)
-	mmio    Bus     // MMIO devices
-	com1    *uart   // also typed into by the control FIFO (SysRq)
-	com2    *uart
-	console *virtioConsole
-	stream  *Stream
-	watch   *ConsoleWatch
-	tail    *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
-	closers []func()
+	boot    BootInfo    // what createVCPUs needs of it: the entry point
+	kern    *Kernel     // nil: Config.GuestCode
+	// The loader (startLoad): closed when it is done, its error and its
+	// phases, read only after loaded is closed.
+	loaded    chan struct{}
+	loadErr   error
+	loadClock *SetupClock
+	pio       Bus   // port I/O devices (buildDevices)
+	mmio      Bus   // MMIO devices
+	com1      *uart // also typed into by the control FIFO (SysRq)
+	com2      *uart
+	console   *virtioConsole
+	stream    *Stream
+	watch     *ConsoleWatch
+	tail      *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
+	closers   []func()
 
 	panicked atomic.Bool
 	signal   atomic.Int32
@@ -284,7 +289,10 @@ func (m *machine) close() {
 }
 
 // build makes the machine, in named steps; each ends a set-up phase
-// (setup.go) on the clock. Run calls it once.
+// (setup.go) on the clock. Loading the guest (startLoad, waitLoad) runs on
+// its own goroutine beside createVM, buildDevices and createVCPUs, which
+// need no guest RAM contents; its phases are reported as concurrent. Run
+// calls build once.
 func (m *machine) build() error {
 	clock := m.cfg.Setup
 	for _, step := range []struct {
@@ -292,11 +300,12 @@ func (m *machine) build() error {
 		do    func() error
 	}{
 		{PhaseOpenKVM, m.openKVM},
-		{PhaseCreateVM, m.createVM},
 		{PhaseMapMemory, m.mapMemory},
-		{"", m.loadGuest},
+		{"", m.startLoad}, // the guest's RAM fills while KVM makes the VM
+		{PhaseCreateVM, m.createVM},
 		{PhaseDevices, m.buildDevices},
 		{PhaseVCPUs, m.createVCPUs},
+		{PhaseLoadWait, m.waitLoad},
 	} {
 		if err := step.do(); err != nil {
 			return err
@@ -344,8 +353,9 @@ func (m *machine) openKVM() error {
 	return checkVCPULimits(sys, topo)
 }
 
-// createVM makes the VM with its in-kernel irqchip and PIT, and sets the
-// exits perf mode turns off (or halt polling, when oversubscribed).
+// createVM makes the VM with its in-kernel irqchip and PIT, sets the
+// exits perf mode turns off (or halt polling, when oversubscribed), and
+// gives KVM one memory slot per guest RAM region.
 func (m *machine) createVM() error {
 	sys := m.sys
 	vm, err := sys.CreateVM()
@@ -374,11 +384,23 @@ func (m *machine) createVM() error {
 	if err := vm.CreateIRQChip(); err != nil {
 		return err
 	}
-	return vm.CreatePIT2()
+	if err := vm.CreatePIT2(); err != nil {
+		return err
+	}
+	for i, r := range m.mem.Regions() {
+		host := m.mem.Host(r)
+		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
+			UserspaceAddr: uint64(uintptrOf(host)),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// mapMemory creates guest RAM (on huge pages in perf mode) and gives KVM
-// one memory slot per region.
+// mapMemory creates guest RAM (on huge pages in perf mode).
 func (m *machine) mapMemory() error {
 	newMem := NewMemory
 	if m.cfg.Perf != nil {
@@ -394,33 +416,59 @@ func (m *machine) mapMemory() error {
 			mem.Close()
 		}
 	})
-	for i, r := range mem.Regions() {
-		host := mem.Host(r)
-		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
-			UserspaceAddr: uint64(uintptrOf(host)),
-		})
-		if err != nil {
-			return err
-		}
+	return nil
+}
+
+// startLoad starts loading the guest on its own goroutine (loadGuest);
+// waitLoad collects it. The entry point, all createVCPUs needs of the
+// boot information, is fixed and set here.
+func (m *machine) startLoad() error {
+	if m.kern != nil {
+		m.boot.Entry = kernelAddr + entry64Offset
+	} else {
+		m.boot.Entry = GuestCodeAddr
 	}
+	done := make(chan struct{})
+	m.loaded = done
+	m.loadClock = NewSetupClock(time.Now())
+	go func() {
+		defer close(done)
+		m.loadErr = m.loadGuest(m.loadClock)
+	}()
+	// However build ends, guest RAM stays mapped until the loader is done
+	// with it (closers run last to first; mem.Close was added before).
+	m.closers = append(m.closers, func() { <-done })
+	return nil
+}
+
+// waitLoad waits for loadGuest and adds its phases to the clock, as
+// concurrent ones.
+func (m *machine) waitLoad() error {
+	<-m.loaded
+	if m.loadErr != nil {
+		return m.loadErr
+	}
+	m.cfg.Setup.AddConcurrent(m.loadClock.Phases())
 	return nil
 }
 
 // loadGuest puts the kernel, initramfs and boot tables (or the test's
-// guest code) in guest RAM; it marks load_kernel, load_initramfs and
-// boot_tables.
-func (m *machine) loadGuest() error {
+// guest code) in guest RAM, marking load_kernel, load_initramfs and
+// boot_tables on clock. It runs on startLoad's goroutine and touches
+// nothing but guest RAM and its own results.
+func (m *machine) loadGuest(clock *SetupClock) error {
 	cfg := m.cfg
 	if m.kern != nil {
-		boot, err := loadBoot(m.mem, BootConfig{Kernel: m.kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: m.topo}, cfg.Setup)
+		boot, err := loadBoot(m.mem, BootConfig{Kernel: m.kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: m.topo}, clock)
 		if err != nil {
 			return err
+		}
+		if boot.Entry != kernelAddr+entry64Offset {
+			return fmt.Errorf("internal error: kernel entry %#x, vCPUs were set up for %#x", boot.Entry, kernelAddr+entry64Offset)
 		}
 		if err := installACPI(m.mem, m.topo, boot.E820); err != nil {
 			return err
 		}
-		m.boot = boot
 	} else {
 		if err := m.mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
 			return fmt.Errorf("load guest code: %w", err)
@@ -431,9 +479,8 @@ func (m *machine) loadGuest() error {
 		if err := writeGDT(m.mem); err != nil {
 			return err
 		}
-		m.boot.Entry = GuestCodeAddr
 	}
-	cfg.Setup.Mark(PhaseBootTables)
+	clock.Mark(PhaseBootTables)
 	return nil
 }
 
