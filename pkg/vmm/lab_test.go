@@ -135,7 +135,8 @@ func TestNestedBenchmark(t *testing.T) {
 
 // TestNestedSetup (KTSTR_BENCH_SETUP=1) boots one L1 and runs, inside it,
 // TestLinuxBootStream (ktstr-boot's VMM still boots Linux, from files read
-// straight into guest RAM) and BenchmarkSetupProcess (ktstr-boot from exec
+// straight into guest RAM), the tiny-guest tests (TestGuest*: devices on
+// the buses, exits, signals, the control FIFO) and BenchmarkSetupProcess (ktstr-boot from exec
 // to its first KVM_RUN against qemu-system-x86_64 -M microvm -enable-kvm
 // to its first instruction, same inputs, same run): docs/setup-time.md.
 // L1 is emulated (TCG), so its absolute times are not the host's; read
@@ -154,7 +155,7 @@ func TestNestedSetup(t *testing.T) {
 	start := labStarter(t, kernel, true)
 	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
 		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) +
-		" ./vmm.test -test.v -test.timeout 12m -test.run '^TestLinuxBootStream$' -test.bench '^BenchmarkSetupProcess$' -test.benchtime 3x"
+		" ./vmm.test -test.v -test.timeout 12m -test.run '^(TestLinuxBootStream|TestGuest.*)$' -test.bench '^BenchmarkSetupProcess$' -test.benchtime 3x"
 	r := runInLab(t, start, cmd, 13*time.Minute, os.Stderr)
 	if e := r.Err(); e != nil {
 		t.Fatal(e)
