@@ -131,49 +131,47 @@ func BenchmarkSetupLoad(b *testing.B) {
 }
 
 func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*testing.B, map[string]time.Duration)) {
-	{
-		s, _ := topology.FromCPUs(1)
-		topo, err := topology.New(s)
+	s, _ := topology.FromCPUs(1)
+	topo, err := topology.New(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := map[string]time.Duration{}
+	for range b.N {
+		t0 := time.Now()
+		k, err := OpenKernel(kernel, benchMemory)
 		if err != nil {
 			b.Fatal(err)
 		}
-		d := map[string]time.Duration{}
-		for range b.N {
-			t0 := time.Now()
-			k, err := OpenKernel(kernel, benchMemory)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ir, err := OpenInitramfs([]string{initrd}, k, benchMemory)
-			if err != nil {
-				b.Fatal(err)
-			}
-			t1 := time.Now()
-			newMem := NewMemory
-			if pread {
-				newMem = newPreadMemory
-			}
-			mem, err := newMem(benchMemory)
-			if err != nil {
-				b.Fatal(err)
-			}
-			clock := NewSetupClock(time.Now())
-			if _, err := loadBoot(mem, BootConfig{Kernel: k, Initramfs: ir, Cmdline: DefaultCmdline(), Topology: topo}, clock); err != nil {
-				b.Fatal(err)
-			}
-			mem.Close()
-			k.Close()
-			ir.Close()
-			d[PhaseOpenInputs] += t1.Sub(t0)
-			for _, p := range clock.Phases() {
-				if p.Name == PhaseLoadKernel || p.Name == PhaseLoadInitramfs {
-					d[p.Name] += time.Duration(p.NS)
-				}
-			}
-			d[PhaseMapMemory] += clock.start.Sub(t1)
+		ir, err := OpenInitramfs([]string{initrd}, k, benchMemory)
+		if err != nil {
+			b.Fatal(err)
 		}
-		report(b, d)
+		t1 := time.Now()
+		newMem := NewMemory
+		if pread {
+			newMem = newPreadMemory
+		}
+		mem, err := newMem(benchMemory)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clock := NewSetupClock(time.Now())
+		if _, err := loadBoot(mem, BootConfig{Kernel: k, Initramfs: ir, Cmdline: DefaultCmdline(), Topology: topo}, clock); err != nil {
+			b.Fatal(err)
+		}
+		mem.Close()
+		k.Close()
+		ir.Close()
+		d[PhaseOpenInputs] += t1.Sub(t0)
+		for _, p := range clock.Phases() {
+			if p.Name == PhaseLoadKernel || p.Name == PhaseLoadInitramfs {
+				d[p.Name] += time.Duration(p.NS)
+			}
+		}
+		d[PhaseMapMemory] += clock.start.Sub(t1)
 	}
+	report(b, d)
 }
 
 // newPreadMemory is NewMemory marked as hugetlbfs-like, so that LoadFrom
