@@ -452,9 +452,9 @@ func (m *machine) waitLoad() error {
 	return nil
 }
 
-// loadGuest puts the kernel, initramfs and boot tables (or the test's
-// guest code) in guest RAM, marking load_kernel, load_initramfs and
-// boot_tables on clock. It runs on startLoad's goroutine and touches
+// loadGuest puts the kernel, initramfs, boot and ACPI tables (loadBoot)
+// or the test's guest code in guest RAM, marking load_kernel,
+// load_initramfs and boot_tables on clock. It runs on startLoad's goroutine and touches
 // nothing but guest RAM and its own results.
 func (m *machine) loadGuest(clock *SetupClock) error {
 	cfg := m.cfg
@@ -466,19 +466,16 @@ func (m *machine) loadGuest(clock *SetupClock) error {
 		if boot.Entry != kernelAddr+entry64Offset {
 			return fmt.Errorf("internal error: kernel entry %#x, vCPUs were set up for %#x", boot.Entry, kernelAddr+entry64Offset)
 		}
-		if err := installACPI(m.mem, m.topo, boot.E820); err != nil {
-			return err
-		}
-	} else {
-		if err := m.mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
-			return fmt.Errorf("load guest code: %w", err)
-		}
-		if err := writePageTables(m.mem); err != nil {
-			return err
-		}
-		if err := writeGDT(m.mem); err != nil {
-			return err
-		}
+		return nil
+	}
+	if err := m.mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
+		return fmt.Errorf("load guest code: %w", err)
+	}
+	if err := writePageTables(m.mem); err != nil {
+		return err
+	}
+	if err := writeGDT(m.mem); err != nil {
+		return err
 	}
 	clock.Mark(PhaseBootTables)
 	return nil
