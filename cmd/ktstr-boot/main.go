@@ -10,15 +10,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
-	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
 	"github.com/ktstr-go/ktstr/pkg/interactive"
 	"github.com/ktstr-go/ktstr/pkg/kvmprobe"
 	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/runwatch"
 	"github.com/ktstr-go/ktstr/pkg/term"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
-	"github.com/urfave/cli/v2"
 )
 
 func main() {
@@ -89,16 +90,22 @@ func run(c *cli.Context, start time.Time) error {
 	if err := vmm.CheckMemory(mem); err != nil {
 		return cmdutil.UsageError("--memory: %v", err)
 	}
-	// Regular files only, sizes checked against guest RAM before reading.
-	kernel, kern, err := vmm.ReadKernel(kpath, mem)
+	clock := vmm.NewSetupClock(start)
+	clock.Mark(vmm.PhaseArgs)
+	// Regular files only, sizes checked against guest RAM before reading;
+	// the VMM reads them straight into guest RAM.
+	kern, err := vmm.OpenKernel(kpath, mem)
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
-	initrd, err := vmm.ReadInitrds(c.StringSlice("initramfs"), kern, mem)
+	defer kern.Close()
+	initrd, err := vmm.OpenInitramfs(c.StringSlice("initramfs"), kern, mem)
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
-	cpus, _, err := hostlock.CPUsFromEnv()
+	defer initrd.Close()
+	clock.Mark(vmm.PhaseOpenInputs)
+	cpus, _, err := cpupin.FromEnv()
 	if err != nil {
 		return cmdutil.UsageError("%v", err)
 	}
@@ -145,7 +152,7 @@ func run(c *cli.Context, start time.Time) error {
 		console = f
 	}
 	cfg := vmm.Config{
-		Kernel: kernel, KernelPath: kpath, Initrd: initrd,
+		KernelFile: kern, KernelPath: kpath, Initramfs: initrd, Setup: clock,
 		Cmdline: strings.Join(parts, " "), VCPUs: len(topo.CPUs), Memory: mem,
 		Topology: topo, Perf: perf, Log: os.Stderr,
 		Timeout: c.Duration("timeout"), Stream: os.Stdout, Console: console, CPUs: cpus,
@@ -170,6 +177,7 @@ func run(c *cli.Context, start time.Time) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout becomes an EPIPE error, reported as such
 	cfg.Signals = sigs
+	clock.Mark(vmm.PhaseConfig)
 
 	if choice.QEMU {
 		return runQEMU(c, choice, cfg, c.StringSlice("initramfs"), ask)
@@ -184,8 +192,8 @@ func run(c *cli.Context, start time.Time) error {
 		return cmdutil.Exit(vmm.ExitVMMError, err)
 	}
 	if c.Bool("summary") {
-		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d\n",
-			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"])
+		fmt.Fprintf(os.Stderr, "ktstr-boot: summary reason=%s exit=%d wall_s=%.3f first_frame_s=%.3f guest_frames=%d vcpus=%d kvm_exits=%d setup_ms=%.3f\n",
+			res.Reason, res.ExitCode, res.Wall.Seconds(), res.FirstFrame.Seconds(), res.GuestFrames, res.VCPUs, res.Stats["exits"], float64(res.Setup.Microseconds())/1000)
 	}
 	if res.ExitCode == 0 {
 		return nil

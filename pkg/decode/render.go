@@ -413,6 +413,12 @@ func fmtDur(ns uint64) string {
 	return strconv.FormatFloat(float64(ns)/1e9, 'f', 1, 64) + "s"
 }
 
+// fmtMS formats ns as milliseconds with three decimals (set-up phases,
+// which are fractions of a millisecond to tens of them).
+func fmtMS(ns uint64) string {
+	return strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) + "ms"
+}
+
 func fmtSecs(ns uint64) string {
 	return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) + "s"
 }
@@ -567,6 +573,9 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		dst = kvOpt(dst, "control_fifo", v.ControlFIFO)
 		dst = kvOpt(dst, "kernel", v.Kernel)
 		dst = kvOpt(dst, "cmdline", v.Cmdline)
+		if v.SetupNS > 0 {
+			dst = kv(dst, "setup", fmtMS(v.SetupNS))
+		}
 	case wire.MonitorSample:
 		dst = fmt.Appendf(dst, "seq=%d", v.Seq)
 		dst = kv(dst, "elapsed", fmtSecs(v.ElapsedNS))

@@ -156,11 +156,15 @@ type Summary struct {
 	GuestExit  *int32               `json:"guest_exit"`
 	VMExit     *wire.VMExit         `json:"vm_exit"`
 	Omitted    int64                `json:"omitted"` // items beyond the bound
+	// SetupNS and SetupPhases are the VMM's set-up time from the vm_start
+	// frame: process start to the first KVM_RUN, and its phases.
+	SetupNS     uint64            `json:"setup_ns,omitempty"`
+	SetupPhases []wire.SetupPhase `json:"setup_phases,omitempty"`
 }
 
 func (s *Summary) frame(f *wire.Frame) {
 	switch f.Type {
-	case wire.TypeCgroupMetrics, wire.TypeCheckResult, wire.TypeSchedExit, wire.TypeGuestExit, wire.TypeVMExit:
+	case wire.TypeCgroupMetrics, wire.TypeCheckResult, wire.TypeSchedExit, wire.TypeGuestExit, wire.TypeVMExit, wire.TypeVMStart:
 	default:
 		return
 	}
@@ -200,8 +204,17 @@ func (s *Summary) frame(f *wire.Frame) {
 		s.GuestExit = &c
 	case wire.VMExit:
 		s.VMExit = &v
+	case wire.VMStart:
+		if v.SetupNS > 0 {
+			s.SetupNS = v.SetupNS
+			s.SetupPhases = v.SetupPhases[:min(len(v.SetupPhases), maxSetupPhases)]
+		}
 	}
 }
+
+// maxSetupPhases bounds the set-up phases a Summary keeps (ktstr-boot has
+// a dozen; the frame is untrusted).
+const maxSetupPhases = 64
 
 // AppendText appends the summary: a table of cgroup metrics, the check
 // results, and how the scheduler, guest and VM ended.
@@ -236,6 +249,24 @@ func (s *Summary) AppendText(dst []byte) []byte {
 	if s.GuestExit != nil {
 		dst = append(dst, "  guest exit: code="...)
 		dst = strconv.AppendInt(dst, int64(*s.GuestExit), 10)
+		dst = append(dst, '\n')
+	}
+	if s.SetupNS > 0 {
+		dst = append(dst, "  setup: "...)
+		dst = append(dst, fmtMS(s.SetupNS)...)
+		dst = append(dst, " to the first KVM_RUN"...)
+		for i, p := range s.SetupPhases {
+			if i == 0 {
+				dst = append(dst, ':')
+			}
+			dst = append(dst, ' ')
+			dst = appendVal(dst, p.Name)
+			dst = append(dst, '=')
+			dst = append(dst, fmtMS(p.NS)...)
+			if p.Concurrent {
+				dst = append(dst, "(concurrent)"...)
+			}
+		}
 		dst = append(dst, '\n')
 	}
 	if s.VMExit != nil {

@@ -1,7 +1,12 @@
-// Package guestmem owns read-only access to a guest's RAM held in a file
-// (a memfd announced by ktstr-boot, or QEMU's memory-backend-file) and the
-// guest-physical layout of that file, plus the x86_64 page-table walk that
-// turns a guest-virtual address into a guest-physical one.
+// Package guestmem owns guest RAM, the one model of it in ktstr: its
+// guest-physical layout (Region, SplitLayout), the one bounds check every
+// access goes through (Slice; failures wrap ErrUnmapped), and the x86_64
+// page-table walk that turns a guest-virtual address into a guest-physical
+// one. ktstr-boot's VMM (pkg/vmm) creates it as a memfd (NewMemfd,
+// MapMemfd: memfd.go), writes the boot blobs into it (Write, LoadFrom:
+// files go in by copy_file_range/sendfile, never through the heap) and
+// announces /proc/PID/fd/N; host tools (pkg/monitor) map that file, or
+// QEMU's memory-backend-file, read-only (Open) or writable (OpenWritable).
 //
 // Everything read from the guest is untrusted: every guest-physical address
 // and length is checked against the region layout before it touches the

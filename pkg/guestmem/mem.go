@@ -26,13 +26,16 @@ type Region struct {
 // region covers.
 var ErrUnmapped = errors.New("guest-physical address not in guest RAM")
 
-// Memory is a view of guest RAM: read-only when Open mapped it, writable
-// (PutU64) when OpenWritable mapped it or New wraps plain memory.
+// Memory is guest RAM: read-only when Open mapped it, writable (PutU64,
+// Write, LoadFrom) when OpenWritable mapped it, New wraps plain memory, or
+// a VMM created it (NewMemfd, MapMemfd: memfd.go).
 type Memory struct {
 	data     []byte
 	regions  []Region // sorted by GPA
 	unmap    func() error
 	writable bool
+	fd       int  // the memfd a VMM created (-1: none)
+	huge     bool // the memfd is on hugetlbfs: it takes no write(2)
 }
 
 // New returns a Memory over data with the given layout. Each region must
@@ -59,7 +62,7 @@ func New(data []byte, regions []Region) (*Memory, error) {
 		}
 	}
 	// Plain memory (not a mapping) takes writes: PutU64 works on it.
-	return &Memory{data: data, regions: rs, writable: true}, nil
+	return &Memory{data: data, regions: rs, writable: true, fd: -1}, nil
 }
 
 // Open maps the file at path read-only and shared, so that reads see the
@@ -164,14 +167,22 @@ func (m *Memory) contains(addr uintptr) bool {
 	return addr >= lo && addr-lo < uintptr(len(m.data))
 }
 
-// Close unmaps a Memory made by Open. Slices it returned become invalid.
+// Close unmaps a Memory made by Open or a VMM (and closes its memfd).
+// Slices it returned become invalid.
 func (m *Memory) Close() error {
 	if m.unmap == nil {
 		return nil
 	}
 	u := m.unmap
 	m.unmap, m.data = nil, nil
-	return u()
+	err := u()
+	if m.fd >= 0 {
+		if cerr := unix.Close(m.fd); err == nil {
+			err = cerr
+		}
+		m.fd = -1
+	}
+	return err
 }
 
 // Regions returns the layout, sorted by GPA.
@@ -188,21 +199,34 @@ func (m *Memory) Size() uint64 {
 
 // Slice returns the n bytes at guest-physical gpa as a view of the
 // mapping (not a copy: the guest may change them). The range must lie in
-// one region.
+// one region. It never panics, whatever gpa and n are.
 func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
+	s, err := m.offset(gpa, n)
+	if err != nil {
+		return nil, err
+	}
+	return m.data[s : s+n : s+n], nil
+}
+
+// offset is where [gpa, gpa+n) lies in the mapping: the one bounds check
+// every access to guest RAM goes through. A zero-length range may sit at
+// a region's end.
+func (m *Memory) offset(gpa, n uint64) (uint64, error) {
 	for i := range m.regions {
 		r := &m.regions[i]
-		if gpa < r.GPA || gpa-r.GPA >= r.Size {
+		if gpa < r.GPA || gpa-r.GPA > r.Size {
 			continue
 		}
 		off := gpa - r.GPA
 		if n > r.Size-off {
-			return nil, fmt.Errorf("read of %d bytes at GPA %#x runs past the end of guest RAM region at %#x: %w", n, gpa, r.GPA, ErrUnmapped)
+			if off == r.Size {
+				continue // at the end: maybe the start of the next region
+			}
+			return 0, fmt.Errorf("%d bytes at GPA %#x run past the end of guest RAM region at %#x: %w", n, gpa, r.GPA, ErrUnmapped)
 		}
-		s := r.Offset + off
-		return m.data[s : s+n : s+n], nil
+		return r.Offset + off, nil
 	}
-	return nil, fmt.Errorf("GPA %#x: %w", gpa, ErrUnmapped)
+	return 0, fmt.Errorf("%d bytes at GPA %#x: %w", n, gpa, ErrUnmapped)
 }
 
 // Read copies len(dst) bytes from guest-physical gpa.
@@ -213,6 +237,28 @@ func (m *Memory) Read(gpa uint64, dst []byte) error {
 	}
 	copy(dst, s)
 	return nil
+}
+
+// Write copies b to guest-physical gpa.
+func (m *Memory) Write(gpa uint64, b []byte) error {
+	if !m.writable {
+		return ErrReadOnly
+	}
+	s, err := m.Slice(gpa, uint64(len(b)))
+	if err != nil {
+		return err
+	}
+	copy(s, b)
+	return nil
+}
+
+// U16 reads a little-endian uint16 at gpa.
+func (m *Memory) U16(gpa uint64) (uint16, error) {
+	s, err := m.Slice(gpa, 2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(s), nil
 }
 
 // U64 reads a little-endian uint64 at gpa.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +16,7 @@ import (
 // run under a reservation finds in its environment.
 const (
 	EnvLockDir = "KTSTR_LOCK_DIR"
-	EnvCPUs    = "KTSTR_CPUS"       // reserved CPUs, kernel cpu-list format
+	EnvCPUs    = cpupin.EnvCPUs     // reserved CPUs, kernel cpu-list format (read with cpupin.FromEnv)
 	EnvLLCs    = "KTSTR_LLCS"       // reserved LLC indices, cpu-list format
 	EnvNodes   = "KTSTR_NUMA_NODES" // NUMA nodes of the reserved LLCs, cpu-list format
 )

@@ -2,9 +2,8 @@
 // run may use, held with flock(2) on one lock file per LLC and per CPU in
 // a directory every user of the host shares, for as long as a command
 // runs. It is ktstr-hostlock's logic (cmd/ktstr-hostlock only parses
-// flags) and the small API a program run under a reservation uses:
-// CPUsFromEnv reads KTSTR_CPUS, CPUFor maps vCPU i to a host CPU, and
-// PinThread pins the calling (locked) OS thread.
+// flags). What a program run under a reservation uses (reading
+// KTSTR_CPUS, pinning threads) is pkg/cpupin's.
 //
 // # Lock files
 //
@@ -96,6 +95,6 @@
 // KTSTR_NUMA_NODES (cpu-list format) and, with --pin, an affinity mask set
 // before its first instruction (it is started from a pinned thread).
 //
-// Imports: pkg/cpulist, pkg/hosttopo, golang.org/x/sys/unix and the
-// standard library.
+// Imports: pkg/cpulist, pkg/cpupin, pkg/hosttopo, golang.org/x/sys/unix
+// and the standard library.
 package hostlock

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -332,48 +331,6 @@ func FuzzParseRecords(f *testing.F) {
 		}
 		parseProcLocks(b)
 	})
-}
-
-func TestEnvAPI(t *testing.T) {
-	t.Setenv(EnvCPUs, "")
-	if _, ok, err := CPUsFromEnv(); ok || err != nil {
-		t.Fatal("empty KTSTR_CPUS should mean no reservation")
-	}
-	t.Setenv(EnvCPUs, "0-1,4")
-	cpus, ok, err := CPUsFromEnv()
-	if !ok || err != nil || !reflect.DeepEqual(cpus, []int{0, 1, 4}) {
-		t.Fatalf("CPUsFromEnv = %v %v %v", cpus, ok, err)
-	}
-	if CPUFor(cpus, 0) != 0 || CPUFor(cpus, 2) != 4 || CPUFor(cpus, 3) != 0 {
-		t.Fatal("CPUFor does not wrap around")
-	}
-	t.Setenv(EnvCPUs, "1-0")
-	if _, _, err := CPUsFromEnv(); err == nil {
-		t.Fatal("accepted a bad KTSTR_CPUS")
-	}
-	// Pin a locked thread to the first allowed CPU and read it back.
-	top, err := hosttopo.Read(hosttopo.DefaultRoot)
-	if err != nil {
-		t.Skipf("SKIP pin check: cannot read the real topology: %v", err)
-	}
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread() // the thread is discarded when this goroutine ends
-		if err := PinThread(top.Allowed[:1]); err != nil {
-			done <- err
-			return
-		}
-		var set unix.CPUSet
-		unix.SchedGetaffinity(0, &set)
-		if set.Count() != 1 || !set.IsSet(top.Allowed[0]) {
-			done <- errors.New("affinity not applied")
-			return
-		}
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // FuzzRecordLine: the hand-written encoder and encoding/json agree.

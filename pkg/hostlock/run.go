@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -76,7 +78,7 @@ func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, 
 		ch := make(chan started, 1)
 		go func() {
 			runtime.LockOSThread()
-			if err := PinThread(res.CPUs); err != nil {
+			if err := cpupin.Thread(res.CPUs); err != nil {
 				ch <- started{0, err}
 				return
 			}

@@ -7,6 +7,6 @@
 // than running a "perf" guest that is not.
 //
 // It does not issue KVM ioctls: it names the capability and the bits, and
-// the VMM enables them. Imports: golang.org/x/sys/unix, pkg/cpulist and the
-// standard library.
+// the VMM enables them. Imports: golang.org/x/sys/unix, pkg/cpulist,
+// pkg/cpupin (pinning) and the standard library.
 package perfmode

@@ -3,11 +3,13 @@ package perfmode
 import (
 	"errors"
 	"fmt"
-	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ktstr-go/ktstr/pkg/cpulist"
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
 
 	"golang.org/x/sys/unix"
 )
@@ -158,9 +160,7 @@ func canFIFO() bool {
 // PinFIFO pins the calling OS thread to cpu and makes it SCHED_FIFO at
 // FIFOPriority. The caller must have locked the goroutine to its thread.
 func PinFIFO(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
+	if err := cpupin.Thread([]int{cpu}); err != nil {
 		return fmt.Errorf("pin vCPU thread to CPU %d: %w", cpu, err)
 	}
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: FIFOPriority}
@@ -175,14 +175,7 @@ func Pin(cpus []int) error {
 	if len(cpus) == 0 {
 		return nil
 	}
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pin to CPUs %s: %w", cpusText(cpus), err)
-	}
-	return nil
+	return cpupin.Thread(cpus)
 }
 
 // HugeMemfd creates a memory file of size bytes backed by 2 MiB huge

@@ -13,5 +13,6 @@
 // Every run has a hard timeout after which QEMU's process group is
 // killed; a timed-out run is reported as such, never as a pass.
 //
-// Imports: pkg/topology, pkg/kvmprobe and the standard library.
+// Imports: pkg/topology, pkg/kvmprobe, pkg/cpupin (pinning QEMU) and the
+// standard library.
 package qemu

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
 )
 
 // Process is one QEMU run: a child in its own process group with a hard
@@ -218,18 +218,15 @@ func startPinned(cmd *exec.Cmd, cpus []int) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var old, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return fmt.Errorf("read CPU affinity: %w", err)
+	old, err := cpupin.Affinity()
+	if err != nil {
+		return err
 	}
-	for _, c := range cpus {
-		set.Set(c)
+	if err := cpupin.Thread(cpus); err != nil {
+		return err
 	}
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pin to CPUs %v: %w", cpus, err)
-	}
-	err := cmd.Start()
-	if rerr := unix.SchedSetaffinity(0, &old); rerr != nil && err == nil {
+	err = cmd.Start()
+	if rerr := cpupin.Thread(old); rerr != nil && err == nil {
 		// This thread stays locked (and dies with the goroutine's end)
 		// rather than run other goroutines on the reserved CPUs.
 		return fmt.Errorf("restore CPU affinity: %w", rerr)

@@ -3,16 +3,23 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
 // BootConfig is what LoadBoot puts in guest RAM.
 type BootConfig struct {
-	Kernel  *Kernel
-	Initrd  []byte
-	Cmdline string
-	VCPUs   int
-	// APICIDs are the vCPUs' APIC IDs for the MP table (nil: 0..VCPUs-1).
-	APICIDs []uint32
+	Kernel *Kernel
+	// Initramfs, if not nil, is read straight into guest RAM; else
+	// Initrd's bytes are copied there.
+	Initramfs *Initramfs
+	Initrd    []byte
+	Cmdline   string
+	// Topology is the guest's shape: its vCPUs' APIC IDs go into the MP
+	// table.
+	Topology *topology.Topology
 }
 
 // BootInfo says where things went.
@@ -23,28 +30,86 @@ type BootInfo struct {
 }
 
 // LoadBoot writes the kernel, initramfs, command line, zero page, page
-// tables, GDT and MP table into guest RAM.
-func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
+// tables, GDT, MP table and ACPI tables into guest RAM.
+func LoadBoot(m *guestmem.Memory, c BootConfig) (BootInfo, error) {
+	return loadBoot(m, c, nil)
+}
+
+// loadBoot is LoadBoot, marking load_kernel and boot_tables on clock (nil:
+// none) and adding load_initramfs, which runs on its own goroutine beside
+// the other two: two copies at once where the host has the CPUs for them.
+func loadBoot(m *guestmem.Memory, c BootConfig, clock *SetupClock) (BootInfo, error) {
 	k := c.Kernel
 	var info BootInfo
-	lowEnd := m.Regions[0].Size
-	kernEnd := uint64(kernelAddr) + max(uint64(len(k.Image)), uint64(k.InitSize))
+	lowEnd := m.Regions()[0].Size
+	kernEnd := k.end()
 	if kernEnd > lowEnd {
 		return info, fmt.Errorf("kernel needs %d MiB below the MMIO hole; give the guest more --memory", kernEnd>>20)
 	}
-	if err := m.Write(kernelAddr, k.Image); err != nil {
-		return info, fmt.Errorf("load kernel: %w", err)
-	}
-	info.Entry = kernelAddr + entry64Offset
-
 	if uint64(len(c.Cmdline)) > uint64(k.CmdlineSize) {
 		return info, fmt.Errorf("kernel command line is %d bytes; this kernel accepts at most %d", len(c.Cmdline), k.CmdlineSize)
 	}
-	cl := append([]byte(c.Cmdline), 0)
-	if err := m.Write(cmdlineAddr, cl); err != nil {
-		return info, fmt.Errorf("write command line: %w", err)
+	if c.Topology == nil || len(c.Topology.CPUs) == 0 {
+		return info, fmt.Errorf("no vCPUs: want at least 1")
+	}
+	ir := c.Initramfs
+	if ir == nil && len(c.Initrd) > 0 {
+		ir = InitramfsOf(c.Initrd)
+	}
+	irSize := ir.Size()
+	if irSize > 0 {
+		addr, err := initrdPlace(k, lowEnd, irSize)
+		if err != nil {
+			return info, err
+		}
+		info.InitrdAddr = addr
 	}
 
+	// The initramfs goes in on its own goroutine; loadBoot never returns
+	// before it is done (guest RAM must outlive the copy).
+	irDone := make(chan struct{})
+	var irErr error
+	var irTime time.Duration
+	if irSize > 0 {
+		go func() {
+			defer close(irDone)
+			t := time.Now()
+			irErr = ir.load(m, info.InitrdAddr)
+			irTime = time.Since(t)
+		}()
+	} else {
+		close(irDone)
+	}
+	err := loadKernelAndTables(m, c, &info, irSize, clock)
+	<-irDone
+	if err != nil {
+		return info, err
+	}
+	if irErr != nil {
+		return info, fmt.Errorf("load initramfs: %w", irErr)
+	}
+	if irSize > 0 {
+		clock.Add(PhaseLoadInitramfs, irTime)
+	}
+	return info, nil
+}
+
+// loadKernelAndTables is loadBoot's part beside the initramfs copy: the
+// kernel image, then the command line, zero page (which points at the
+// initramfs, placed at info.InitrdAddr, irSize bytes), page tables, GDT,
+// MP and ACPI tables.
+func loadKernelAndTables(m *guestmem.Memory, c BootConfig, info *BootInfo, irSize uint64, clock *SetupClock) error {
+	k := c.Kernel
+	if err := k.loadImage(m); err != nil {
+		return fmt.Errorf("load kernel: %w", err)
+	}
+	info.Entry = kernelAddr + entry64Offset
+	clock.Mark(PhaseLoadKernel)
+
+	cl := append([]byte(c.Cmdline), 0)
+	if err := m.Write(cmdlineAddr, cl); err != nil {
+		return fmt.Errorf("write command line: %w", err)
+	}
 	zp := make([]byte, zeroPageSize)
 	copy(zp[hdrSetupSects:], k.Header)
 	zp[hdrTypeOfLoader] = 0xFF
@@ -52,26 +117,16 @@ func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
 	binary.LittleEndian.PutUint16(zp[hdrHeapEndPtr:], 0xFE00)
 	binary.LittleEndian.PutUint32(zp[hdrCmdLinePtr:], cmdlineAddr)
 	binary.LittleEndian.PutUint32(zp[bpExtCmdLinePtr:], 0)
-
-	if len(c.Initrd) > 0 {
-		size := uint64(len(c.Initrd))
-		addr, err := initrdPlace(k, lowEnd, size)
-		if err != nil {
-			return info, err
-		}
-		if err := m.Write(addr, c.Initrd); err != nil {
-			return info, fmt.Errorf("load initramfs: %w", err)
-		}
+	if irSize > 0 {
+		addr := info.InitrdAddr
 		binary.LittleEndian.PutUint32(zp[hdrRamdiskImage:], uint32(addr))
-		binary.LittleEndian.PutUint32(zp[hdrRamdiskSize:], uint32(size))
+		binary.LittleEndian.PutUint32(zp[hdrRamdiskSize:], uint32(irSize))
 		binary.LittleEndian.PutUint32(zp[bpExtRamdiskImage:], uint32(addr>>32))
-		binary.LittleEndian.PutUint32(zp[bpExtRamdiskSize:], uint32(size>>32))
-		info.InitrdAddr = addr
+		binary.LittleEndian.PutUint32(zp[bpExtRamdiskSize:], uint32(irSize>>32))
 	}
-
-	info.E820 = E820Map(m.Regions)
+	info.E820 = E820Map(m.Regions())
 	if len(info.E820) > bpE820Max {
-		return info, fmt.Errorf("%d e820 entries, the zero page holds %d", len(info.E820), bpE820Max)
+		return fmt.Errorf("%d e820 entries, the zero page holds %d", len(info.E820), bpE820Max)
 	}
 	zp[bpE820Entries] = byte(len(info.E820))
 	for i, e := range info.E820 {
@@ -81,35 +136,31 @@ func LoadBoot(m *Memory, c BootConfig) (BootInfo, error) {
 		binary.LittleEndian.PutUint32(zp[o+16:], e.Type)
 	}
 	if err := m.Write(zeroPageAddr, zp); err != nil {
-		return info, fmt.Errorf("write zero page: %w", err)
+		return fmt.Errorf("write zero page: %w", err)
 	}
 	if err := writePageTables(m); err != nil {
-		return info, err
+		return err
 	}
 	if err := writeGDT(m); err != nil {
-		return info, err
+		return err
 	}
-	ids := c.APICIDs
-	if ids == nil {
-		if c.VCPUs < 1 {
-			return info, fmt.Errorf("%d vCPUs: want at least 1", c.VCPUs)
-		}
-		ids = make([]uint32, c.VCPUs)
-		for i := range ids {
-			ids[i] = uint32(i)
-		}
-	} else if len(ids) != c.VCPUs {
-		return info, fmt.Errorf("%d APIC IDs for %d vCPUs", len(ids), c.VCPUs)
+	ids := make([]uint32, len(c.Topology.CPUs))
+	for i, cpu := range c.Topology.CPUs {
+		ids[i] = cpu.APICID
 	}
 	if err := writeMPTable(m, ids); err != nil {
-		return info, err
+		return err
 	}
-	return info, nil
+	if err := installACPI(m, c.Topology, info.E820); err != nil {
+		return err
+	}
+	clock.Mark(PhaseBootTables)
+	return nil
 }
 
 // writePageTables identity-maps the first 4 GiB with 2 MiB pages:
 // PML4[0] -> PDPT, PDPT[0..3] -> four page directories.
-func writePageTables(m *Memory) error {
+func writePageTables(m *guestmem.Memory) error {
 	const present, rw, ps = 1, 2, 0x80
 	b := make([]byte, 0x1000)
 	binary.LittleEndian.PutUint64(b, pdptAddr|present|rw)
@@ -153,7 +204,7 @@ var gdtTable = [5]uint64{
 	gdtEntry(0x808B, 0, 0xFFFFF), // busy 64-bit TSS
 }
 
-func writeGDT(m *Memory) error {
+func writeGDT(m *guestmem.Memory) error {
 	b := make([]byte, 8*len(gdtTable))
 	for i, e := range gdtTable {
 		binary.LittleEndian.PutUint64(b[8*i:], e)

@@ -5,20 +5,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+
 	"testing"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
 func TestLayout(t *testing.T) {
 	tests := []struct {
 		size uint64
-		want []Region
+		want []guestmem.Region
 	}{
-		{512 << 20, []Region{{0, 512 << 20, 0}}},
-		{3 << 30, []Region{{0, 3 << 30, 0}}},
-		{6 << 30, []Region{{0, 3 << 30, 0}, {4 << 30, 3 << 30, 3 << 30}}},
-		{(3 << 30) + 4096, []Region{{0, 3 << 30, 0}, {4 << 30, 4096, 3 << 30}}},
+		{512 << 20, []guestmem.Region{{GPA: 0, Size: 512 << 20, Offset: 0}}},
+		{3 << 30, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}}},
+		{6 << 30, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}, {GPA: 4 << 30, Size: 3 << 30, Offset: 3 << 30}}},
+		{(3 << 30) + 4096, []guestmem.Region{{GPA: 0, Size: 3 << 30, Offset: 0}, {GPA: 4 << 30, Size: 4096, Offset: 3 << 30}}},
 	}
 	for _, tc := range tests {
 		got := Layout(tc.size)
@@ -77,7 +80,7 @@ func TestMemorySixGiB(t *testing.T) {
 		t.Fatal("high memory did not hold its bytes")
 	}
 	for _, gpa := range []uint64{MMIOHoleStart, VirtioMMIOBase, (4 << 30) - 1, 7 << 30, ^uint64(0)} {
-		if _, err := m.Slice(gpa, 1); !errors.Is(err, ErrOutOfRange) {
+		if _, err := m.Slice(gpa, 1); !errors.Is(err, guestmem.ErrUnmapped) {
 			t.Errorf("Slice(%#x) = %v, want out of range", gpa, err)
 		}
 	}
@@ -122,7 +125,7 @@ func TestParseBzImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("good image: %v", err)
 	}
-	if len(k.Image) != 8192-5*512 || k.CmdlineSize != 2047 {
+	if k.ImageSize != 8192-5*512 || k.CmdlineSize != 2047 {
 		t.Fatalf("kernel %+v", k)
 	}
 	bad := map[string][]byte{
@@ -185,14 +188,14 @@ func FuzzParseBzImage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(k.Image) == 0 || len(k.Header) == 0 {
+		if k.ImageSize == 0 || len(k.Header) == 0 {
 			t.Fatal("accepted image without kernel or header")
 		}
 		// Whatever is accepted is backed by the file and loadable in
 		// principle: the protected-mode kernel is in the file and
 		// init_size covers it and fits below the hole.
-		if k.SysSize == 0 || k.SysSize > uint64(len(k.Image)) || uint64(k.InitSize) < k.SysSize || uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
-			t.Fatalf("accepted inconsistent sizes: syssize %d, image %d, init_size %d", k.SysSize, len(k.Image), k.InitSize)
+		if k.SysSize == 0 || k.SysSize > k.ImageSize || uint64(k.InitSize) < k.SysSize || uint64(k.InitSize) > MMIOHoleStart-kernelAddr {
+			t.Fatalf("accepted inconsistent sizes: syssize %d, image %d, init_size %d", k.SysSize, k.ImageSize, k.InitSize)
 		}
 	})
 }
@@ -204,7 +207,7 @@ func TestLoadBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	initrd := bytes.Repeat([]byte("initrd"), 1000)
-	info, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: initrd, Cmdline: "console=ttyS0 foo", VCPUs: 2})
+	info, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: initrd, Cmdline: "console=ttyS0 foo", Topology: flat(t, 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,13 +312,13 @@ func seqIDs(n int, step uint32) []uint32 {
 func TestLoadBootLimits(t *testing.T) {
 	m := newMemoryFromBytes(make([]byte, 64<<20))
 	k, _ := ParseBzImage(fakeBzImage(0x020F, xlfKernel64))
-	if _, err := LoadBoot(m, BootConfig{Kernel: k, Cmdline: string(bytes.Repeat([]byte("x"), 3000)), VCPUs: 1}); err == nil {
+	if _, err := LoadBoot(m, BootConfig{Kernel: k, Cmdline: string(bytes.Repeat([]byte("x"), 3000)), Topology: flat(t, 1)}); err == nil {
 		t.Error("over-long command line accepted")
 	}
-	if _, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: make([]byte, 70<<20), VCPUs: 1}); err == nil {
+	if _, err := LoadBoot(m, BootConfig{Kernel: k, Initrd: make([]byte, 70<<20), Topology: flat(t, 1)}); err == nil {
 		t.Error("initrd larger than RAM accepted")
 	}
-	if _, err := LoadBoot(m, BootConfig{Kernel: k, VCPUs: 0}); err == nil {
+	if _, err := LoadBoot(m, BootConfig{Kernel: k}); err == nil {
 		t.Error("0 vCPUs accepted")
 	}
 }
@@ -334,26 +337,45 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestCPUIDFor(t *testing.T) {
+// TestGuestFeatures: the feature bits, and only those, are set once on
+// KVM's supported CPUID; the input is left alone.
+func TestGuestFeatures(t *testing.T) {
 	sup := []kvm.CPUIDEntry{
 		{Function: 1, EBX: 0x00000800, ECX: 1<<5 | 1<<0},
-		{Function: 0xB, Index: 0, EDX: 0},
+		{Function: 0xB, Index: 0, EDX: 7},
+		{Function: 0x40000001, EAX: 0x1234},
 		{Function: 0x80000001, ECX: 1<<2 | 1<<0},
 	}
-	got := CPUIDFor(sup, 3, 4)
-	if got[0].EBX>>24 != 3 || (got[0].EBX>>16)&0xFF != 4 || got[0].EBX&0xFFFF != 0x800 {
-		t.Errorf("leaf 1 EBX %#x", got[0].EBX)
+	for _, realtime := range []bool{false, true} {
+		got := guestFeatures(sup, realtime)
+		if got[0].ECX&featVMX != 0 || got[0].ECX&featHypervisor == 0 || got[0].ECX&1 == 0 {
+			t.Errorf("leaf 1 ECX %#x: want hypervisor, no VMX, the rest kept", got[0].ECX)
+		}
+		if got[0].EBX != 0x800 || got[1].EDX != 7 {
+			t.Errorf("topology fields changed: leaf 1 EBX %#x, 0xB EDX %d (pkg/topology owns them)", got[0].EBX, got[1].EDX)
+		}
+		if (got[2].EDX&kvmHintsRealtime != 0) != realtime || got[2].EAX != 0x1234 {
+			t.Errorf("realtime %v: leaf 0x40000001 %+v", realtime, got[2])
+		}
+		if got[3].ECX != 1 {
+			t.Errorf("leaf 0x80000001 ECX %#x: SVM not hidden", got[3].ECX)
+		}
 	}
-	if got[0].ECX&(1<<5) != 0 || got[0].ECX&(1<<31) == 0 || got[0].ECX&1 == 0 || got[0].EDX&(1<<28) == 0 {
-		t.Errorf("leaf 1 ECX %#x EDX %#x", got[0].ECX, got[0].EDX)
+	if sup[0].ECX != 1<<5|1 || sup[2].EDX != 0 {
+		t.Error("guestFeatures modified its input")
 	}
-	if got[1].EDX != 3 {
-		t.Errorf("leaf 0xB x2APIC id %d", got[1].EDX)
+}
+
+// flat is n cores in one LLC of one node.
+func flat(t *testing.T, n int) *topology.Topology {
+	t.Helper()
+	s, err := topology.FromCPUs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got[2].ECX != 1 {
-		t.Errorf("leaf 0x80000001 ECX %#x: SVM not hidden", got[2].ECX)
+	topo, err := topology.New(s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if sup[0].EBX != 0x800 {
-		t.Error("CPUIDFor modified its input")
-	}
+	return topo
 }

@@ -1,8 +1,13 @@
 package vmm
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // Setup header offsets (Documentation/arch/x86/boot.rst, "The real-mode
@@ -62,8 +67,26 @@ type Kernel struct {
 	// Header is the setup header (file bytes 0x1F1 up to its end), copied
 	// into the zero page.
 	Header []byte
-	// Image is the protected-mode kernel, loaded at 1 MiB.
-	Image []byte
+	// ImageSize is the length of the protected-mode kernel: the file
+	// after the setup sectors, loaded at 1 MiB.
+	ImageSize uint64
+
+	// The protected-mode kernel is bytes [imageOff, imageOff+ImageSize)
+	// of src, read straight into guest RAM when the guest is built
+	// (loadImage): never held on the heap.
+	src      io.ReaderAt
+	imageOff int64
+	closer   io.Closer // the file OpenKernel opened
+}
+
+// setupRead is how much of a bzImage ParseBzImageAt reads: the boot
+// sector and the setup header, whose end (0x202 + the jump's offset) is
+// at most 0x301.
+const setupRead = 0x400
+
+// loadImage reads the protected-mode kernel into guest RAM at 1 MiB.
+func (k *Kernel) loadImage(m *guestmem.Memory) error {
+	return m.LoadFrom(kernelAddr, k.src, k.imageOff, k.ImageSize)
 }
 
 // NotBzImageError says why a file is not a loadable bzImage.
@@ -82,11 +105,27 @@ func (e *NotBzImageError) Error() string {
 // the MMIO hole; a truncated file or a bogus size is refused here rather
 // than loaded into a guest that then triple-faults or hangs.
 func ParseBzImage(b []byte) (*Kernel, error) {
+	return ParseBzImageAt(bytes.NewReader(b), int64(len(b)))
+}
+
+// ParseBzImageAt is ParseBzImage for the size bytes of r: it reads only
+// the first setupRead bytes (the setup header), checks every size against
+// size, and leaves the protected-mode kernel in r, to be read straight
+// into guest RAM when the guest is built. r must stay readable, and
+// unchanged, until then.
+func ParseBzImageAt(r io.ReaderAt, size int64) (*Kernel, error) {
 	bad := func(f string, a ...any) (*Kernel, error) {
 		return nil, &NotBzImageError{fmt.Sprintf(f, a...)}
 	}
-	if len(b) < hdrInitSize+4 {
-		return bad("%d bytes is too short for a setup header", len(b))
+	if size < hdrInitSize+4 {
+		return bad("%d bytes is too short for a setup header", size)
+	}
+	b := make([]byte, min(size, setupRead))
+	if n, err := r.ReadAt(b, 0); n < len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read the bzImage setup header: %w", err)
 	}
 	if binary.LittleEndian.Uint16(b[hdrBootFlag:]) != 0xAA55 {
 		return bad("no 0xAA55 boot flag at 0x1FE (is this a vmlinux ELF or a compressed file?)")
@@ -116,21 +155,21 @@ func ParseBzImage(b []byte) (*Kernel, error) {
 		k.SetupSects = 4
 	}
 	hdrEnd := hdrJump + 2 + int(b[hdrJump+1])
-	if hdrEnd < hdrInitSize+4 || hdrEnd > len(b) {
+	if hdrEnd < hdrInitSize+4 || hdrEnd > len(b) { // len(b) is min(size, setupRead) > the largest hdrEnd
 		return bad("setup header length %d is implausible", hdrEnd-hdrSetupSects)
 	}
-	off := (k.SetupSects + 1) * 512
-	if off >= len(b) {
+	off := int64(k.SetupSects+1) * 512
+	if off >= size {
 		return bad("setup sectors (%d) run past the end of the file", k.SetupSects)
 	}
-	k.Header = b[hdrSetupSects:hdrEnd]
-	k.Image = b[off:]
+	k.Header = bytes.Clone(b[hdrSetupSects:hdrEnd])
+	k.src, k.imageOff, k.ImageSize = r, off, uint64(size-off)
 	k.SysSize = uint64(binary.LittleEndian.Uint32(b[hdrSysSize:])) * 16
 	if k.SysSize == 0 {
 		return bad("syssize is 0 (no protected-mode kernel)")
 	}
-	if k.SysSize > uint64(len(k.Image)) {
-		return bad("truncated or corrupt: the header's syssize says the kernel after the %d setup sectors is %d bytes, the file holds %d", k.SetupSects, k.SysSize, len(k.Image))
+	if k.SysSize > k.ImageSize {
+		return bad("truncated or corrupt: the header's syssize says the kernel after the %d setup sectors is %d bytes, the file holds %d", k.SetupSects, k.SysSize, k.ImageSize)
 	}
 	po := uint64(binary.LittleEndian.Uint32(b[hdrPayloadOffset:]))
 	pl := uint64(binary.LittleEndian.Uint32(b[hdrPayloadLength:]))

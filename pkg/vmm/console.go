@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"io"
 	"sync"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // virtio console (virtio 1.x, 5.3) with VIRTIO_CONSOLE_F_MULTIPORT. Port 0
@@ -30,10 +32,10 @@ const (
 	consoleQueueNotifyQ = qTx1
 )
 
-// Console is the virtio-mmio console device.
-type Console struct {
-	t       *MMIOTransport
-	mem     *Memory
+// virtioConsole is the virtio-mmio console device.
+type virtioConsole struct {
+	t       *mmioTransport
+	mem     *guestmem.Memory
 	hvc     io.Writer
 	stream  io.Writer
 	pending [][]byte
@@ -46,41 +48,41 @@ type Console struct {
 	stopped bool
 }
 
-// NewConsole returns the device; hvc receives port 0's output, stream
+// newVirtioConsole returns the device; hvc receives port 0's output, stream
 // port 1's. Start its stream worker with Start.
-func NewConsole(mem *Memory, hvc, stream io.Writer, raise func()) *Console {
-	c := &Console{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{})}
+func newVirtioConsole(mem *guestmem.Memory, hvc, stream io.Writer, raise func()) *virtioConsole {
+	c := &virtioConsole{mem: mem, hvc: hvc, stream: stream, kick: make(chan struct{}, 1), flush: make(chan chan struct{}), stop: make(chan struct{})}
 	c.t = newMMIOTransport(mem, c, raise)
 	return c
 }
 
 // Transport is the device's MMIO register file.
-func (c *Console) Transport() *MMIOTransport { return c.t }
+func (c *virtioConsole) Transport() *mmioTransport { return c.t }
 
-func (c *Console) deviceID() uint32 { return virtioIDConsole }
-func (c *Console) features() uint64 { return featVersion1 | consoleFMultiport }
-func (c *Console) numQueues() int   { return consoleQueues }
+func (c *virtioConsole) deviceID() uint32 { return virtioIDConsole }
+func (c *virtioConsole) features() uint64 { return featVersion1 | consoleFMultiport }
+func (c *virtioConsole) numQueues() int   { return consoleQueues }
 
-func (c *Console) config() []byte {
+func (c *virtioConsole) config() []byte {
 	b := make([]byte, 12) // cols u16, rows u16, max_nr_ports u32, emerg_wr u32
 	binary.LittleEndian.PutUint32(b[4:], consolePorts)
 	return b
 }
 
-func (c *Console) reset() {
+func (c *virtioConsole) reset() {
 	c.pending = nil
 	c.gen++
 }
 
 // Kick wakes the stream worker (the MMIO notify exit or an ioeventfd).
-func (c *Console) Kick() {
+func (c *virtioConsole) Kick() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (c *Console) notify(q int) {
+func (c *virtioConsole) notify(q int) {
 	switch q {
 	case qTx0:
 		c.drainConsoleLocked()
@@ -98,7 +100,7 @@ func (c *Console) notify(q int) {
 // whether to go on; every popped chain is completed, and one interrupt is
 // raised if any was. A malformed queue fails the device. Called with
 // c.t.mu held.
-func (c *Console) serveLocked(qi int, fn func(Chain) (written uint32, more bool)) {
+func (c *virtioConsole) serveLocked(qi int, fn func(descChain) (written uint32, more bool)) {
 	q := &c.t.queues[qi]
 	used := false
 	for more := true; more; {
@@ -123,8 +125,8 @@ func (c *Console) serveLocked(qi int, fn func(Chain) (written uint32, more bool)
 	}
 }
 
-func (c *Console) drainConsoleLocked() {
-	c.serveLocked(qTx0, func(ch Chain) (uint32, bool) {
+func (c *virtioConsole) drainConsoleLocked() {
+	c.serveLocked(qTx0, func(ch descChain) (uint32, bool) {
 		for _, b := range ch.Bufs {
 			if !b.Writable {
 				c.hvc.Write(b.Data)
@@ -142,15 +144,15 @@ func ctrlMsg(id uint32, event, value uint16, extra string) []byte {
 	return append(b, extra...)
 }
 
-func (c *Console) queueControl(m []byte) {
+func (c *virtioConsole) queueControl(m []byte) {
 	if len(c.pending) < ctrlPendingLimit {
 		c.pending = append(c.pending, m)
 	}
 }
 
 // controlLocked handles the driver's control messages (c_ovq).
-func (c *Console) controlLocked() {
-	c.serveLocked(qCtrlTx, func(ch Chain) (uint32, bool) {
+func (c *virtioConsole) controlLocked() {
+	c.serveLocked(qCtrlTx, func(ch descChain) (uint32, bool) {
 		var msg [ctrlMsgSize]byte
 		n := 0
 		for _, b := range ch.Bufs {
@@ -166,7 +168,7 @@ func (c *Console) controlLocked() {
 	c.flushControlLocked()
 }
 
-func (c *Console) handleControl(id uint32, event, value uint16) {
+func (c *virtioConsole) handleControl(id uint32, event, value uint16) {
 	switch event {
 	case ctrlDeviceReady:
 		if value != 1 {
@@ -192,11 +194,11 @@ func (c *Console) handleControl(id uint32, event, value uint16) {
 
 // flushControlLocked moves pending control messages into the driver's
 // receive buffers (c_ivq).
-func (c *Console) flushControlLocked() {
+func (c *virtioConsole) flushControlLocked() {
 	if len(c.pending) == 0 {
 		return
 	}
-	c.serveLocked(qCtrlRx, func(ch Chain) (uint32, bool) {
+	c.serveLocked(qCtrlRx, func(ch descChain) (uint32, bool) {
 		m := c.pending[0]
 		n := 0
 		for _, b := range ch.Bufs {
@@ -216,7 +218,7 @@ func (c *Console) flushControlLocked() {
 // writer, completing each descriptor chain only once its bytes were
 // written. A blocked writer therefore blocks the guest's writer, and the
 // VMM buffers nothing.
-func (c *Console) Start() {
+func (c *virtioConsole) Start() {
 	c.started = true
 	c.wg.Add(1)
 	go func() {
@@ -242,7 +244,7 @@ func (c *Console) Start() {
 // port 1 before a device reset to the stream, in order, and waits for it
 // (blocking the resetting vCPU while stdout is blocked, as any write
 // does). Without a worker it drains directly.
-func (c *Console) quiesce() {
+func (c *virtioConsole) quiesce() {
 	if !c.started {
 		c.Drain()
 		return
@@ -258,7 +260,7 @@ func (c *Console) quiesce() {
 	}
 }
 
-func (c *Console) streamOne() bool {
+func (c *virtioConsole) streamOne() bool {
 	c.t.mu.Lock()
 	q := &c.t.queues[qTx1]
 	ch, ok, err := q.Pop(c.mem)
@@ -296,13 +298,13 @@ func (c *Console) streamOne() bool {
 // write() once the buffer is queued). Call it after Stop, with every vCPU
 // stopped, so the queue can no longer grow; it takes at most one pass
 // over the ring.
-func (c *Console) Drain() {
+func (c *virtioConsole) Drain() {
 	for c.streamOne() {
 	}
 }
 
 // Stop ends the stream worker and waits for it (after its current write).
-func (c *Console) Stop() {
+func (c *virtioConsole) Stop() {
 	if c.stopped {
 		return
 	}

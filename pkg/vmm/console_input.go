@@ -10,14 +10,14 @@ import (
 // it has no buffers for stay with the caller, who offers them again.
 
 // Input offers b to the guest's hvc0 and returns how many bytes it took.
-func (c *Console) Input(b []byte) int {
+func (c *virtioConsole) Input(b []byte) int {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
 	if !c.t.queues[qRx0].Ready || len(b) == 0 {
 		return 0
 	}
 	n := 0
-	c.serveLocked(qRx0, func(ch Chain) (uint32, bool) {
+	c.serveLocked(qRx0, func(ch descChain) (uint32, bool) {
 		w := 0
 		for _, buf := range ch.Bufs {
 			if buf.Writable && n < len(b) {

@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"io"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // rxQueue lays out port 0's receive queue in guest memory with the given
 // buffer sizes posted, the way the guest's driver would.
-func rxQueue(t *testing.T, mem *Memory, c *Console, sizes ...int) (bufs []uint64) {
+func rxQueue(t *testing.T, mem *guestmem.Memory, c *virtioConsole, sizes ...int) (bufs []uint64) {
 	t.Helper()
 	const desc, avail, used, data = 0x10000, 0x11000, 0x12000, 0x20000
 	num := uint16(8)
@@ -30,14 +32,14 @@ func rxQueue(t *testing.T, mem *Memory, c *Console, sizes ...int) (bufs []uint64
 	var idx [2]byte
 	le.PutUint16(idx[:], uint16(len(sizes)))
 	mem.Write(avail+2, idx[:])
-	c.t.queues[qRx0] = Queue{Num: num, Ready: true, Desc: desc, Avail: avail, Used: used}
+	c.t.queues[qRx0] = virtq{Num: num, Ready: true, Desc: desc, Avail: avail, Used: used}
 	return bufs
 }
 
 func TestConsoleInput(t *testing.T) {
 	mem := newMemoryFromBytes(make([]byte, 64<<20))
 	irqs := 0
-	c := NewConsole(mem, io.Discard, io.Discard, func() { irqs++ })
+	c := newVirtioConsole(mem, io.Discard, io.Discard, func() { irqs++ })
 	if n := c.Input([]byte("early")); n != 0 {
 		t.Fatalf("input taken before the queue is ready: %d", n)
 	}

@@ -24,28 +24,40 @@ const (
 	mtrrTypeWB           = 6
 )
 
-// CPUIDFor returns the CPUID table for vCPU id: KVM's supported set with
-// the APIC id in leaf 1 and the x2APIC id in leaves 0xB/0x1F, and the
-// hypervisor bit set, and VMX/SVM hidden (a guest kernel with KVM built
-// in would otherwise set up, and on emergency restart tear down, nested
-// virtualization for nothing). Topology leaves beyond that belong to pkg/topology.
-func CPUIDFor(supported []kvm.CPUIDEntry, id, vcpus int) []kvm.CPUIDEntry {
+// Feature bits of the guest's CPUID, all set here and only here; the
+// topology leaves (0x1 EBX and HTT, 0x4, 0xB, 0x1F, 0x8000001D/1E) are
+// pkg/topology's (Topology.CPUID).
+const (
+	leafFeatures     = 0x1
+	leafExtFeatures  = 0x80000001
+	leafKVMFeatures  = 0x40000001 // KVM paravirt features
+	featHypervisor   = 1 << 31    // leaf 1 ECX
+	featVMX          = 1 << 5     // leaf 1 ECX
+	featSVM          = 1 << 2     // leaf 0x80000001 ECX
+	kvmHintsRealtime = 1 << 0     // leaf 0x40000001 EDX
+)
+
+// guestFeatures returns KVM's supported CPUID with the guest's feature
+// bits: the hypervisor bit set; VMX and SVM hidden (a guest kernel with KVM
+// built in would otherwise set up, and on emergency restart tear down,
+// nested virtualization for nothing); with realtime (perf mode)
+// KVM_HINTS_REALTIME. It runs once per VM; the TSC-deadline timer is
+// deliberately left as KVM reports it (not advertised: see build).
+func guestFeatures(supported []kvm.CPUIDEntry, realtime bool) []kvm.CPUIDEntry {
 	out := make([]kvm.CPUIDEntry, len(supported))
 	copy(out, supported)
 	for i := range out {
 		e := &out[i]
 		switch e.Function {
-		case 1:
-			e.EBX = e.EBX&0x0000FFFF | uint32(id)<<24 | uint32(min(vcpus, 255))<<16
-			e.ECX |= 1 << 31 // hypervisor
-			if vcpus > 1 {
-				e.EDX |= 1 << 28 // HTT: EBX[23:16] is valid
+		case leafFeatures:
+			e.ECX |= featHypervisor
+			e.ECX &^= featVMX
+		case leafExtFeatures:
+			e.ECX &^= featSVM
+		case leafKVMFeatures:
+			if realtime {
+				e.EDX |= kvmHintsRealtime
 			}
-			e.ECX &^= 1 << 5 // VMX: no nested virtualization in a test guest
-		case 0x80000001:
-			e.ECX &^= 1 << 2 // SVM, likewise
-		case 0xB, 0x1F:
-			e.EDX = uint32(id)
 		}
 	}
 	return out

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 func TestSerialProbe(t *testing.T) {
 	var out bytes.Buffer
 	irqs := 0
-	s := NewSerial(&out, func() { irqs++ })
+	s := newUART(&out, func() { irqs++ })
 	// Linux's 8250 probe: scratch register, loopback MSR check, FIFO in IIR
 	s.Write(uartSCR, 0xA5)
 	if s.Read(uartSCR) != 0xA5 {
@@ -58,7 +59,7 @@ func TestSerialProbe(t *testing.T) {
 }
 
 func TestSerialSysRq(t *testing.T) {
-	s := NewSerial(&bytes.Buffer{}, nil)
+	s := newUART(&bytes.Buffer{}, nil)
 	s.Write(uartIER, ierRDI|ierRLSI)
 	s.SysRq('t')
 	if lsr := s.Read(uartLSR); lsr&(lsrDR|lsrBI) != lsrDR|lsrBI {
@@ -270,7 +271,7 @@ func FuzzStream(f *testing.F) {
 
 // ring is a test driver's view of one split virtqueue in guest memory.
 type ring struct {
-	m                 *Memory
+	m                 *guestmem.Memory
 	desc, avail, used uint64
 	num               uint16
 	next              uint16
@@ -314,8 +315,8 @@ func (r *ring) usedElem(i uint16) (id, n uint32) {
 // virtio_mmio + virtio_console do.
 type driver struct {
 	t     *testing.T
-	tr    *MMIOTransport
-	m     *Memory
+	tr    *mmioTransport
+	m     *guestmem.Memory
 	rings map[int]*ring
 }
 
@@ -331,7 +332,7 @@ func (d *driver) r(off uint64) uint32 {
 	return binary.LittleEndian.Uint32(b[:])
 }
 
-func newDriver(t *testing.T, c *Console, m *Memory) *driver {
+func newDriver(t *testing.T, c *virtioConsole, m *guestmem.Memory) *driver {
 	d := &driver{t: t, tr: c.Transport(), m: m, rings: map[int]*ring{}}
 	if d.r(mmioMagic) != mmioMagicValue || d.r(mmioVersion) != 2 || d.r(mmioDeviceID) != virtioIDConsole {
 		t.Fatal("bad device identity")
@@ -377,7 +378,7 @@ func TestConsoleMultiportHandshake(t *testing.T) {
 	m := newMemoryFromBytes(make([]byte, 32<<20))
 	var hvc, stream bytes.Buffer
 	irqs := 0
-	c := NewConsole(m, &hvc, &stream, func() { irqs++ })
+	c := newVirtioConsole(m, &hvc, &stream, func() { irqs++ })
 	d := newDriver(t, c, m)
 	// the driver posts receive buffers on c_ivq, then DEVICE_READY on c_ovq
 	rx := d.rings[qCtrlRx]
@@ -464,7 +465,7 @@ func (b *blockingWriter) Write(p []byte) (int, error) {
 func TestStreamBackpressure(t *testing.T) {
 	m := newMemoryFromBytes(make([]byte, 32<<20))
 	bw := &blockingWriter{release: make(chan struct{})}
-	c := NewConsole(m, &bytes.Buffer{}, bw, nil)
+	c := newVirtioConsole(m, &bytes.Buffer{}, bw, nil)
 	d := newDriver(t, c, m)
 	c.Start()
 	r := d.rings[qTx1]
@@ -506,7 +507,7 @@ func FuzzVirtqueue(f *testing.F) {
 			mem[i] = seed[i%len(seed)]
 		}
 		m := newMemoryFromBytes(mem)
-		q := Queue{Num: num, Desc: desc, Avail: avail, Used: used}
+		q := virtq{Num: num, Desc: desc, Avail: avail, Used: used}
 		if q.Validate(m) != nil {
 			return
 		}
@@ -539,7 +540,7 @@ func FuzzMMIO(f *testing.F) {
 			mem[i] = byte(i * 7)
 		}
 		m := newMemoryFromBytes(mem)
-		c := NewConsole(m, &bytes.Buffer{}, &bytes.Buffer{}, nil)
+		c := newVirtioConsole(m, &bytes.Buffer{}, &bytes.Buffer{}, nil)
 		tr := c.Transport()
 		for i := 0; i+2 < len(ops); i += 3 {
 			off := uint64(ops[i]) << 2 & 0x1FF

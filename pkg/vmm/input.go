@@ -1,11 +1,13 @@
 package vmm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/regfile"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
@@ -44,9 +46,15 @@ func CheckTopology(t *topology.Topology) error {
 // where the kernel and the initramfs go.
 func lowRAM(size uint64) uint64 { return Layout(size)[0].Size }
 
+// end is the guest-physical end of the kernel: its image or, if larger,
+// the init_size it needs to decompress in place.
+func (k *Kernel) end() uint64 {
+	return uint64(kernelAddr) + max(k.ImageSize, uint64(k.InitSize))
+}
+
 // CheckKernelFits says whether k fits in size bytes of guest RAM.
 func CheckKernelFits(k *Kernel, size uint64) error {
-	kernEnd := uint64(kernelAddr) + max(uint64(len(k.Image)), uint64(k.InitSize))
+	kernEnd := k.end()
 	if kernEnd > lowRAM(size) {
 		return fmt.Errorf("the kernel needs %d MiB of guest RAM below the MMIO hole and --memory gives %d MiB; give the guest more --memory", (kernEnd+1<<20-1)>>20, lowRAM(size)>>20)
 	}
@@ -56,7 +64,7 @@ func CheckKernelFits(k *Kernel, size uint64) error {
 // initrdPlace returns where an initramfs of n bytes goes for kernel k in
 // guest RAM whose part below the MMIO hole ends at lowEnd.
 func initrdPlace(k *Kernel, lowEnd, n uint64) (uint64, error) {
-	kernEnd := uint64(kernelAddr) + max(uint64(len(k.Image)), uint64(k.InitSize))
+	kernEnd := k.end()
 	limit := min(lowEnd, uint64(k.InitrdAddrMax)+1)
 	if n > limit || (limit-n)&^0xFFF < kernEnd {
 		return 0, fmt.Errorf("initramfs of %d MiB does not fit below %d MiB next to the %d MiB kernel; give the guest more --memory", (n+1<<20-1)>>20, limit>>20, kernEnd>>20)
@@ -79,80 +87,126 @@ func openRegular(path, flag string) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-// readExactly reads the n bytes a regular file had when it was opened.
-func readExactly(f *os.File, n int64, flag string) ([]byte, error) {
-	b := make([]byte, n)
-	if _, err := io.ReadFull(f, b); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s %s shrank while being read", flag, f.Name())
-		}
-		return nil, fmt.Errorf("%s %s: %w", flag, f.Name(), err)
-	}
-	return b, nil
-}
-
-// ReadKernel reads and validates the bzImage at path for a guest with
+// OpenKernel opens and validates the bzImage at path for a guest with
 // size bytes of RAM: a regular file no larger than the guest's RAM below
 // the MMIO hole (so /dev/zero or a FIFO is refused before any read), a
-// valid bzImage (ParseBzImage), and one that fits.
-func ReadKernel(path string, size uint64) ([]byte, *Kernel, error) {
+// valid bzImage (ParseBzImageAt reads its setup header, nothing more),
+// and one that fits. The protected-mode kernel is read straight into
+// guest RAM when the guest is built; Close the Kernel after the run.
+func OpenKernel(path string, size uint64) (*Kernel, error) {
 	f, n, err := openRegular(path, "--kernel")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer f.Close()
 	if uint64(n) > lowRAM(size) {
-		return nil, nil, fmt.Errorf("--kernel %s is %d MiB, more than the guest's %d MiB of RAM below the MMIO hole", path, n>>20, lowRAM(size)>>20)
+		f.Close()
+		return nil, fmt.Errorf("--kernel %s is %d MiB, more than the guest's %d MiB of RAM below the MMIO hole", path, n>>20, lowRAM(size)>>20)
 	}
-	b, err := readExactly(f, n, "--kernel")
+	k, err := ParseBzImageAt(f, n)
+	if err == nil {
+		err = CheckKernelFits(k, size)
+	}
 	if err != nil {
-		return nil, nil, err
+		f.Close()
+		return nil, fmt.Errorf("--kernel %s: %w", path, err)
 	}
-	k, err := ParseBzImage(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--kernel %s: %w", path, err)
-	}
-	if err := CheckKernelFits(k, size); err != nil {
-		return nil, nil, fmt.Errorf("--kernel %s: %w", path, err)
-	}
-	return b, k, nil
+	k.closer = f
+	return k, nil
 }
 
-// ReadInitrds reads the --initramfs files, concatenated, for kernel k in
-// a guest with size bytes of RAM. Every file must be regular, and their
-// total size must fit next to the kernel, both checked before anything is
-// read.
-func ReadInitrds(paths []string, k *Kernel, size uint64) ([]byte, error) {
-	files := make([]*os.File, 0, len(paths))
-	defer func() {
-		for _, f := range files {
-			f.Close()
+// Close closes the file OpenKernel opened (nothing for a Kernel parsed
+// from bytes).
+func (k *Kernel) Close() error {
+	if k.closer == nil {
+		return nil
+	}
+	c := k.closer
+	k.closer = nil
+	return c.Close()
+}
+
+// Initramfs is the initramfs: one or more parts, concatenated in guest
+// RAM, each read straight from its file (or bytes) into the guest when
+// the guest is built.
+type Initramfs struct {
+	parts []initrdPart
+	size  uint64
+}
+
+type initrdPart struct {
+	src  io.ReaderAt
+	n    int64
+	name string
+	file *os.File // nil for bytes
+}
+
+// InitramfsOf is an Initramfs of b's bytes (tests, callers that built one
+// in memory).
+func InitramfsOf(b []byte) *Initramfs {
+	return &Initramfs{parts: []initrdPart{{src: bytes.NewReader(b), n: int64(len(b)), name: "initramfs"}}, size: uint64(len(b))}
+}
+
+// Size is the initramfs's total length.
+func (ir *Initramfs) Size() uint64 {
+	if ir == nil {
+		return 0
+	}
+	return ir.size
+}
+
+// Close closes the files OpenInitramfs opened.
+func (ir *Initramfs) Close() error {
+	if ir == nil {
+		return nil
+	}
+	var first error
+	for i := range ir.parts {
+		if f := ir.parts[i].file; f != nil {
+			if err := f.Close(); err != nil && first == nil {
+				first = err
+			}
+			ir.parts[i].file = nil
 		}
-	}()
-	var sizes []int64
-	var total uint64
+	}
+	return first
+}
+
+// load reads every part into guest RAM from gpa on, one after another.
+func (ir *Initramfs) load(m *guestmem.Memory, gpa uint64) error {
+	for _, p := range ir.parts {
+		if err := m.LoadFrom(gpa, p.src, 0, uint64(p.n)); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%s shrank after it was opened: %w", p.name, err)
+			}
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		gpa += uint64(p.n)
+	}
+	return nil
+}
+
+// OpenInitramfs opens the --initramfs files, to be concatenated, for
+// kernel k in a guest with size bytes of RAM. Every file must be regular,
+// and their total size must fit next to the kernel, both checked before
+// anything is read; the files are read straight into guest RAM when the
+// guest is built. With no paths it returns nil. Close it after the run.
+func OpenInitramfs(paths []string, k *Kernel, size uint64) (*Initramfs, error) {
+	ir := &Initramfs{}
 	for _, p := range paths {
 		f, n, err := openRegular(p, "--initramfs")
 		if err != nil {
+			ir.Close()
 			return nil, err
 		}
-		files = append(files, f)
-		sizes = append(sizes, n)
-		total += uint64(n)
+		ir.parts = append(ir.parts, initrdPart{src: f, n: n, name: "--initramfs " + p, file: f})
+		ir.size += uint64(n)
 	}
-	if len(files) == 0 {
+	if len(ir.parts) == 0 {
 		return nil, nil
 	}
-	if _, err := initrdPlace(k, lowRAM(size), total); err != nil {
+	if _, err := initrdPlace(k, lowRAM(size), ir.size); err != nil {
+		ir.Close()
 		return nil, fmt.Errorf("--initramfs: %w", err)
 	}
-	out := make([]byte, 0, total)
-	for i, f := range files {
-		b, err := readExactly(f, sizes[i], "--initramfs")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b...)
-	}
-	return out, nil
+	return ir, nil
 }

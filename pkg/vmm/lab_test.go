@@ -133,6 +133,39 @@ func TestNestedBenchmark(t *testing.T) {
 	}
 }
 
+// TestNestedSetup (KTSTR_BENCH_SETUP=1) boots one L1 and runs, inside it,
+// TestLinuxBootStream (ktstr-boot's VMM still boots Linux, from files read
+// straight into guest RAM), the tiny-guest tests (TestGuest*: devices on
+// the buses, exits, signals, the control FIFO) and BenchmarkSetupProcess (ktstr-boot from exec
+// to its first KVM_RUN against qemu-system-x86_64 -M microvm -enable-kvm
+// to its first instruction, same inputs, same run): docs/setup-time.md.
+// L1 is emulated (TCG), so its absolute times are not the host's; read
+// the ratio.
+func TestNestedSetup(t *testing.T) {
+	if os.Getenv("KTSTR_BENCH_SETUP") != "1" || os.Getenv("KTSTR_REAL_KVM") == "1" {
+		t.Skip("SKIP: set KTSTR_BENCH_SETUP=1 to run the nested-lab set-up benchmark")
+	}
+	if m := lab.Missing(); m != "" {
+		t.Skipf("SKIP (lab fixture missing): %s", m)
+	}
+	kernel := os.Getenv("KTSTR_KERNEL")
+	if kernel == "" {
+		t.Skip("SKIP: KTSTR_KERNEL not set")
+	}
+	start := labStarter(t, kernel, true)
+	cmd := "cd /data && KTSTR_REAL_KVM=1 KTSTR_KERNEL=/kernel/" + filepath.Base(kernel) +
+		" KTSTR_LAB_INIT=/data/labinit KTSTR_BOOT_BIN=/data/ktstr-boot KTSTR_LAB_L2_ARGS=" + lab.ShellQuote([]string{labL2Args()}) +
+		" ./vmm.test -test.v -test.timeout 12m -test.run '^(TestLinuxBootStream|TestGuest.*)$' -test.bench '^BenchmarkSetupProcess$' -test.benchtime 3x"
+	r := runInLab(t, start, cmd, 13*time.Minute, os.Stderr)
+	if e := r.Err(); e != nil {
+		t.Fatal(e)
+	}
+	out := string(r.Stdout) + string(r.Stderr)
+	if !strings.Contains(out, "--- PASS: TestLinuxBootStream") {
+		t.Error("TestLinuxBootStream did not pass inside L1")
+	}
+}
+
 // labMachine is L1's QEMU machine: KTSTR_LAB_MACHINE, default "pc" (HPET
 // and PM timer for L1; with microvm, L1 was seen to go idle for good while
 // running an L2).

@@ -5,6 +5,33 @@ import (
 	"time"
 )
 
+// Legacy PC ports.
+const (
+	i8042Data    = 0x60
+	i8042Command = 0x64
+	i8042Reset   = 0xFE // i8042 command: pulse the reset line
+	cmosIndex    = 0x70 // RTC index; 0x71 is its data port
+	resetControl = 0xCF9
+)
+
+// serialDevice puts a 16550 on a bus (8 byte-wide registers).
+func serialDevice(s *uart) Device {
+	return byteDevice{
+		read:  func(off uint64) byte { return s.Read(uint16(off)) },
+		write: func(off uint64, v byte) { s.Write(uint16(off), v) },
+	}
+}
+
+// resetControl is port 0xCF9: bit 2 written resets the machine (the run
+// ends with reason reboot); it reads as nothing there.
+func (m *machine) resetControl() Device {
+	return byteDevice{write: func(_ uint64, v byte) {
+		if v&0x04 != 0 {
+			m.finish(ReasonReboot, "guest reset through port 0xCF9")
+		}
+	}}
+}
+
 // i8042 is the keyboard controller as far as Linux's i8042 driver probes
 // it: the command byte (CTR) can be read and written, self tests pass, and
 // command 0xFE (pulse the reset line) ends the run. No keyboard is
@@ -24,6 +51,15 @@ const (
 )
 
 func newI8042(reset func()) *i8042 { return &i8042{ctr: 0x44, reset: reset} } // SYS flag, translate
+
+// port is the controller's data (0x60) or command (0x64) port as a
+// device.
+func (k *i8042) port(p uint16) Device {
+	return byteDevice{
+		read:  func(uint64) byte { return k.read(p) },
+		write: func(_ uint64, v byte) { k.write(p, v) },
+	}
+}
 
 func (k *i8042) read(port uint16) byte {
 	k.mu.Lock()
@@ -91,6 +127,14 @@ func newCMOS() *cmos {
 	c.ram[0x0B] = 0x02 // 24-hour mode, BCD
 	c.ram[0x0D] = 0x80 // valid RAM and time
 	return c
+}
+
+// device is the RTC's two ports, index (0x70) and data (0x71).
+func (c *cmos) device() Device {
+	return byteDevice{
+		read:  func(off uint64) byte { return c.read(cmosIndex + uint16(off)) },
+		write: func(off uint64, v byte) { c.write(cmosIndex+uint16(off), v) },
+	}
 }
 
 func bcd(v int) byte { return byte(v/10<<4 | v%10) }

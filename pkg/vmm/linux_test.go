@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,9 +102,29 @@ func bootLinux(t *testing.T, args string, timeout time.Duration, cpus int) linux
 	if l := os.Getenv("KTSTR_LAB_LOGLEVEL"); l != "" {
 		args += " loglevel=" + l
 	}
+	// ktstr-boot's path: both files read straight into guest RAM.
+	dir := t.TempDir()
+	kp, ip := filepath.Join(dir, "bzImage"), filepath.Join(dir, "initramfs")
+	if err := os.WriteFile(kp, k, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ip, initrd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const mem = 512 << 20
+	kf, err := OpenKernel(kp, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Close()
+	ir, err := OpenInitramfs([]string{ip}, kf, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ir.Close()
 	start := time.Now()
 	res, err := Run(Config{
-		Kernel: k, Initrd: initrd, VCPUs: cpus, Memory: 512 << 20, Timeout: timeout,
+		KernelFile: kf, Initramfs: ir, VCPUs: cpus, Memory: mem, Timeout: timeout,
 		Cmdline: DefaultCmdline() + " " + args, Stream: &out, Console: console,
 	})
 	if err != nil {
@@ -137,6 +158,25 @@ func TestLinuxBootStream(t *testing.T) {
 		fs[len(fs)-2].Type != wire.TypeGuestExit || fs[len(fs)-1].Type != wire.TypeVMExit {
 		t.Fatalf("frame order: first %s %s, last %s %s", fs[0].Type, fs[1].Type, fs[len(fs)-2].Type, fs[len(fs)-1].Type)
 	}
+	vs, err := wire.Unmarshal(fs[0].Type, fs[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := vs.(wire.VMStart)
+	var sum uint64
+	names := []string{}
+	var last string
+	for _, p := range setup.SetupPhases {
+		names = append(names, p.Name)
+		if !p.Concurrent {
+			sum += p.NS
+			last = p.Name
+		}
+	}
+	if setup.SetupNS == 0 || sum != setup.SetupNS || !slices.Contains(names, PhaseLoadInitramfs) || last != PhaseStart {
+		t.Errorf("vm_start set-up: %d ns, phases %+v", setup.SetupNS, setup.SetupPhases)
+	}
+	t.Logf("set-up %v: %+v", time.Duration(setup.SetupNS), setup.SetupPhases)
 	for i := 0; i < frames; i++ {
 		f := fs[2+i]
 		if f.Type != wire.TypeLog || string(f.Payload) != fmt.Sprintf("frame %d", i) || f.Seq != uint32(i+1) {

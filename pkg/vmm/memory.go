@@ -1,11 +1,9 @@
 package vmm
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 
-	"golang.org/x/sys/unix"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // Guest-physical layout.
@@ -28,128 +26,27 @@ const (
 	MinMemory = 32 << 20
 )
 
-// Region is one guest-physical RAM range backed by the memory file at Offset.
-type Region struct {
-	GPA    uint64
-	Size   uint64
-	Offset uint64
-}
+// Layout splits size bytes of RAM around the MMIO hole: below it at
+// its own address, the rest from 4 GiB (pkg/guestmem owns the regions).
+func Layout(size uint64) []guestmem.Region { return guestmem.SplitLayout(size, MMIOHoleStart) }
 
-// Layout splits size bytes of RAM around the MMIO hole.
-func Layout(size uint64) []Region {
-	low := min(size, MMIOHoleStart)
-	rs := []Region{{GPA: 0, Size: low, Offset: 0}}
-	if size > low {
-		rs = append(rs, Region{GPA: HighMemStart, Size: size - low, Offset: low})
-	}
-	return rs
-}
-
-// Memory is guest RAM: one memfd mapped shared, carved into regions.
-type Memory struct {
-	fd      int
-	mem     []byte
-	Regions []Region
-}
-
-// ErrOutOfRange is wrapped by every failed guest-physical access.
-var ErrOutOfRange = errors.New("guest-physical range outside RAM")
-
-// NewMemory creates a memfd of size bytes and maps it MAP_SHARED|
-// MAP_NORESERVE: pages are allocated only when the guest touches them.
-func NewMemory(size uint64) (*Memory, error) {
+// NewMemory creates guest RAM of size bytes: a memfd mapped shared with
+// MAP_NORESERVE (pages are allocated when the guest touches them), laid
+// out by Layout.
+func NewMemory(size uint64) (*guestmem.Memory, error) {
 	if size < MinMemory {
 		return nil, fmt.Errorf("guest memory %d bytes is below the %d MiB minimum", size, MinMemory>>20)
 	}
-	fd, err := unix.MemfdCreate("ktstr-guest-ram", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("size guest memory file to %d bytes: %w", size, err)
-	}
-	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("map %d bytes of guest memory: %w", size, err)
-	}
-	return &Memory{fd: fd, mem: mem, Regions: Layout(size)}, nil
+	return guestmem.NewMemfd("ktstr-guest-ram", size, Layout(size))
 }
 
 // newMemoryFromBytes wraps a plain buffer (tests, fuzzing).
-func newMemoryFromBytes(b []byte) *Memory {
-	return &Memory{fd: -1, mem: b, Regions: Layout(uint64(len(b)))}
-}
-
-// FD is the memory file's descriptor.
-func (m *Memory) FD() int { return m.fd }
-
-// Size is the RAM size in bytes.
-func (m *Memory) Size() uint64 { return uint64(len(m.mem)) }
-
-// Host returns the host mapping of region r.
-func (m *Memory) Host(r Region) []byte { return m.mem[r.Offset : r.Offset+r.Size] }
-
-// Close unmaps and closes the memory.
-func (m *Memory) Close() error {
-	if m.fd < 0 {
-		return nil
-	}
-	unix.Munmap(m.mem)
-	return unix.Close(m.fd)
-}
-
-// Slice returns the host bytes of [gpa, gpa+n), which must lie inside one
-// RAM region. It never panics, whatever gpa and n are.
-func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
-	for _, r := range m.Regions {
-		if gpa < r.GPA {
-			continue
-		}
-		off := gpa - r.GPA
-		if off > r.Size || n > r.Size-off {
-			continue
-		}
-		s := r.Offset + off
-		return m.mem[s : s+n : s+n], nil
-	}
-	return nil, fmt.Errorf("%w: [%#x, +%#x)", ErrOutOfRange, gpa, n)
-}
-
-// Write copies b to guest-physical address gpa.
-func (m *Memory) Write(gpa uint64, b []byte) error {
-	s, err := m.Slice(gpa, uint64(len(b)))
+func newMemoryFromBytes(b []byte) *guestmem.Memory {
+	m, err := guestmem.New(b, Layout(uint64(len(b))))
 	if err != nil {
-		return err
+		panic(err) // Layout always fits the buffer it was made for
 	}
-	copy(s, b)
-	return nil
-}
-
-// U16 / U32 / U64 read little-endian integers at gpa.
-func (m *Memory) U16(gpa uint64) (uint16, error) {
-	s, err := m.Slice(gpa, 2)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint16(s), nil
-}
-
-func (m *Memory) U32(gpa uint64) (uint32, error) {
-	s, err := m.Slice(gpa, 4)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint32(s), nil
-}
-
-func (m *Memory) U64(gpa uint64) (uint64, error) {
-	s, err := m.Slice(gpa, 8)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint64(s), nil
+	return m
 }
 
 // E820 entry types.
@@ -183,7 +80,7 @@ const (
 // E820Map is the memory map announced to the guest: base memory below
 // the MP table, the MP table's 8 KiB reserved, RAM from 1 MiB to the hole
 // and the rest above 4 GiB.
-func E820Map(regions []Region) []E820Entry {
+func E820Map(regions []guestmem.Region) []E820Entry {
 	es := []E820Entry{
 		{Addr: 0, Size: mpConfigAddr, Type: E820RAM},
 		{Addr: mpConfigAddr, Size: ebdaEnd - mpConfigAddr, Type: E820Reserved},

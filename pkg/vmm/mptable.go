@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // MP table (Intel MultiProcessor Specification 1.4): the floating pointer
@@ -29,7 +31,7 @@ func checksum(b []byte) byte {
 
 // writeMPTable writes the MP table for vCPUs with the given APIC IDs (the
 // first is the bootstrap processor).
-func writeMPTable(m *Memory, apicIDs []uint32) error {
+func writeMPTable(m *guestmem.Memory, apicIDs []uint32) error {
 	vcpus := len(apicIDs)
 	if vcpus < 1 || vcpus > mpMaxVCPUs {
 		return fmt.Errorf("%d vCPUs: the MP table holds 1 to %d", vcpus, mpMaxVCPUs)

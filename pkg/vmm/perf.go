@@ -6,7 +6,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ktstr-go/ktstr/pkg/hostlock"
+	"github.com/ktstr-go/ktstr/pkg/cpupin"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 )
@@ -18,7 +19,7 @@ import (
 // that cannot supply the CPUs, pages or priority.
 
 // newHugeMemory is NewMemory on huge pages.
-func newHugeMemory(size uint64) (*Memory, error) {
+func newHugeMemory(size uint64) (*guestmem.Memory, error) {
 	if size < MinMemory {
 		return nil, fmt.Errorf("guest memory %d bytes is below the %d MiB minimum", size, MinMemory>>20)
 	}
@@ -26,12 +27,11 @@ func newHugeMemory(size uint64) (*Memory, error) {
 	if err != nil {
 		return nil, err
 	}
-	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	m, err := guestmem.MapMemfd(fd, size, Layout(size), unix.MAP_POPULATE, true)
 	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("map %d bytes of huge-page guest memory: %w", size, err)
+		return nil, fmt.Errorf("huge-page guest memory: %w", err)
 	}
-	return &Memory{fd: fd, mem: mem, Regions: Layout(size)}, nil
+	return m, nil
 }
 
 // disableExits turns off the exits perf mode does not want, as far as this
@@ -68,7 +68,7 @@ func (m *machine) placeVCPU(i int) error {
 		return perfmode.PinFIFO(p.VCPUCPU[i])
 	}
 	if len(m.cfg.CPUs) > 0 {
-		if err := hostlock.PinThread([]int{hostlock.CPUFor(m.cfg.CPUs, i)}); err != nil {
+		if err := cpupin.Thread([]int{cpupin.For(m.cfg.CPUs, i)}); err != nil {
 			return fmt.Errorf("pin vCPU %d to its KTSTR_CPUS CPU: %w", i, err)
 		}
 	}

@@ -5,10 +5,10 @@ import (
 	"sync"
 )
 
-// Serial is a 16550A UART as Linux's 8250 driver sees it: transmit is
+// uart is a 16550A UART as Linux's 8250 driver sees it: transmit is
 // instant (THR is always empty), receive holds a small FIFO, interrupts
 // go out through raise (an irqfd), edge style as the ISA line is.
-type Serial struct {
+type uart struct {
 	mu    sync.Mutex
 	out   io.Writer
 	raise func()
@@ -58,16 +58,16 @@ const (
 	COM2IRQ  = 3
 )
 
-// NewSerial returns a UART writing transmitted bytes to out and raising
+// newUART returns a UART writing transmitted bytes to out and raising
 // its interrupt line through raise (nil: no interrupts).
-func NewSerial(out io.Writer, raise func()) *Serial {
+func newUART(out io.Writer, raise func()) *uart {
 	if raise == nil {
 		raise = func() {}
 	}
-	return &Serial{out: out, raise: raise, dll: 12}
+	return &uart{out: out, raise: raise, dll: 12}
 }
 
-func (s *Serial) iir() byte {
+func (s *uart) iir() byte {
 	id := byte(iirNone)
 	switch {
 	case s.ier&ierRLSI != 0 && len(s.rx) > 0 && s.rx[0].brk:
@@ -84,7 +84,7 @@ func (s *Serial) iir() byte {
 }
 
 // Read handles a guest read of register off.
-func (s *Serial) Read(off uint16) byte {
+func (s *uart) Read(off uint16) byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch off {
@@ -151,7 +151,7 @@ func (s *Serial) Read(off uint16) byte {
 }
 
 // Write handles a guest write of v to register off.
-func (s *Serial) Write(off uint16, v byte) {
+func (s *uart) Write(off uint16, v byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch off {
@@ -196,9 +196,9 @@ func (s *Serial) Write(off uint16, v byte) {
 	}
 }
 
-func (s *Serial) raiseLocked() { s.raise() }
+func (s *uart) raiseLocked() { s.raise() }
 
-func (s *Serial) pushLocked(c rxChar) {
+func (s *uart) pushLocked(c rxChar) {
 	if len(s.rx) >= rxFIFOLimit {
 		return
 	}
@@ -210,7 +210,7 @@ func (s *Serial) pushLocked(c rxChar) {
 
 // Input queues bytes as if received on the line (dropped when the FIFO
 // is full, as on hardware).
-func (s *Serial) Input(b []byte) {
+func (s *uart) Input(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range b {
@@ -220,7 +220,7 @@ func (s *Serial) Input(b []byte) {
 
 // SysRq sends a break followed by key: with the UART as the kernel
 // console and CONFIG_MAGIC_SYSRQ_SERIAL, Linux runs SysRq key.
-func (s *Serial) SysRq(key byte) {
+func (s *uart) SysRq(key byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pushLocked(rxChar{c: 0, brk: true})

@@ -3,9 +3,9 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/ktstr-go/ktstr/pkg/acpi"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )
@@ -55,32 +55,29 @@ func checkVCPULimits(sys *kvm.System, t *topology.Topology) error {
 	return nil
 }
 
-// vcpuCPUID shapes KVM's supported CPUID for vCPU i of t.
-func vcpuCPUID(supported []kvm.CPUIDEntry, t *topology.Topology, i int, realtime bool) ([]kvm.CPUIDEntry, error) {
-	base := CPUIDFor(supported, int(t.CPUs[i].APICID), len(t.CPUs))
+// topologyCPUID converts the guest's feature-shaped CPUID
+// (guestFeatures) to pkg/topology's entries, once per VM.
+func topologyCPUID(base []kvm.CPUIDEntry) []topology.CPUIDEntry {
 	in := make([]topology.CPUIDEntry, len(base))
 	for j, e := range base {
 		in[j] = topology.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.EAX, EBX: e.EBX, ECX: e.ECX, EDX: e.EDX}
 	}
-	shaped, err := t.CPUID(in, i)
+	return in
+}
+
+// vcpuCPUID is vCPU i's CPUID: base (topologyCPUID of guestFeatures) with
+// pkg/topology's leaves for t, the only writer of those.
+func vcpuCPUID(base []topology.CPUIDEntry, t *topology.Topology, i int) ([]kvm.CPUIDEntry, error) {
+	shaped, err := t.CPUID(base, i)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]kvm.CPUIDEntry, len(shaped))
 	for j, e := range shaped {
 		out[j] = kvm.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.EAX, EBX: e.EBX, ECX: e.ECX, EDX: e.EDX}
-		if realtime && e.Function == kvmCPUIDFeatures {
-			out[j].EDX |= kvmHintsRealtime
-		}
 	}
 	return out, nil
 }
-
-// KVM paravirt CPUID leaf and the hint perf mode sets in it.
-const (
-	kvmCPUIDFeatures = 0x40000001
-	kvmHintsRealtime = 1 << 0
-)
 
 // RAMRanges are the e820 map's RAM entries as topology ranges.
 func RAMRanges(e820 []E820Entry) []topology.Range {
@@ -96,7 +93,7 @@ func RAMRanges(e820 []E820Entry) []topology.Range {
 // installACPI builds the ACPI tables for t and the e820 map, writes them
 // at acpi.DefaultBase (not RAM in the e820 map) and points the zero
 // page's acpi_rsdp_addr at the RSDP.
-func installACPI(mem *Memory, t *topology.Topology, e820 []E820Entry) error {
+func installACPI(mem *guestmem.Memory, t *topology.Topology, e820 []E820Entry) error {
 	for _, e := range e820 {
 		if e.Type == E820RAM && e.Addr < acpi.DefaultBase+acpi.MaxSize && e.Addr+e.Size > acpi.DefaultBase {
 			return fmt.Errorf("e820 RAM %#x+%#x overlaps the ACPI area at %#x", e.Addr, e.Size, acpi.DefaultBase)
@@ -119,53 +116,4 @@ func installACPI(mem *Memory, t *topology.Topology, e820 []E820Entry) error {
 		return fmt.Errorf("write acpi_rsdp_addr: %w", err)
 	}
 	return nil
-}
-
-// acpiPM is the PM1a register block: status (write 1 to clear; nothing
-// ever sets a bit), enable and control, which read back what was written,
-// so ACPICA sees its enable bits stick (else it logs "No response from
-// Global Lock hardware").
-type acpiPM struct {
-	mu              sync.Mutex
-	enable, control uint16
-}
-
-// acpiPMWrite handles a write to the PM1a ports; SLP_TYP 5 with SLP_EN in
-// the control register is the guest powering off. The writing vCPU stops
-// at once: Linux goes on (to "Attempted to kill init" and a panic) if the
-// write returns.
-func (m *machine) acpiPMWrite(port uint16, d []byte) {
-	off := int(port - acpi.PM1aEvtPort)
-	m.pm.mu.Lock()
-	for i, b := range d {
-		switch o := off + i; o {
-		case 2, 3:
-			m.pm.enable = m.pm.enable&^(0xFF<<(8*(o-2))) | uint16(b)<<(8*(o-2))
-		case 4, 5:
-			m.pm.control = m.pm.control&^(0xFF<<(8*(o-4))) | uint16(b)<<(8*(o-4))
-		}
-	}
-	ctl := m.pm.control
-	m.pm.control &^= 1 << 13 // SLP_EN reads as 0
-	m.pm.mu.Unlock()
-	if off <= 4 && off+len(d) > 4 && acpi.IsPowerOff(ctl) {
-		m.finish(ReasonPoweroff, "guest powered off through ACPI (S5)")
-		m.stopped.Store(true)
-	}
-}
-
-// acpiPMRead fills d from the PM1a ports.
-func (m *machine) acpiPMRead(port uint16, d []byte) {
-	off := int(port - acpi.PM1aEvtPort)
-	m.pm.mu.Lock()
-	defer m.pm.mu.Unlock()
-	for i := range d {
-		d[i] = 0
-		switch o := off + i; o {
-		case 2, 3:
-			d[i] = byte(m.pm.enable >> (8 * (o - 2)))
-		case 4, 5:
-			d[i] = byte(m.pm.control >> (8 * (o - 4)))
-		}
-	}
 }

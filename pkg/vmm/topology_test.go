@@ -13,7 +13,7 @@ func TestInstallACPI(t *testing.T) {
 	s, _ := topology.Parse("2n4l2c1t")
 	topo, _ := topology.New(s)
 	mem := newMemoryFromBytes(make([]byte, 64<<20))
-	e820 := E820Map(mem.Regions)
+	e820 := E820Map(mem.Regions())
 	if err := installACPI(mem, topo, e820); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestVCPUCPUID(t *testing.T) {
 		{Function: 0x80000000, EAX: 0x80000008},
 	}
 	for i, c := range topo.CPUs {
-		got, err := vcpuCPUID(supported, topo, i, i == 5)
+		got, err := vcpuCPUID(topologyCPUID(guestFeatures(supported, i == 5)), topo, i)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,24 +101,28 @@ func TestTopologyOf(t *testing.T) {
 
 func TestACPIPM(t *testing.T) {
 	m := &machine{ended: make(chan struct{})}
+	var bus Bus
+	if err := bus.Insert("ACPI PM1a", &acpiPM{powerOff: m.acpiPowerOff}, acpi.PM1aEvtPort, acpi.PMPortsEnd-acpi.PM1aEvtPort); err != nil {
+		t.Fatal(err)
+	}
 	// The enable word sticks; status reads 0.
-	m.acpiPMWrite(acpi.PM1aEvtPort+2, []byte{0x20, 0x01})
+	bus.Write(acpi.PM1aEvtPort+2, []byte{0x20, 0x01})
 	d := make([]byte, 4)
-	m.acpiPMRead(acpi.PM1aEvtPort, d)
+	bus.Read(acpi.PM1aEvtPort, d)
 	if d[0] != 0 || d[1] != 0 || d[2] != 0x20 || d[3] != 0x01 {
 		t.Errorf("PM1 event block reads %x", d)
 	}
 	// ACPICA's S5: SLP_TYP first, then SLP_EN with it, as words.
-	m.acpiPMWrite(acpi.PM1aCntPort, []byte{0x00, 5 << 2})
+	bus.Write(acpi.PM1aCntPort, []byte{0x00, 5 << 2})
 	if m.stopped.Load() {
 		t.Fatal("stopped on SLP_TYP alone")
 	}
-	m.acpiPMWrite(acpi.PM1aCntPort, []byte{0x00, 5<<2 | 1<<5})
+	bus.Write(acpi.PM1aCntPort, []byte{0x00, 5<<2 | 1<<5})
 	if !m.stopped.Load() || m.end.reason != ReasonPoweroff {
 		t.Errorf("S5 write: stopped=%v reason %q", m.stopped.Load(), m.end.reason)
 	}
 	c := make([]byte, 2)
-	m.acpiPMRead(acpi.PM1aCntPort, c)
+	bus.Read(acpi.PM1aCntPort, c)
 	if c[1]&(1<<5) != 0 || c[1]>>2&7 != 5 {
 		t.Errorf("PM1 control reads %x: SLP_TYP kept, SLP_EN clear", c)
 	}

@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/binary"
 	"sync"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // virtio-mmio register offsets (virtio 1.x, 4.2.2), version 2 layout.
@@ -57,13 +59,13 @@ type mmioBackend interface {
 	reset()
 }
 
-// MMIOTransport is the register file of one virtio-mmio device.
-type MMIOTransport struct {
+// mmioTransport is the register file of one virtio-mmio device.
+type mmioTransport struct {
 	mu      sync.Mutex
-	mem     *Memory
+	mem     *guestmem.Memory
 	be      mmioBackend
 	raise   func()
-	queues  []Queue
+	queues  []virtq
 	status  uint32
 	intStat uint32
 	devSel  uint32
@@ -73,14 +75,14 @@ type MMIOTransport struct {
 	broken  string // first protocol violation, for diagnostics
 }
 
-func newMMIOTransport(mem *Memory, be mmioBackend, raise func()) *MMIOTransport {
+func newMMIOTransport(mem *guestmem.Memory, be mmioBackend, raise func()) *mmioTransport {
 	if raise == nil {
 		raise = func() {}
 	}
-	return &MMIOTransport{mem: mem, be: be, raise: raise, queues: make([]Queue, be.numQueues())}
+	return &mmioTransport{mem: mem, be: be, raise: raise, queues: make([]virtq, be.numQueues())}
 }
 
-func (t *MMIOTransport) queue() *Queue {
+func (t *mmioTransport) queue() *virtq {
 	if int(t.qsel) < len(t.queues) {
 		return &t.queues[t.qsel]
 	}
@@ -89,7 +91,7 @@ func (t *MMIOTransport) queue() *Queue {
 
 // Read handles a guest load from offset off of the device window. data
 // is filled in; accesses the device does not define read as zero.
-func (t *MMIOTransport) Read(off uint64, data []byte) {
+func (t *mmioTransport) Read(off uint64, data []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(data)
@@ -137,7 +139,7 @@ func (t *MMIOTransport) Read(off uint64, data []byte) {
 }
 
 // Write handles a guest store to offset off of the device window.
-func (t *MMIOTransport) Write(off uint64, data []byte) {
+func (t *mmioTransport) Write(off uint64, data []byte) {
 	if off == mmioStatus && len(data) == 4 && binary.LittleEndian.Uint32(data) == 0 {
 		// Linux resets its virtio devices on the way to reboot and power
 		// off, possibly right after queueing its last output: serve that
@@ -222,7 +224,7 @@ func (t *MMIOTransport) Write(off uint64, data []byte) {
 	}
 }
 
-func (t *MMIOTransport) resetLocked() {
+func (t *mmioTransport) resetLocked() {
 	for i := range t.queues {
 		t.queues[i].Reset()
 	}
@@ -232,7 +234,7 @@ func (t *MMIOTransport) resetLocked() {
 }
 
 // fail records a driver protocol violation and asks for a reset.
-func (t *MMIOTransport) fail(why string) {
+func (t *mmioTransport) fail(why string) {
 	if t.broken == "" {
 		t.broken = why
 	}
@@ -242,13 +244,13 @@ func (t *MMIOTransport) fail(why string) {
 }
 
 // interrupt signals used buffers to the driver.
-func (t *MMIOTransport) interrupt() {
+func (t *mmioTransport) interrupt() {
 	t.intStat |= intUsedBuffer
 	t.raise()
 }
 
 // Broken returns the first protocol violation seen, or "".
-func (t *MMIOTransport) Broken() string {
+func (t *mmioTransport) Broken() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.broken

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 )
 
 // Split virtqueue (virtio 1.x, 2.7). Every address and index read from
@@ -24,8 +26,8 @@ const (
 // ErrQueue is wrapped by every virtqueue protocol violation.
 var ErrQueue = errors.New("virtqueue violation")
 
-// Queue is one split virtqueue's device-side state.
-type Queue struct {
+// virtq is one split virtqueue's device-side state.
+type virtq struct {
 	Num               uint16 // size chosen by the driver
 	Ready             bool
 	Desc, Avail, Used uint64
@@ -40,8 +42,8 @@ type Buf struct {
 	Writable bool
 }
 
-// Chain is a popped descriptor chain.
-type Chain struct {
+// descChain is a popped descriptor chain.
+type descChain struct {
 	Head uint16
 	Bufs []Buf
 }
@@ -49,7 +51,7 @@ type Chain struct {
 func qerr(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrQueue, fmt.Sprintf(f, a...)) }
 
 // Validate checks the driver's queue configuration against guest RAM.
-func (q *Queue) Validate(m *Memory) error {
+func (q *virtq) Validate(m *guestmem.Memory) error {
 	n := uint64(q.Num)
 	if n == 0 || n > QueueMaxSize || n&(n-1) != 0 {
 		return qerr("queue size %d is not a power of two in 1..%d", n, QueueMaxSize)
@@ -70,10 +72,10 @@ func (q *Queue) Validate(m *Memory) error {
 }
 
 // Reset forgets the driver's configuration.
-func (q *Queue) Reset() { *q = Queue{} }
+func (q *virtq) Reset() { *q = virtq{} }
 
 // Pending reports whether the driver has made chains available.
-func (q *Queue) Pending(m *Memory) (bool, error) {
+func (q *virtq) Pending(m *guestmem.Memory) (bool, error) {
 	idx, err := m.U16(q.Avail + 2)
 	if err != nil {
 		return false, qerr("avail idx: %v", err)
@@ -87,7 +89,7 @@ func (q *Queue) Pending(m *Memory) (bool, error) {
 // Pop takes the next available chain; ok is false when none is available.
 // Chains are limited to Num descriptors, so a loop in the next links ends
 // in an error rather than a hang.
-func (q *Queue) Pop(m *Memory) (c Chain, ok bool, err error) {
+func (q *virtq) Pop(m *guestmem.Memory) (c descChain, ok bool, err error) {
 	if !q.Ready {
 		return c, false, nil
 	}
@@ -136,7 +138,7 @@ func (q *Queue) Pop(m *Memory) (c Chain, ok bool, err error) {
 }
 
 // Push returns chain head to the driver with written bytes.
-func (q *Queue) Push(m *Memory, head uint16, written uint32) error {
+func (q *virtq) Push(m *guestmem.Memory, head uint16, written uint32) error {
 	e, err := m.Slice(q.Used+4+8*uint64(q.usedIdx%q.Num), 8)
 	if err != nil {
 		return qerr("used ring: %v", err)
@@ -149,7 +151,7 @@ func (q *Queue) Push(m *Memory, head uint16, written uint32) error {
 
 // SetNoNotify asks the driver not to notify (VIRTQ_USED_F_NO_NOTIFY) while
 // the device is busy draining the queue anyway.
-func (q *Queue) SetNoNotify(m *Memory, v bool) error {
+func (q *virtq) SetNoNotify(m *guestmem.Memory, v bool) error {
 	q.noNotify = v
 	return q.publishUsed(m)
 }
@@ -157,7 +159,7 @@ func (q *Queue) SetNoNotify(m *Memory, v bool) error {
 // publishUsed stores flags and idx as one aligned 32-bit word, after the
 // used element: the store is a release barrier, so the driver never sees
 // the new index before the element.
-func (q *Queue) publishUsed(m *Memory) error {
+func (q *virtq) publishUsed(m *guestmem.Memory) error {
 	w, err := m.Slice(q.Used, 4)
 	if err != nil {
 		return qerr("used ring: %v", err)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktstr-go/ktstr/pkg/acpi"
+	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/perfmode"
 	"github.com/ktstr-go/ktstr/pkg/runwatch"
@@ -53,11 +53,16 @@ const GuestExitGrace = 10 * time.Second
 
 // Config describes one run.
 type Config struct {
-	Kernel      []byte // bzImage
-	KernelPath  string // for the VMStart frame
+	Kernel     []byte // bzImage bytes (when KernelFile is nil)
+	KernelPath string // for the VMStart frame
+	// KernelFile and Initramfs, when set, are read straight from their
+	// files into guest RAM (OpenKernel, OpenInitramfs): ktstr-boot's
+	// path. Kernel and Initrd are the in-memory alternative.
+	KernelFile  *Kernel
+	Initramfs   *Initramfs
 	Initrd      []byte
 	Cmdline     string // complete kernel command line
-	VCPUs       int
+	VCPUs       int    // shorthand for Topology nil: VCPUs cores in one LLC
 	Memory      uint64
 	Timeout     time.Duration // 0: none
 	Stream      io.Writer     // stdout
@@ -90,6 +95,10 @@ type Config struct {
 	// Start is when the process started, for the first-frame time
 	// (zero: when Run was called).
 	Start time.Time
+	// Setup times the set-up phases for the VMStart frame; nil: a clock
+	// started at Start. ktstr-boot's main starts it and marks its own
+	// phases (args, open_inputs, config) before Run.
+	Setup *SetupClock
 	// GuestCode, for tests: raw guest code instead of a bzImage. It is
 	// loaded at GuestCodeAddr and entered in 64-bit mode with the same
 	// page tables and GDT Linux gets.
@@ -113,7 +122,10 @@ type Result struct {
 	// FirstFrame is the time from Config.Start to the guest's first
 	// stream byte (0: none arrived).
 	FirstFrame time.Duration
-	Stats      map[string]uint64
+	// Setup is the time from Config.Start to the vCPUs' release into
+	// their first KVM_RUN (the vm_start frame's setup_ns).
+	Setup time.Duration
+	Stats map[string]uint64
 }
 
 type endEvent struct {
@@ -124,24 +136,31 @@ type machine struct {
 	cfg   Config
 	sys   *kvm.System
 	vm    *kvm.VM
-	mem   *Memory
+	mem   *guestmem.Memory
+	topo  *topology.Topology // the guest's shape: the one vCPU count
 	vcpus []*kvm.VCPU
 	tids  []atomic.Int32
 	// regsReq[i] asks vCPU i's thread to print its registers (control
 	// FIFO "regs") the next time KVM_RUN returns.
 	regsReq []atomic.Bool
 	stuck   atomic.Bool // a vCPU thread did not stop: leak its fds and RAM
-	com1    *Serial
-	com2    *Serial
-	kbd     *i8042
-	rtc     *cmos
-	console *Console
-	stream  *Stream
-	watch   *ConsoleWatch
-	tail    *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
-	closers []func()
+	boot    BootInfo    // what createVCPUs needs of it: the entry point
+	kern    *Kernel     // nil: Config.GuestCode
+	// The loader (startLoad): closed when it is done, its error and its
+	// phases, read only after loaded is closed.
+	loaded    chan struct{}
+	loadErr   error
+	loadClock *SetupClock
+	pio       Bus   // port I/O devices (buildDevices)
+	mmio      Bus   // MMIO devices
+	com1      *uart // also typed into by the control FIFO (SysRq)
+	com2      *uart
+	console   *virtioConsole
+	stream    *Stream
+	watch     *ConsoleWatch
+	tail      *runwatch.ConsoleTail // the console's last bytes (hangwatch.go)
+	closers   []func()
 
-	pm       acpiPM // ACPI PM1a registers (topology.go)
 	panicked atomic.Bool
 	signal   atomic.Int32
 
@@ -168,6 +187,9 @@ func Run(cfg Config) (Result, error) {
 	if cfg.Start.IsZero() {
 		cfg.Start = start
 	}
+	if cfg.Setup == nil {
+		cfg.Setup = NewSetupClock(cfg.Start)
+	}
 	m := &machine{cfg: cfg, ended: make(chan struct{})}
 	defer m.close()
 	if cfg.COM2 == nil {
@@ -184,15 +206,19 @@ func Run(cfg Config) (Result, error) {
 		fifo = cfg.ControlFIFO
 	}
 	vs := wire.VMStart{
-		VMM: "ktstr-boot", PID: os.Getpid(), VCPUs: cfg.VCPUs,
+		VMM: "ktstr-boot", PID: os.Getpid(), VCPUs: len(m.topo.CPUs),
 		MemorySize: m.mem.Size(), ControlFIFO: fifo, Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline,
 	}
 	if m.mem.FD() >= 0 {
 		vs.MemoryPath = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), m.mem.FD())
 	}
-	for _, r := range m.mem.Regions {
+	for _, r := range m.mem.Regions() {
 		vs.Regions = append(vs.Regions, wire.MemRegion{GPA: r.GPA, Size: r.Size, Offset: r.Offset})
 	}
+	// The set-up ends here: what follows is writing this frame and
+	// starting the vCPU threads, which enter KVM_RUN at once.
+	cfg.Setup.Mark(PhaseStart)
+	vs.SetupNS, vs.SetupPhases = uint64(cfg.Setup.Total()), cfg.Setup.Phases()
 	if err := m.stream.WriteHost(vs); err != nil {
 		err = fmt.Errorf("write the VM-start frame to stdout: %w", err)
 		return Result{Reason: ReasonError, Detail: err.Error(), ExitCode: ExitVMMError}, err
@@ -242,6 +268,7 @@ waitJoin:
 
 	m.stream.CloseGuest()
 	res := m.result(time.Since(cfg.Start))
+	res.Setup = time.Duration(vs.SetupNS)
 	if fb := m.stream.FirstByte(); !fb.IsZero() {
 		res.FirstFrame = fb.Sub(cfg.Start)
 	}
@@ -261,7 +288,39 @@ func (m *machine) close() {
 	}
 }
 
+// build makes the machine, in named steps; each ends a set-up phase
+// (setup.go) on the clock. Loading the guest (startLoad, waitLoad) runs on
+// its own goroutine beside createVM, buildDevices and createVCPUs, which
+// need no guest RAM contents; its phases are reported as concurrent. Run
+// calls build once.
 func (m *machine) build() error {
+	clock := m.cfg.Setup
+	for _, step := range []struct {
+		phase string // "": the step marks its own phases
+		do    func() error
+	}{
+		{PhaseOpenKVM, m.openKVM},
+		{PhaseMapMemory, m.mapMemory},
+		{"", m.startLoad}, // the guest's RAM fills while KVM makes the VM
+		{PhaseCreateVM, m.createVM},
+		{PhaseDevices, m.buildDevices},
+		{PhaseVCPUs, m.createVCPUs},
+		{PhaseLoadWait, m.waitLoad},
+	} {
+		if err := step.do(); err != nil {
+			return err
+		}
+		if step.phase != "" {
+			clock.Mark(step.phase)
+		}
+	}
+	return nil
+}
+
+// openKVM resolves the guest's shape (machine.topo, from here on the only
+// vCPU count) and its kernel, opens /dev/kvm and checks that this KVM can
+// make it.
+func (m *machine) openKVM() error {
 	cfg := m.cfg
 	if cfg.VCPUs < 1 && cfg.Topology == nil {
 		return fmt.Errorf("need at least one vCPU, got %d", cfg.VCPUs)
@@ -270,14 +329,12 @@ func (m *machine) build() error {
 	if err != nil {
 		return err
 	}
-	m.cfg.VCPUs, cfg.VCPUs = len(topo.CPUs), len(topo.CPUs)
-	var kern *Kernel
-	if cfg.GuestCode == nil {
-		k, err := ParseBzImage(cfg.Kernel)
-		if err != nil {
+	m.topo = topo
+	m.kern = cfg.KernelFile
+	if cfg.GuestCode == nil && m.kern == nil {
+		if m.kern, err = ParseBzImage(cfg.Kernel); err != nil {
 			return err
 		}
-		kern = k
 	}
 	sys, err := kvm.Open()
 	if err != nil {
@@ -293,23 +350,28 @@ func (m *machine) build() error {
 			return fmt.Errorf("/dev/kvm lacks %s", c.name)
 		}
 	}
-	if err := checkVCPULimits(sys, topo); err != nil {
-		return err
-	}
+	return checkVCPULimits(sys, topo)
+}
+
+// createVM makes the VM with its in-kernel irqchip and PIT, sets the
+// exits perf mode turns off (or halt polling, when oversubscribed), and
+// gives KVM one memory slot per guest RAM region.
+func (m *machine) createVM() error {
+	sys := m.sys
 	vm, err := sys.CreateVM()
 	if err != nil {
 		return err
 	}
 	m.vm = vm
 	m.closers = append(m.closers, func() { vm.Close() })
-	if cfg.Perf != nil {
+	if m.cfg.Perf != nil {
 		note, err := disableExits(vm, sys)
 		if err != nil {
 			return err
 		}
 		m.logf("perf mode: %s", note)
-	} else if noHaltPollWhenOversubscribed(vm, sys, len(topo.CPUs)) {
-		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(topo.CPUs))
+	} else if noHaltPollWhenOversubscribed(vm, sys, len(m.topo.CPUs)) {
+		m.logf("%d vCPUs on fewer host CPUs: KVM halt polling off", len(m.topo.CPUs))
 	}
 	if err := vm.SetTSSAddr(tssAddr); err != nil {
 		return err
@@ -325,11 +387,26 @@ func (m *machine) build() error {
 	if err := vm.CreatePIT2(); err != nil {
 		return err
 	}
+	for i, r := range m.mem.Regions() {
+		host := m.mem.Host(r)
+		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
+			UserspaceAddr: uint64(uintptrOf(host)),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapMemory creates guest RAM (on huge pages in perf mode).
+func (m *machine) mapMemory() error {
 	newMem := NewMemory
-	if cfg.Perf != nil {
+	if m.cfg.Perf != nil {
 		newMem = newHugeMemory
 	}
-	mem, err := newMem(cfg.Memory)
+	mem, err := newMem(m.cfg.Memory)
 	if err != nil {
 		return err
 	}
@@ -339,69 +416,129 @@ func (m *machine) build() error {
 			mem.Close()
 		}
 	})
-	for i, r := range mem.Regions {
-		host := mem.Host(r)
-		err := vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-			Slot: uint32(i), GuestPhysAddr: r.GPA, MemorySize: r.Size,
-			UserspaceAddr: uint64(uintptrOf(host)),
-		})
-		if err != nil {
-			return err
-		}
-	}
+	return nil
+}
 
-	var boot BootInfo
-	if kern != nil {
-		ids := make([]uint32, len(topo.CPUs))
-		for i, c := range topo.CPUs {
-			ids[i] = c.APICID
-		}
-		boot, err = LoadBoot(mem, BootConfig{Kernel: kern, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, VCPUs: cfg.VCPUs, APICIDs: ids})
-		if err != nil {
-			return err
-		}
-		if err := installACPI(mem, topo, boot.E820); err != nil {
-			return err
-		}
+// startLoad starts loading the guest on its own goroutine (loadGuest);
+// waitLoad collects it. The entry point, all createVCPUs needs of the
+// boot information, is fixed and set here.
+func (m *machine) startLoad() error {
+	if m.kern != nil {
+		m.boot.Entry = kernelAddr + entry64Offset
 	} else {
-		if err := mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
-			return fmt.Errorf("load guest code: %w", err)
-		}
-		if err := writePageTables(mem); err != nil {
-			return err
-		}
-		if err := writeGDT(mem); err != nil {
-			return err
-		}
-		boot.Entry = GuestCodeAddr
+		m.boot.Entry = GuestCodeAddr
 	}
+	done := make(chan struct{})
+	m.loaded = done
+	m.loadClock = NewSetupClock(time.Now())
+	go func() {
+		defer close(done)
+		m.loadErr = m.loadGuest(m.loadClock)
+	}()
+	// However build ends, guest RAM stays mapped until the loader is done
+	// with it (closers run last to first; mem.Close was added before).
+	m.closers = append(m.closers, func() { <-done })
+	return nil
+}
 
+// waitLoad waits for loadGuest and adds its phases to the clock, as
+// concurrent ones.
+func (m *machine) waitLoad() error {
+	<-m.loaded
+	if m.loadErr != nil {
+		return m.loadErr
+	}
+	m.cfg.Setup.AddConcurrent(m.loadClock.Phases())
+	return nil
+}
+
+// loadGuest puts the kernel, initramfs, boot and ACPI tables (loadBoot)
+// or the test's guest code in guest RAM, marking load_kernel,
+// load_initramfs and boot_tables on clock. It runs on startLoad's goroutine and touches
+// nothing but guest RAM and its own results.
+func (m *machine) loadGuest(clock *SetupClock) error {
+	cfg := m.cfg
+	if m.kern != nil {
+		boot, err := loadBoot(m.mem, BootConfig{Kernel: m.kern, Initramfs: cfg.Initramfs, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, Topology: m.topo}, clock)
+		if err != nil {
+			return err
+		}
+		if boot.Entry != kernelAddr+entry64Offset {
+			return fmt.Errorf("internal error: kernel entry %#x, vCPUs were set up for %#x", boot.Entry, kernelAddr+entry64Offset)
+		}
+		return nil
+	}
+	if err := m.mem.Write(GuestCodeAddr, cfg.GuestCode); err != nil {
+		return fmt.Errorf("load guest code: %w", err)
+	}
+	if err := writePageTables(m.mem); err != nil {
+		return err
+	}
+	if err := writeGDT(m.mem); err != nil {
+		return err
+	}
+	clock.Mark(PhaseBootTables)
+	return nil
+}
+
+// buildDevices makes the devices and puts them on the buses: COM1 and
+// COM2, the i8042 (its reset line ends the run), the RTC, the reset
+// control port, the ACPI PM1a block and the virtio-mmio console.
+func (m *machine) buildDevices() error {
+	cfg := m.cfg
 	m.watch = NewConsoleWatch(m.consoleSink(cfg.Console), m.onConsoleEvent)
 	com2 := cfg.COM2
 	if com2 == nil {
 		com2 = m.watch
 	}
-	m.kbd = newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
-	m.rtc = newCMOS()
-	m.com1 = NewSerial(m.watch, m.irq(COM1IRQ))
-	m.com2 = NewSerial(com2, m.irq(COM2IRQ))
+	kbd := newI8042(func() { m.finish(ReasonReboot, "guest reset through the i8042 controller") })
+	rtc := newCMOS()
+	m.com1 = newUART(m.watch, m.irq(COM1IRQ))
+	m.com2 = newUART(com2, m.irq(COM2IRQ))
 	m.stream = NewStream(cfg.Stream)
 	var hvc io.Writer = m.watch
 	if cfg.HVC != nil {
 		hvc = cfg.HVC
 	}
-	m.console = NewConsole(mem, hvc, m.stream, m.irq(VirtioIRQ))
+	m.console = newVirtioConsole(m.mem, hvc, m.stream, m.irq(VirtioIRQ))
 	m.closers = append(m.closers, m.console.Stop)
 	m.notifyEventFD()
+	for _, d := range []struct {
+		bus        *Bus
+		name       string
+		dev        Device
+		base, size uint64
+	}{
+		{&m.pio, "COM1", serialDevice(m.com1), COM1Base, 8},
+		{&m.pio, "COM2", serialDevice(m.com2), COM2Base, 8},
+		{&m.pio, "i8042 data", kbd.port(i8042Data), i8042Data, 1},
+		{&m.pio, "i8042 command", kbd.port(i8042Command), i8042Command, 1},
+		{&m.pio, "RTC", rtc.device(), cmosIndex, 2},
+		{&m.pio, "reset control", m.resetControl(), resetControl, 1},
+		{&m.pio, "ACPI PM1a", &acpiPM{powerOff: m.acpiPowerOff}, acpi.PM1aEvtPort, acpi.PMPortsEnd - acpi.PM1aEvtPort},
+		{&m.mmio, "virtio-mmio console", m.console.Transport(), VirtioMMIOBase, VirtioMMIOSize},
+	} {
+		if err := d.bus.Insert(d.name, d.dev, d.base, d.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	supported, err := sys.SupportedCPUID()
+// createVCPUs makes one vCPU per topology CPU (its KVM id is its APIC
+// ID), with the guest's CPUID (features set once, topology leaves per
+// vCPU) and the boot registers.
+func (m *machine) createVCPUs() error {
+	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
 		return err
 	}
-	m.tids = make([]atomic.Int32, cfg.VCPUs)
-	m.regsReq = make([]atomic.Bool, cfg.VCPUs)
-	for i := 0; i < cfg.VCPUs; i++ {
-		c, err := vm.CreateVCPU(int(topo.CPUs[i].APICID))
+	topo := m.topo
+	base := topologyCPUID(guestFeatures(supported, m.cfg.Perf != nil))
+	m.tids = make([]atomic.Int32, len(topo.CPUs))
+	m.regsReq = make([]atomic.Bool, len(topo.CPUs))
+	for i := range topo.CPUs {
+		c, err := m.vm.CreateVCPU(int(topo.CPUs[i].APICID))
 		if err != nil {
 			return err
 		}
@@ -411,7 +548,7 @@ func (m *machine) build() error {
 				c.Close()
 			}
 		})
-		cpuid, err := vcpuCPUID(supported, topo, i, cfg.Perf != nil)
+		cpuid, err := vcpuCPUID(base, topo, i)
 		if err != nil {
 			return err
 		}
@@ -419,7 +556,7 @@ func (m *machine) build() error {
 		// it to userspace): in the nested lab an L2 with it stops getting
 		// timer interrupts early in boot, reproducibly, while the LAPIC
 		// timer (with the PIT as fallback) boots every time.
-		if err := setupVCPU(c, cpuid, boot); err != nil {
+		if err := setupVCPU(c, cpuid, m.boot); err != nil {
 			return err
 		}
 	}
@@ -608,9 +745,9 @@ func (m *machine) runVCPU(i int) {
 				m.finish(ReasonError, fmt.Sprintf("vCPU %d: malformed I/O exit", i))
 				return
 			}
-			m.pio(io)
+			m.runPIO(io)
 		case kvm.ExitMMIO:
-			m.mmio(c.MMIOExit())
+			m.runMMIO(c.MMIOExit())
 		case kvm.ExitHLT, kvm.ExitIntr, kvm.ExitIRQWindowOpen:
 		case kvm.ExitShutdown:
 			m.finish(ReasonTripleFault, fmt.Sprintf("vCPU %d: triple fault (KVM_EXIT_SHUTDOWN)", i))
@@ -641,99 +778,28 @@ func (m *machine) runVCPU(i int) {
 	}
 }
 
-func (m *machine) pio(x kvm.IO) {
+// runPIO runs a port I/O exit (one access, or Count of them for a string
+// instruction) on the port bus.
+func (m *machine) runPIO(x kvm.IO) {
 	if x.Size != 1 && x.Size != 2 && x.Size != 4 {
 		return
 	}
 	for n := 0; n < x.Count; n++ {
 		d := x.Data[n*x.Size : (n+1)*x.Size]
 		if x.Out {
-			m.pioOut(x.Port, d)
+			m.pio.Write(uint64(x.Port), d)
 		} else {
-			m.pioIn(x.Port, d)
+			m.pio.Read(uint64(x.Port), d)
 		}
 	}
 }
 
-func (m *machine) uart(port uint16) (*Serial, uint16) {
-	switch {
-	case port >= COM1Base && port < COM1Base+8:
-		return m.com1, port - COM1Base
-	case port >= COM2Base && port < COM2Base+8:
-		return m.com2, port - COM2Base
-	}
-	return nil, 0
-}
-
-const (
-	i8042Data    = 0x60
-	i8042Command = 0x64
-	i8042Reset   = 0xFE
-	resetControl = 0xCF9
-)
-
-func (m *machine) pioOut(port uint16, d []byte) {
-	if u, off := m.uart(port); u != nil {
-		u.Write(off, d[0])
-		return
-	}
-	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
-		m.acpiPMWrite(port, d)
-		return
-	}
-	switch port {
-	case i8042Data, i8042Command:
-		m.kbd.write(port, d[0])
-	case 0x70, 0x71:
-		m.rtc.write(port, d[0])
-	case resetControl:
-		if d[0]&0x04 != 0 {
-			m.finish(ReasonReboot, "guest reset through port 0xCF9")
-		}
-	}
-}
-
-func (m *machine) pioIn(port uint16, d []byte) {
-	if u, off := m.uart(port); u != nil {
-		d[0] = u.Read(off)
-		for i := 1; i < len(d); i++ {
-			d[i] = 0
-		}
-		return
-	}
-	switch port {
-	case i8042Data, i8042Command:
-		clear(d)
-		d[0] = m.kbd.read(port)
-		return
-	case 0x70, 0x71:
-		clear(d)
-		d[0] = m.rtc.read(port)
-		return
-	}
-	if port >= acpi.PM1aEvtPort && port < acpi.PMPortsEnd {
-		m.acpiPMRead(port, d)
-		return
-	}
-	for i := range d {
-		d[i] = 0xFF
-	}
-}
-
-func (m *machine) mmio(x kvm.MMIO) {
-	if x.Addr >= VirtioMMIOBase && x.Addr-VirtioMMIOBase < VirtioMMIOSize {
-		off := x.Addr - VirtioMMIOBase
-		if x.Write {
-			m.console.Transport().Write(off, x.Data)
-		} else {
-			m.console.Transport().Read(off, x.Data)
-		}
-		return
-	}
-	if !x.Write {
-		for i := range x.Data {
-			x.Data[i] = 0xFF
-		}
+// runMMIO runs an MMIO exit on the MMIO bus.
+func (m *machine) runMMIO(x kvm.MMIO) {
+	if x.Write {
+		m.mmio.Write(x.Addr, x.Data)
+	} else {
+		m.mmio.Read(x.Addr, x.Data)
 	}
 }
 
@@ -819,16 +885,6 @@ func Classify(reason string, panicked bool, guestCode *int32, signal int) (strin
 	default: // poweroff, reboot
 		return reason, ExitShutdown
 	}
-}
-
-// SortedStats returns stats' keys in order (for stable output).
-func SortedStats(stats map[string]uint64) []string {
-	ks := make([]string, 0, len(stats))
-	for k := range stats {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // DefaultTimeout is --timeout's default.

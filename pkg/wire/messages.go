@@ -241,6 +241,20 @@ type VMStart struct {
 	ControlFIFO string      `json:"control_fifo,omitempty"`
 	Kernel      string      `json:"kernel,omitempty"`
 	Cmdline     string      `json:"cmdline,omitempty"`
+	// SetupNS is the VMM's set-up time: from its process start to the
+	// moment its vCPUs are released into their first KVM_RUN (0: not
+	// measured). SetupPhases split it into named steps, in order (plus
+	// steps that ran concurrently with them).
+	SetupNS     uint64       `json:"setup_ns,omitempty"`
+	SetupPhases []SetupPhase `json:"setup_phases,omitempty"`
+}
+
+// SetupPhase is one named step of VMStart.SetupNS. The phases without
+// Concurrent add up to SetupNS; a Concurrent one ran beside them.
+type SetupPhase struct {
+	Name       string `json:"name"`
+	NS         uint64 `json:"ns"`
+	Concurrent bool   `json:"concurrent,omitempty"`
 }
 
 // CPUSample is one CPU's state in a MonitorSample.
