@@ -13,5 +13,6 @@
 // are plain functions tested on the host.
 //
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
-// pkg/runconfig, pkg/scenario, pkg/cpulist.
+// pkg/runconfig, pkg/scenario, pkg/cpulist, pkg/probe (the auto-repro
+// probes, only with ktstr.probe).
 package guest

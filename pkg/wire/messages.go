@@ -420,6 +420,10 @@ func Unmarshal(t Type, payload []byte) (Message, error) {
 		m = &CheckResult{}
 	case TypeKernelSymbols:
 		m = &KernelSymbols{}
+	case TypeProbeEvent:
+		m = &ProbeEvent{}
+	case TypeProbeMeta:
+		m = &ProbeMeta{}
 	case TypeVMStart:
 		m = &VMStart{}
 	case TypeMonitorSample:
@@ -461,6 +465,10 @@ func deref(m Message) Message {
 	case *CheckResult:
 		return *v
 	case *KernelSymbols:
+		return *v
+	case *ProbeEvent:
+		return *v
+	case *ProbeMeta:
 		return *v
 	case *VMStart:
 		return *v

@@ -22,6 +22,8 @@ const (
 	TypeGuestExit     Type = 0x0009 // binary GuestExit (int32 LE)
 	TypeLog           Type = 0x000A // UTF-8 text Log
 	TypeKernelSymbols Type = 0x000B // JSON KernelSymbols
+	TypeProbeEvent    Type = 0x000D // JSON ProbeEvent (auto-repro)
+	TypeProbeMeta     Type = 0x000E // JSON ProbeMeta (auto-repro)
 )
 
 // Host-originated message types (0x0100..0x01FF); frames of these types
@@ -52,6 +54,8 @@ var typeNames = map[Type]string{
 	TypeGuestExit:     "guest_exit",
 	TypeLog:           "log",
 	TypeKernelSymbols: "kernel_symbols",
+	TypeProbeEvent:    "probe_event",
+	TypeProbeMeta:     "probe_meta",
 	TypeVMStart:       "vm_start",
 	TypeMonitorSample: "monitor_sample",
 	TypeVMExit:        "vm_exit",
@@ -100,6 +104,6 @@ func ParseType(s string) (Type, error) {
 func Types() []Type {
 	return []Type{TypeGuestReady, TypePhase, TypeStimulus, TypeWorkerMetrics,
 		TypeCgroupMetrics, TypeOutput, TypeSchedExit, TypeCheckResult,
-		TypeGuestExit, TypeLog, TypeKernelSymbols,
+		TypeGuestExit, TypeLog, TypeKernelSymbols, TypeProbeEvent, TypeProbeMeta,
 		TypeVMStart, TypeMonitorSample, TypeVMExit, TypeViolation}
 }

@@ -1,0 +1,30 @@
+package probe
+
+import "strings"
+
+// TriggerFunc is the function whose hit is the timeline's trigger: every
+// way a BPF scheduler is made to exit passes through it in Linux 6.12
+// (the sched_ext_exit tracepoint of later kernels does not exist there).
+const TriggerFunc = "scx_ops_exit_kind"
+
+// Options bound what a Session keeps.
+type Options struct {
+	Before int // events kept before the trigger (default 3000)
+	After  int // events kept after it (default 200)
+}
+
+func (o *Options) fill() {
+	if o.Before <= 0 {
+		o.Before = 3000
+	}
+	if o.After <= 0 {
+		o.After = 200
+	}
+}
+
+func lastLines(lines []string, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
