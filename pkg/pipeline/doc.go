@@ -8,7 +8,12 @@
 // It re-implements none of the tools: each runs as its own binary, found
 // beside ktstr-run's own executable or on $PATH.
 //
-// Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
+// With --auto-repro (RunAutoRepro) a run that failed because of the
+// scheduler runs once more with the ktstr.probe key (pkg/repro decides
+// and names the functions; pkg/probe owns the key) and its timeline is
+// printed by ktstr-decode --timeline.
+//
+// Imports: pkg/repro, pkg/probe (the key only), pkg/kernel (to resolve --kernel as ktstr-boot does, and find
 // its vmlinux), pkg/topology (to size the host reservation) and the
 // standard library.
 package pipeline
