@@ -14,6 +14,7 @@ import (
 type Symtab struct {
 	addrs []uint64
 	names []string
+	sizes []uint64 // 0: unknown (kallsyms gives none)
 }
 
 // maxSymbols bounds what ParseKallsyms keeps (a 6.12 kernel has ~150k
@@ -39,7 +40,7 @@ func ParseKallsyms(r io.Reader) (*Symtab, error) {
 		if len(syms) >= maxSymbols {
 			return nil, fmt.Errorf("more than %d text symbols", maxSymbols)
 		}
-		syms = append(syms, sym{a, f[2]})
+		syms = append(syms, sym{a: a, n: f[2]})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read kallsyms: %w", err)
@@ -48,8 +49,9 @@ func ParseKallsyms(r io.Reader) (*Symtab, error) {
 }
 
 type sym struct {
-	a uint64
-	n string
+	a    uint64
+	n    string
+	size uint64 // 0: unknown
 }
 
 func newSymtab(syms []sym) *Symtab {
@@ -58,6 +60,7 @@ func newSymtab(syms []sym) *Symtab {
 	for _, s := range syms {
 		st.addrs = append(st.addrs, s.a)
 		st.names = append(st.names, s.n)
+		st.sizes = append(st.sizes, s.size)
 	}
 	return st
 }
@@ -67,7 +70,7 @@ func (s *Symtab) with(extra []sym) *Symtab {
 	var all []sym
 	if s != nil {
 		for i := range s.addrs {
-			all = append(all, sym{s.addrs[i], s.names[i]})
+			all = append(all, sym{s.addrs[i], s.names[i], s.sizes[i]})
 		}
 	}
 	return newSymtab(append(all, extra...))
@@ -77,11 +80,12 @@ func (s *Symtab) with(extra []sym) *Symtab {
 // shown as a number (it lies in no function we know).
 const maxOffset = 1 << 20
 
-// Lookup names addr as "function+0xoff", or "0x..." when no symbol covers it.
+// Lookup names addr as "function+0xoff", or "0x..." when no symbol covers
+// it (past a symbol of known size: a BPF trampoline lies between programs).
 func (s *Symtab) Lookup(addr uint64) string {
 	if s != nil {
 		i := sort.Search(len(s.addrs), func(i int) bool { return s.addrs[i] > addr }) - 1
-		if i >= 0 && addr-s.addrs[i] < maxOffset {
+		if i >= 0 && addr-s.addrs[i] < maxOffset && (s.sizes[i] == 0 || addr-s.addrs[i] < s.sizes[i]) {
 			return fmt.Sprintf("%s+0x%x", s.names[i], addr-s.addrs[i])
 		}
 	}

@@ -68,6 +68,21 @@ func TestDecodeAndConvert(t *testing.T) {
 	if want := []string{"alpha+0x10", "beta+0x0"}; !reflect.DeepEqual(p.Stack, want) {
 		t.Errorf("stack %q, want %q", p.Stack, want)
 	}
+	// A BPF program's size bounds it: past its end is no man's land.
+	syms = syms.with([]sym{{a: 0x1800, n: "bpf:prog", size: 0x10}})
+	p = toWire(&got, []string{"a", "b"}, syms)
+	if want := []string{"alpha+0x10", "beta+0x0"}; !reflect.DeepEqual(p.Stack, want) {
+		t.Errorf("stack %q, want %q", p.Stack, want)
+	}
+	if got := syms.Lookup(0x1805); got != "bpf:prog+0x5" {
+		t.Errorf("Lookup(0x1805) = %q", got)
+	}
+	if got := syms.Lookup(0x1900); got != "0x1900" {
+		t.Errorf("Lookup past a sized symbol = %q", got)
+	}
+	if want := []string{"alpha+0x10", "beta+0x0"}; !reflect.DeepEqual(p.Stack, want) {
+		t.Errorf("stack %q, want %q", p.Stack, want)
+	}
 	ev = rawEvent{Func: 9, Fields: fExit | fText, Args: [4]uint64{1026, 0}}
 	copy(ev.Text[:], "%s[%d] failed")
 	p = toWire(&ev, []string{"x"}, nil)

@@ -43,8 +43,13 @@ func bpfProgs(known map[ebpf.ProgramID]bool) (syms []sym, structOps []string, er
 			structOps = append(structOps, name)
 		}
 		addrs, _ := info.JitedKsymAddrs()
-		for _, a := range addrs {
-			syms = append(syms, sym{uint64(a), "bpf:" + name})
+		lens, _ := info.JitedFuncLens()
+		for i, a := range addrs {
+			s := sym{a: uint64(a), n: "bpf:" + name}
+			if i < len(lens) {
+				s.size = uint64(lens[i])
+			}
+			syms = append(syms, s)
 		}
 	}
 	return syms, structOps, nil
