@@ -33,6 +33,7 @@ func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
 	var evs []wire.ProbeEvent
 	var metas []wire.ProbeMeta
 	var exits []wire.SchedExit
+	dropped := 0
 	d := wire.NewDecoder(in)
 	for {
 		f, err := d.Next()
@@ -64,15 +65,26 @@ func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
 		}
 		switch v := m.(type) {
 		case wire.ProbeEvent:
+			if len(evs) == maxTimelineEvents {
+				dropped++
+				continue
+			}
 			evs = append(evs, v)
 		case wire.ProbeMeta:
-			metas = append(metas, v)
+			if len(metas) < 16 {
+				metas = append(metas, v)
+			}
 		case wire.SchedExit:
-			exits = append(exits, v)
+			if len(exits) < 16 {
+				exits = append(exits, v)
+			}
 		}
 	}
 	var b []byte
 	b = appendTimeline(b, evs, metas, exits, o)
+	if dropped > 0 {
+		b = fmt.Appendf(b, "(%d probe_event frames past the first %d were not read)\n", dropped, maxTimelineEvents)
+	}
 	if _, err := out.Write(b); err != nil {
 		return &WriteError{err}
 	}
@@ -81,6 +93,10 @@ func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
 	}
 	return nil
 }
+
+// maxTimelineEvents bounds what Timeline holds: a guest sends at most a
+// few thousand; a hostile stream could send millions.
+const maxTimelineEvents = 200000
 
 // ErrNoProbes: the stream is of a run without ktstr.probe.
 var ErrNoProbes = errors.New("no probe_meta frame: the run had no auto-repro probes (kernel command line ktstr.probe)")

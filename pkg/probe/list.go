@@ -13,6 +13,10 @@ const CmdlineKey = "ktstr.probe"
 // MaxExtra bounds the functions a command line may add.
 const MaxExtra = 32
 
+// MaxValue bounds the length of the value FormatList writes: the whole
+// kernel command line is at most 2048 bytes on x86.
+const MaxValue = 512
+
 // ValidFunc reports whether s can be a kernel function name.
 func ValidFunc(s string) bool {
 	if s == "" || len(s) > 128 || s[0] >= '0' && s[0] <= '9' {
@@ -60,8 +64,10 @@ func ParseList(v string) ([]string, error) {
 func FormatList(funcs []string) string {
 	var ok []string
 	seen := map[string]bool{}
+	n := 0
 	for _, f := range funcs {
-		if ValidFunc(f) && !seen[f] && len(ok) < MaxExtra {
+		if ValidFunc(f) && !seen[f] && len(ok) < MaxExtra && n+len(f)+1 <= MaxValue {
+			n += len(f) + 1
 			seen[f] = true
 			ok = append(ok, f)
 		}

@@ -144,6 +144,13 @@ func TestList(t *testing.T) {
 	if got := FormatList([]string{"a", "b c", "a", "0x12", "bpf_prog_1_x"}); got != "ktstr.probe=a,bpf_prog_1_x" {
 		t.Errorf("FormatList = %q", got)
 	}
+	long := strings.Split(manyFuncs(MaxExtra), ",")
+	for i := range long {
+		long[i] = strings.Repeat("y", 100) + long[i]
+	}
+	if got := FormatList(long); len(got) > len(CmdlineKey)+1+MaxValue || len(got) < MaxValue/2 {
+		t.Errorf("FormatList of long names: %d bytes", len(got))
+	}
 }
 
 // FuzzDecodeEvent: any record bytes decode or fail, never panic, and what
