@@ -133,7 +133,7 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 			b = fmt.Appendf(b, "  scheduler callbacks (struct_ops programs): %s\n", strings.Join(m.Programs, " "))
 		}
 		if done != nil {
-			b = fmt.Appendf(b, "  events: %d seen, %d kept, %d lost (ring buffer full); trigger fired: %v\n", done.Events, done.Sent, done.Dropped, done.Triggered)
+			b = fmt.Appendf(b, "  events: %d recorded, the last %d kept; trigger fired: %v\n", done.Events, done.Sent, done.Triggered)
 		}
 	}
 	for _, x := range exits {
@@ -423,7 +423,7 @@ func appendProbeMeta(dst []byte, m *wire.ProbeMeta) []byte {
 	}
 	dst = kvOpt(dst, "error", m.Error)
 	if m.Stage == wire.ProbeStageDone {
-		dst = fmt.Appendf(dst, " events=%d sent=%d dropped=%d triggered=%v", m.Events, m.Sent, m.Dropped, m.Triggered)
+		dst = fmt.Appendf(dst, " events=%d sent=%d triggered=%v", m.Events, m.Sent, m.Triggered)
 	}
 	if len(m.Programs) > 0 {
 		dst = kv(dst, "programs", strings.Join(m.Programs, ","))

@@ -51,7 +51,7 @@ func timelineStream(t testing.TB) []byte {
 			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run", Stack: []string{"scx_ops_exit_kind+0x1", "scx_watchdog_workfn+0x10"}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
 		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
-			Triggered: true, Events: 10, Sent: 4, Dropped: 1, Programs: []string{"qmap_enqueue"}},
+			Triggered: true, Events: 10, Sent: 4, Programs: []string{"qmap_enqueue"}},
 	}
 	for _, m := range msgs {
 		enc.Encode(m)
@@ -68,7 +68,7 @@ func TestTimeline(t *testing.T) {
 	for _, want := range []string{
 		"not attached: gone_fn: not found",
 		"scheduler callbacks (struct_ops programs): qmap_enqueue",
-		"events: 10 seen, 4 kept, 1 lost",
+		"events: 10 recorded, the last 4 kept",
 		"trigger: scx_ops_exit_kind at 0.005000 s",
 		"-4.000   0 9/w ",
 		"dsq=SCX_DSQ_GLOBAL enq_flags=WAKEUP cpus=0-1",

@@ -12,7 +12,7 @@ import (
 // the scheduler is gone, before the guest's exit frame.
 func startProbes(e *env, extra []string) func() {
 	t0 := time.Now()
-	s, meta := probe.Start(extra, probe.Options{})
+	s, meta := probe.Start(extra)
 	e.send(meta)
 	if s == nil {
 		e.logf("auto-repro probes: %s", meta.Error)
@@ -25,7 +25,7 @@ func startProbes(e *env, extra []string) func() {
 			e.send(evs[i])
 		}
 		e.send(done)
-		e.logf("auto-repro probes: %d events seen, %d sent, %d lost in the ring buffer, trigger %v",
-			done.Events, done.Sent, done.Dropped, done.Triggered)
+		e.logf("auto-repro probes: %d events recorded, the last %d sent, trigger %v",
+			done.Events, done.Sent, done.Triggered)
 	}
 }

@@ -42,8 +42,9 @@ type bpfEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCounters              = "counters"
-	bpfMapEvents                = "events"
+	bpfMapCtl                   = "ctl"
+	bpfMapHeads                 = "heads"
+	bpfMapSlots                 = "slots"
 	bpfProgK_consumeDispatchQ   = "k_consume_dispatch_q"
 	bpfProgK_dispatchEnqueue    = "k_dispatch_enqueue"
 	bpfProgK_dispatchToLocalDsq = "k_dispatch_to_local_dsq"
@@ -117,8 +118,9 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
+	Ctl   *ebpf.MapSpec `ebpf:"ctl"`
+	Heads *ebpf.MapSpec `ebpf:"heads"`
+	Slots *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -148,14 +150,16 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
+	Ctl   *ebpf.Map `ebpf:"ctl"`
+	Heads *ebpf.Map `ebpf:"heads"`
+	Slots *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
-		m.Counters,
-		m.Events,
+		m.Ctl,
+		m.Heads,
+		m.Slots,
 	)
 }
 

@@ -7,4 +7,4 @@ set -eu
 cd "$(dirname "$0")"
 exec go run github.com/cilium/ebpf/cmd/bpf2go -go-package probe -target amd64 \
 	-type event -no-global-types bpf bpf/probe.c -- \
-	-I/usr/include/x86_64-linux-gnu -D__TARGET_ARCH_x86 -O2 -g -Wall
+	-I/usr/include/x86_64-linux-gnu -D__TARGET_ARCH_x86 -mcpu=v3 -O2 -g -Wall

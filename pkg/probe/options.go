@@ -7,21 +7,6 @@ import "strings"
 // (the sched_ext_exit tracepoint of later kernels does not exist there).
 const TriggerFunc = "scx_ops_exit_kind"
 
-// Options bound what a Session keeps.
-type Options struct {
-	Before int // events kept before the trigger (default 3000)
-	After  int // events kept after it (default 200)
-}
-
-func (o *Options) fill() {
-	if o.Before <= 0 {
-		o.Before = 3000
-	}
-	if o.After <= 0 {
-		o.After = 200
-	}
-}
-
 func lastLines(lines []string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -8,30 +8,6 @@ import (
 	"testing"
 )
 
-func TestRawEventLayout(t *testing.T) {
-	// The hand-written rawEvent must be struct event of bpf/probe.c, as
-	// bpf2go read it from the object's BTF: same fields, same sizes.
-	got, want := reflect.TypeOf(rawEvent{}), reflect.TypeOf(bpfEvent{})
-	if binary.Size(rawEvent{}) != binary.Size(bpfEvent{}) {
-		t.Fatalf("rawEvent is %d bytes, struct event %d", binary.Size(rawEvent{}), binary.Size(bpfEvent{}))
-	}
-	j := 0
-	for i := range want.NumField() {
-		wf := want.Field(i)
-		if wf.Name == "_" {
-			continue
-		}
-		gf := got.Field(j)
-		j++
-		if !strings.EqualFold(strings.ReplaceAll(gf.Name, "ID", "Id"), wf.Name) || gf.Type.Size() != wf.Type.Size() {
-			t.Errorf("field %d: %s (%d bytes), struct event has %s (%d bytes)", j, gf.Name, gf.Type.Size(), wf.Name, wf.Type.Size())
-		}
-	}
-	if j != got.NumField() {
-		t.Errorf("rawEvent has %d fields, struct event %d", got.NumField(), j)
-	}
-}
-
 func encode(t testing.TB, ev rawEvent) []byte {
 	var b bytes.Buffer
 	if err := binary.Write(&b, binary.LittleEndian, ev); err != nil {
@@ -88,33 +64,6 @@ func TestDecodeAndConvert(t *testing.T) {
 	p = toWire(&ev, []string{"x"}, nil)
 	if p.Func != "probe#9" || !p.Trigger || *p.ExitKind != 1026 || p.Text != "%s[%d] failed" || p.TaskPID != nil {
 		t.Errorf("trigger converted %+v", p)
-	}
-}
-
-func TestWindow(t *testing.T) {
-	for _, c := range []struct {
-		name          string
-		before, after int
-		n, trigAt     int // trigAt < 0: no trigger
-		want          []uint64
-	}{
-		{"no trigger keeps the last", 3, 2, 10, -1, []uint64{7, 8, 9}},
-		{"fewer than the window", 5, 2, 3, -1, []uint64{0, 1, 2}},
-		{"trigger and after", 3, 2, 10, 5, []uint64{2, 3, 4, 5, 6, 7}},
-		{"trigger first", 3, 1, 4, 0, []uint64{0, 1}},
-		{"second trigger is an event", 2, 9, 4, 1, []uint64{0, 1, 2, 3}},
-	} {
-		w := newWindow(c.before, c.after)
-		for i := range c.n {
-			w.push(rawEvent{Ts: uint64(i)}, i == c.trigAt || c.name == "second trigger is an event" && i == 3)
-		}
-		var got []uint64
-		for _, e := range w.events() {
-			got = append(got, e.Ts)
-		}
-		if !reflect.DeepEqual(got, c.want) || w.seen != uint64(c.n) || w.triggered != (c.trigAt >= 0) {
-			t.Errorf("%s: kept %v (seen %d, triggered %v), want %v", c.name, got, w.seen, w.triggered, c.want)
-		}
 	}
 }
 

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
+
+// slotsPerCPU is SLOTS in bpf/probe.c: the flight recorder's events per CPU.
+const slotsPerCPU = 1024
 
 // builtin are the functions always probed, with the program that reads
 // their arguments. The first is the trigger.
@@ -44,24 +47,20 @@ func builtin(o *bpfObjects) []struct {
 	}
 }
 
-// Session is a set of attached probes and the goroutine that reads them.
+// Session is a set of attached probes recording into the flight recorder.
 type Session struct {
 	objs  bpfObjects
 	links []link.Link
-	rd    *ringbuf.Reader
 	funcs []string // cookie -> function
 	meta  wire.ProbeMeta
-	mu    sync.Mutex
-	win   *window
-	done  chan struct{}
-	errs  []string
 
 	// The BPF programs' symbols, taken while the scheduler runs (its
-	// programs are gone by Stop): every snapEvery and at the trigger.
+	// programs are gone by Stop), every snapEvery.
 	snapMu    sync.Mutex
 	known     map[ebpf.ProgramID]bool
 	bsyms     []sym
 	structOps []string
+	errs      []string
 	stopSnap  chan struct{}
 	snapDone  chan struct{}
 }
@@ -74,10 +73,8 @@ func (s *Session) snapshot() {
 	syms, ops, err := bpfProgs(s.known)
 	s.bsyms = append(s.bsyms, syms...)
 	s.structOps = append(s.structOps, ops...)
-	if err != nil {
-		s.mu.Lock()
+	if err != nil && len(s.errs) < 4 {
 		s.errs = append(s.errs, err.Error())
-		s.mu.Unlock()
 	}
 }
 
@@ -96,13 +93,21 @@ func (s *Session) snapLoop() {
 }
 
 // Start loads the probes, attaches the built-in ones and one generic
-// probe on each of extra, and starts reading. The ProbeMeta says what is
-// attached; with no Session (nil) its Error says why nothing is.
-func Start(extra []string, o Options) (*Session, wire.ProbeMeta) {
-	o.fill()
-	s := &Session{meta: wire.ProbeMeta{Stage: wire.ProbeStageAttached}, win: newWindow(o.Before, o.After), done: make(chan struct{}),
+// probe on each of extra. The ProbeMeta says what is attached; with no
+// Session (nil) its Error says why nothing is.
+func Start(extra []string) (*Session, wire.ProbeMeta) {
+	s := &Session{meta: wire.ProbeMeta{Stage: wire.ProbeStageAttached},
 		known: map[ebpf.ProgramID]bool{}, stopSnap: make(chan struct{}), snapDone: make(chan struct{})}
-	if err := loadBpfObjects(&s.objs, nil); err != nil {
+	spec, err := loadBpf()
+	if err == nil {
+		var ncpu int
+		ncpu, err = ebpf.PossibleCPU()
+		if err == nil {
+			spec.Maps["slots"].MaxEntries = uint32(ncpu * slotsPerCPU)
+			err = spec.LoadAndAssign(&s.objs, nil)
+		}
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			err = fmt.Errorf("%w (verifier: %s)", err, lastLines(ve.Log, 3))
@@ -131,85 +136,48 @@ func Start(extra []string, o Options) (*Session, wire.ProbeMeta) {
 			attach(fn, s.objs.K_generic)
 		}
 	}
-	rd, err := ringbuf.NewReader(s.objs.Events)
-	if err != nil {
-		s.closeLinks()
-		s.objs.Close()
-		s.meta.Error = fmt.Sprintf("open the probes' ring buffer: %v", err)
-		return nil, s.meta
-	}
-	s.rd = rd
-	go s.read()
 	go s.snapLoop()
 	return s, s.meta
 }
 
-func (s *Session) read() {
-	defer close(s.done)
-	var rec ringbuf.Record
-	for {
-		if err := s.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			if errors.Is(err, ringbuf.ErrFlushed) {
-				return // Stop's flush: everything before it was read
-			}
-			s.mu.Lock()
-			s.errs = append(s.errs, err.Error())
-			s.mu.Unlock()
-			return
-		}
-		ev, err := decodeEvent(rec.RawSample)
-		if err != nil {
-			continue
-		}
-		trig := ev.Fields&fExit != 0
-		s.mu.Lock()
-		first := trig && !s.win.triggered
-		s.win.push(ev, trig)
-		s.mu.Unlock()
-		if first {
-			s.snapshot() // before the exiting scheduler's programs go
-		}
-	}
-}
-
-func (s *Session) closeLinks() {
+// Stop detaches every probe, reads the flight recorder and returns its
+// events, oldest first, with the final ProbeMeta. kallsyms ("" for
+// /proc/kallsyms) resolves their stacks.
+func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
+	close(s.stopSnap)
+	<-s.snapDone
 	for _, l := range s.links {
 		l.Close()
 	}
 	s.links = nil
-}
-
-// Stop detaches every probe, reads what is left in the ring buffer and
-// returns the kept events, oldest first, with the final ProbeMeta.
-// kallsyms ("" for /proc/kallsyms) resolves their stacks.
-func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
-	close(s.stopSnap)
-	<-s.snapDone
-	s.closeLinks()
-	// Let the reader empty the ring: it returns ErrFlushed once the
-	// records written before the flush are read. (SetDeadline would wait
-	// for the reader's lock, which a blocked read holds.)
-	if err := s.rd.Flush(); err != nil {
-		s.mu.Lock()
-		s.errs = append(s.errs, "flush: "+err.Error())
-		s.mu.Unlock()
-	}
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-	}
-	s.rd.Close()
-	<-s.done
+	defer s.objs.Close()
 	meta := wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: s.meta.Attached, Failed: s.meta.Failed}
-	var k uint32
-	var dropped uint64
-	if err := s.objs.Counters.Lookup(&k, &dropped); err == nil {
-		meta.Dropped = dropped
+	var errs []string
+	var heads []uint64
+	if err := s.objs.Heads.Lookup(uint32(0), &heads); err != nil {
+		errs = append(errs, fmt.Sprintf("read the recorder's heads: %v", err))
 	}
-	s.objs.Close()
+	for _, h := range heads {
+		meta.Events += h
+	}
+	var fired int64
+	if err := s.objs.Ctl.Lookup(uint32(0), &fired); err == nil {
+		meta.Triggered = fired != 0
+	}
+	var raw []rawEvent
+	buf := make([]byte, s.objs.Slots.ValueSize())
+	for k := uint32(0); k < s.objs.Slots.MaxEntries(); k++ {
+		if err := s.objs.Slots.Lookup(k, buf); err != nil {
+			errs = append(errs, fmt.Sprintf("read slot %d: %v", k, err))
+			break
+		}
+		ev, err := decodeEvent(buf)
+		if err != nil || ev.Ts == 0 {
+			continue
+		}
+		raw = append(raw, ev)
+	}
+	sort.SliceStable(raw, func(i, j int) bool { return raw[i].Ts < raw[j].Ts })
 	if kallsyms == "" {
 		kallsyms = "/proc/kallsyms"
 	}
@@ -221,17 +189,15 @@ func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
 	s.snapMu.Lock()
 	syms = syms.with(s.bsyms)
 	meta.Programs = s.structOps
+	errs = append(errs, s.errs...)
 	s.snapMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.errs) > 0 {
-		meta.Error = "read the probes' ring buffer: " + s.errs[0]
+	if len(errs) > 0 {
+		meta.Error = errs[0]
 	}
-	raw := s.win.events()
 	out := make([]wire.ProbeEvent, len(raw))
 	for i := range raw {
 		out[i] = toWire(&raw[i], s.funcs, syms)
 	}
-	meta.Triggered, meta.Events, meta.Sent = s.win.triggered, s.win.seen, uint64(len(out))
+	meta.Sent = uint64(len(out))
 	return out, meta
 }

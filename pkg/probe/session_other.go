@@ -13,7 +13,7 @@ import (
 type Session struct{}
 
 // Start reports that the probes are not built for this architecture.
-func Start(extra []string, o Options) (*Session, wire.ProbeMeta) {
+func Start(extra []string) (*Session, wire.ProbeMeta) {
 	return nil, wire.ProbeMeta{Stage: wire.ProbeStageAttached, Error: "probes are built for amd64 guests only, not " + runtime.GOARCH}
 }
 

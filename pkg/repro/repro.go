@@ -89,10 +89,11 @@ func Inspect(r io.Reader) (Failure, error) {
 // ("  balance_one+0x1a/0x2c0", optionally after a "[<addr>]" or "? ").
 var frameRE = regexp.MustCompile(`^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s*)?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+`)
 
-// skip are functions of every stack trace: entry, interrupt, kthread and
-// scheduler-core paths that say nothing of the failure and would fire all
-// the time if probed.
-var skip = regexp.MustCompile(`^(bpf_prog_|bpf__|__bpf_|bpf_trampoline|entry_|asm_|do_syscall_64|syscall_|__x64_sys_|x64_sys_call|ret_from_fork|kthread|worker_thread|process_one_work|__schedule|schedule|preempt_|__cond_resched|irq_|__irq|sysvec_|__sysvec_|do_idle|cpu_startup_entry|start_secondary|common_startup_64|rest_init|start_kernel|x86_64_start|secondary_startup|default_idle|arch_cpu_idle|finish_task_switch|smpboot_thread_fn|exc_|handle_|__do_softirq|do_softirq|run_ksoftirqd|dump_stack|show_stack|panic|scx_dump_state|scx_ops_exit_kind|scx_bpf_error_bstr)`)
+// skip are functions of every stack trace: entry, interrupt, timer,
+// wakeup, kthread and scheduler-core paths that say nothing of the
+// failure and would fire all the time if probed (a generic probe takes a
+// stack on every hit).
+var skip = regexp.MustCompile(`^(try_to_wake_up|ttwu_|wake_up_|__wake_up|enqueue_task$|dequeue_task$|activate_task|deactivate_task|hrtimer_|__hrtimer_|tick_|update_process_times|sched_tick|scheduler_tick|__run_timers|run_timer_softirq|call_timer_fn|do_nanosleep|futex_|__futex|rcu_|__rcu|bpf_prog_|bpf__|__bpf_|bpf_trampoline|entry_|asm_|do_syscall_64|syscall_|__x64_sys_|x64_sys_call|ret_from_fork|kthread|worker_thread|process_one_work|__schedule|schedule|preempt_|__cond_resched|irq_|__irq|sysvec_|__sysvec_|do_idle|cpu_startup_entry|start_secondary|common_startup_64|rest_init|start_kernel|x86_64_start|secondary_startup|default_idle|arch_cpu_idle|finish_task_switch|smpboot_thread_fn|exc_|handle_|__do_softirq|do_softirq|run_ksoftirqd|dump_stack|show_stack|panic|scx_dump_state|scx_ops_exit_kind|scx_bpf_error_bstr)`)
 
 // Funcs returns the kernel functions named in the stack traces of text
 // (the console, the scheduler's output): the frames of a "Backtrace:"

@@ -53,9 +53,11 @@ type ProbeMeta struct {
 	// Error is why no probe could be loaded at all (no BTF, no BPF).
 	Error     string `json:"error,omitempty"`
 	Triggered bool   `json:"triggered,omitempty"` // the exit trigger fired
-	Events    uint64 `json:"events,omitempty"`    // events read from the ring buffer
-	Sent      uint64 `json:"sent,omitempty"`      // ProbeEvent frames sent (the last ones before the end)
-	Dropped   uint64 `json:"dropped,omitempty"`   // events lost in the kernel: the ring buffer was full
+	// Events counts the probe hits recorded; the flight recorder keeps
+	// the last ones of each CPU, so Sent (the probe_event frames sent)
+	// may be fewer.
+	Events uint64 `json:"events,omitempty"`
+	Sent   uint64 `json:"sent,omitempty"`
 	// Programs are the struct_ops BPF programs (the scheduler's
 	// callbacks, e.g. qmap_enqueue) seen loaded while the probes ran.
 	Programs []string `json:"programs,omitempty"`

@@ -35,7 +35,7 @@ typedef _Bool bool;
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
-	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 };
 
 enum {

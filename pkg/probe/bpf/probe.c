@@ -3,8 +3,9 @@
  * ktstr auto-repro probes: kprobes on the sched_ext core's entry points
  * into a BPF scheduler's callbacks, on its exit path, and (generic) on any
  * kernel function named in a failure's stack trace. Each hit writes one
- * struct event to the ring buffer "events"; the guest init (pkg/probe)
- * reads them and sends them to the host as probe_event frames.
+ * struct event to its CPU's slots of the flight recorder below; the guest
+ * init (pkg/probe) reads them when it stops the probes and sends them to
+ * the host as probe_event frames.
  *
  * The function an event is for is the link's BPF cookie (an index into
  * the Go side's list of attached functions), so one program serves many
@@ -63,36 +64,75 @@ struct event {
 /* Make bpf2go emit the Go type. */
 const struct event *unused_event __attribute__((unused));
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
-} events SEC(".maps");
+/*
+ * The flight recorder: SLOTS events per CPU in "slots" (key cpu * SLOTS +
+ * n % SLOTS), overwritten in turn, so the last events before the trigger
+ * are there however long the run and however starved the reader: nothing
+ * reads them until the init stops the probes. kprobe programs do not nest
+ * on one CPU, so a CPU's slots have one writer. The loader sizes "slots"
+ * to the possible CPUs.
+ */
+#define SLOTS 1024
+#define AFTER 256	/* events recorded after the first trigger, all CPUs */
 
-/* counters[0]: events dropped because the ring buffer was full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOTS);
+	__type(key, u32);
+	__type(value, struct event);
+} slots SEC(".maps");
+
+/* heads: per CPU, events written (the next slot is heads % SLOTS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, u32);
 	__type(value, u64);
-} counters SEC(".maps");
+} heads SEC(".maps");
 
-static __always_inline struct event *begin(void *ctx)
+/* ctl[0]: 1 once the trigger fired; ctl[1]: events still to record after it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, u32);
+	__type(value, s64);
+} ctl SEC(".maps");
+
+static __always_inline struct event *begin_kind(void *ctx, bool trigger)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		u32 k = 0;
-		u64 *n = bpf_map_lookup_elem(&counters, &k);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+	u32 k0 = 0, k1 = 1;
+	s64 *fired = bpf_map_lookup_elem(&ctl, &k0);
+	s64 *left = bpf_map_lookup_elem(&ctl, &k1);
+	if (!fired || !left)
 		return 0;
+	if (*fired) {
+		if (__sync_fetch_and_add(left, -1) <= 0)
+			return 0;	/* the window after the trigger is full */
+	} else if (trigger) {
+		if (__sync_val_compare_and_swap(fired, 0, 1) == 0)
+			*left = AFTER;
 	}
+	u64 *head = bpf_map_lookup_elem(&heads, &k0);
+	if (!head)
+		return 0;
+	u32 cpu = bpf_get_smp_processor_id();
+	u32 key = cpu * SLOTS + (u32)(*head % SLOTS);
+	struct event *e = bpf_map_lookup_elem(&slots, &key);
+	if (!e)
+		return 0;	/* a CPU beyond the map: the loader sized it too small */
+	*head += 1;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts = bpf_ktime_get_boot_ns();
 	e->func = (u32)bpf_get_attach_cookie(ctx);
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = cpu;
 	e->pid = (u32)bpf_get_current_pid_tgid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
+}
+
+static __always_inline struct event *begin(void *ctx)
+{
+	return begin_kind(ctx, false);
 }
 
 static __always_inline void task_fields(struct event *e, struct task_struct *p)
@@ -155,7 +195,6 @@ int BPF_KPROBE(k_do_enqueue_task, struct rq *rq, struct task_struct *p, u64 enq_
 	rq_fields(e, rq);
 	task_fields(e, p);
 	enq(e, enq_flags);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -169,7 +208,6 @@ int BPF_KPROBE(k_rq_task_flags, struct rq *rq, struct task_struct *p, int flags)
 	rq_fields(e, rq);
 	task_fields(e, p);
 	enq(e, (u64)(u32)flags);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -183,7 +221,6 @@ int BPF_KPROBE(k_dispatch_enqueue, struct scx_dispatch_q *dsq, struct task_struc
 	dsq_fields(e, dsq);
 	task_fields(e, p);
 	enq(e, enq_flags);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -198,7 +235,6 @@ int BPF_KPROBE(k_dispatch_to_local_dsq, struct rq *rq, struct scx_dispatch_q *ds
 	dsq_fields(e, dsq);
 	task_fields(e, p);
 	enq(e, enq_flags);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -211,7 +247,6 @@ int BPF_KPROBE(k_consume_dispatch_q, struct rq *rq, struct scx_dispatch_q *dsq)
 		return 0;
 	rq_fields(e, rq);
 	dsq_fields(e, dsq);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -226,7 +261,6 @@ int BPF_KPROBE(k_rq_task, struct rq *rq, struct task_struct *p)
 		return 0;
 	rq_fields(e, rq);
 	task_fields(e, p);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -241,7 +275,6 @@ int BPF_KPROBE(k_select_task_rq_scx, struct task_struct *p, int prev_cpu, int wa
 	e->fields |= F_ARGS;
 	e->args[1] = (u64)(s64)prev_cpu;
 	e->args[2] = (u64)(u32)wake_flags;
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -257,7 +290,6 @@ int BPF_KPROBE(k_scx_bpf_dispatch, struct task_struct *p, u64 dsq_id, u64 slice,
 	e->dsq_id = dsq_id;
 	e->args[2] = slice;
 	enq(e, enq_flags);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -278,7 +310,6 @@ int BPF_KPROBE(k_scx_bpf_error_bstr, const char *fmt, u64 *data, u32 data_sz)
 		bpf_probe_read_kernel(&e->args[2], 8, data + 2);
 	e->args[3] = data_sz;
 	stack(e, ctx);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -287,7 +318,7 @@ int BPF_KPROBE(k_scx_bpf_error_bstr, const char *fmt, u64 *data, u32 data_sz)
 SEC("kprobe/scx_ops_exit_kind")
 int BPF_KPROBE(k_scx_ops_exit_kind, u32 kind, s64 exit_code, const char *fmt)
 {
-	struct event *e = begin(ctx);
+	struct event *e = begin_kind(ctx, true);
 	if (!e)
 		return 0;
 	e->fields |= F_EXIT | F_TEXT;
@@ -295,7 +326,6 @@ int BPF_KPROBE(k_scx_ops_exit_kind, u32 kind, s64 exit_code, const char *fmt)
 	e->args[1] = (u64)exit_code;
 	bpf_probe_read_kernel_str(e->text, sizeof(e->text), fmt);
 	stack(e, ctx);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -313,6 +343,5 @@ int BPF_KPROBE(k_generic, u64 a0, u64 a1, u64 a2, u64 a3)
 	e->args[2] = a2;
 	e->args[3] = a3;
 	stack(e, ctx);
-	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
