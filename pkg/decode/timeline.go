@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -181,6 +182,17 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 	}
 	var order []int
 	seen := map[int]bool{}
+	// First the tasks the scheduler's exit message names ("init[73]
+	// failed to run for 5.012s"): a stall's victim.
+	named := map[int]bool{}
+	for _, x := range exits {
+		for _, m := range taskRE.FindAllStringSubmatch(x.Message, 4) {
+			if pid, err := strconv.Atoi(m[1]); err == nil && !seen[pid] {
+				seen[pid], named[pid] = true, true
+				order = append(order, pid)
+			}
+		}
+	}
 	for i := end - 1; i >= max(lo, end-o.Tasks); i-- {
 		if p := evs[i].TaskPID; p != nil && !seen[*p] {
 			seen[*p] = true
@@ -200,7 +212,14 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		if len(mine) > 12 {
 			mine = mine[len(mine)-12:]
 		}
+		if len(mine) == 0 {
+			b = fmt.Appendf(b, "  %d (named by the scheduler's exit): no event in the window shown\n", pid)
+			continue
+		}
 		comm := evs[mine[len(mine)-1]].TaskComm
+		if named[pid] {
+			comm += " (named by the scheduler's exit)"
+		}
 		b = fmt.Appendf(b, "  %d/%s:", pid, comm)
 		for k, i := range mine {
 			if k > 0 {
@@ -218,6 +237,9 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 	}
 	return b
 }
+
+// taskRE finds "comm[pid]" in a sched_ext exit message.
+var taskRE = regexp.MustCompile(`\S+\[(\d{1,9})\]`)
 
 func relMS(t, ref uint64) string {
 	return strconv.FormatFloat((float64(t)-float64(ref))/1e6, 'f', 3, 64)

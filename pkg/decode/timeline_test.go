@@ -50,6 +50,7 @@ func timelineStream(t testing.TB) []byte {
 		wire.ProbeEvent{TimeNS: 5_000_000, CPU: 0, PID: 30, Comm: "kworker/0:1", Func: "scx_ops_exit_kind", Trigger: true,
 			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run", Stack: []string{"scx_ops_exit_kind+0x1", "scx_watchdog_workfn+0x10"}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
+		wire.SchedExit{Kind: 1026, KindName: "error_stall", Message: "w[9] failed to run for 5.0s, gone[77] too"},
 		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
 			Triggered: true, Events: 10, Sent: 4, Programs: []string{"qmap_enqueue"}},
 	}
@@ -76,7 +77,8 @@ func TestTimeline(t *testing.T) {
 		"EXIT kind=error_stall (1026) code=0",
 		"stack: scx_ops_exit_kind+0x1 <- scx_watchdog_workfn+0x10",
 		"args=0x1,0x2,0x3,0x4",
-		"9/w: select_task_rq@-4.000/cpu0 -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
+		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0 -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
+		"77 (named by the scheduler's exit): no event in the window shown",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("timeline lacks %q:\n%s", want, s)
