@@ -253,6 +253,8 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 	mark := "  "
 	if trig {
 		mark = ">>"
+	} else if e.LastSeen {
+		mark = "ls" // the task's last event, older than the window
 	}
 	who := fmt.Sprintf("%d/%s", e.PID, e.Comm)
 	b = fmt.Appendf(b, "%s%12s %3d %-22s %-25s", mark, relMS(e.TimeNS, ref), e.CPU, clip(who, 22), e.Func)

@@ -46,7 +46,7 @@ func timelineStream(t testing.TB) []byte {
 		// Out of order on purpose: the timeline sorts by time.
 		wire.ProbeEvent{TimeNS: 3_000_000, CPU: 1, PID: 9, Comm: "w", Func: "dispatch_enqueue", TaskPID: ip(9), TaskComm: "w",
 			DSQ: u(1<<63 | 1), EnqFlags: u(1), CPUMask: u(3)},
-		wire.ProbeEvent{TimeNS: 1_000_000, CPU: 0, PID: 9, Comm: "w", Func: "select_task_rq_scx", TaskPID: ip(9), TaskComm: "w"},
+		wire.ProbeEvent{TimeNS: 1_000_000, CPU: 0, PID: 9, Comm: "w", Func: "select_task_rq_scx", TaskPID: ip(9), TaskComm: "w", LastSeen: true},
 		wire.ProbeEvent{TimeNS: 5_000_000, CPU: 0, PID: 30, Comm: "kworker/0:1", Func: "scx_ops_exit_kind", Trigger: true,
 			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run", Stack: []string{"scx_ops_exit_kind+0x1", "scx_watchdog_workfn+0x10"}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
@@ -71,7 +71,7 @@ func TestTimeline(t *testing.T) {
 		"scheduler callbacks (struct_ops programs): qmap_enqueue",
 		"events: 10 recorded, the last 4 kept",
 		"trigger: scx_ops_exit_kind at 0.005000 s",
-		"-4.000   0 9/w ",
+		"ls      -4.000   0 9/w ",
 		"dsq=SCX_DSQ_GLOBAL enq_flags=WAKEUP cpus=0-1",
 		">>       0.000   0 30/kworker/0:1",
 		"EXIT kind=error_stall (1026) code=0",

@@ -44,6 +44,7 @@ type bpfEvent struct {
 const (
 	bpfMapCtl                   = "ctl"
 	bpfMapHeads                 = "heads"
+	bpfMapLast                  = "last"
 	bpfMapSlots                 = "slots"
 	bpfProgK_consumeDispatchQ   = "k_consume_dispatch_q"
 	bpfProgK_dispatchEnqueue    = "k_dispatch_enqueue"
@@ -120,6 +121,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Ctl   *ebpf.MapSpec `ebpf:"ctl"`
 	Heads *ebpf.MapSpec `ebpf:"heads"`
+	Last  *ebpf.MapSpec `ebpf:"last"`
 	Slots *ebpf.MapSpec `ebpf:"slots"`
 }
 
@@ -152,6 +154,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Ctl   *ebpf.Map `ebpf:"ctl"`
 	Heads *ebpf.Map `ebpf:"heads"`
+	Last  *ebpf.Map `ebpf:"last"`
 	Slots *ebpf.Map `ebpf:"slots"`
 }
 
@@ -159,6 +162,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Ctl,
 		m.Heads,
+		m.Last,
 		m.Slots,
 	)
 }

@@ -177,6 +177,32 @@ func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
 		}
 		raw = append(raw, ev)
 	}
+	// Each task's latest event, from before the recorder's window.
+	type id struct {
+		ts       uint64
+		cpu, fun uint32
+	}
+	have := map[id]bool{}
+	for _, ev := range raw {
+		have[id{ev.Ts, ev.CPU, ev.Func}] = true
+	}
+	nwin := len(raw)
+	var pid int32
+	it := s.objs.Last.Iterate()
+	for it.Next(&pid, buf) {
+		ev, err := decodeEvent(buf)
+		if err != nil || ev.Ts == 0 || have[id{ev.Ts, ev.CPU, ev.Func}] {
+			continue
+		}
+		raw = append(raw, ev)
+	}
+	if err := it.Err(); err != nil {
+		errs = append(errs, fmt.Sprintf("read the tasks' last events: %v", err))
+	}
+	lastSeen := map[id]bool{}
+	for _, ev := range raw[nwin:] {
+		lastSeen[id{ev.Ts, ev.CPU, ev.Func}] = true
+	}
 	sort.SliceStable(raw, func(i, j int) bool { return raw[i].Ts < raw[j].Ts })
 	if kallsyms == "" {
 		kallsyms = "/proc/kallsyms"
@@ -197,6 +223,7 @@ func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
 	out := make([]wire.ProbeEvent, len(raw))
 	for i := range raw {
 		out[i] = toWire(&raw[i], s.funcs, syms)
+		out[i].LastSeen = lastSeen[id{raw[i].Ts, raw[i].CPU, raw[i].Func}]
 	}
 	meta.Sent = uint64(len(out))
 	return out, meta

@@ -17,6 +17,9 @@ type ProbeEvent struct {
 	// Trigger marks the sched_ext exit (scx_ops_exit_kind): the event
 	// the rest of the timeline leads to.
 	Trigger bool `json:"trigger,omitempty"`
+	// LastSeen marks a task's latest event kept from before the flight
+	// recorder's window (where a stalled task was last seen).
+	LastSeen bool `json:"last_seen,omitempty"`
 
 	TaskPID  *int     `json:"task_pid,omitempty"` // the task argument's pid
 	TaskComm string   `json:"task_comm,omitempty"`

@@ -98,6 +98,26 @@ struct {
 	__type(value, s64);
 } ctl SEC(".maps");
 
+/*
+ * last: each task's latest event, kept however old (an LRU hash by pid),
+ * so a task that stopped being scheduled long before the trigger (a
+ * stall's victim) still shows where it was last seen.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, s32);
+	__type(value, struct event);
+} last SEC(".maps");
+
+static __always_inline void remember(struct event *e)
+{
+	if (e->fields & F_TASK) {
+		s32 pid = e->task_pid;
+		bpf_map_update_elem(&last, &pid, e, 0);
+	}
+}
+
 static __always_inline struct event *begin_kind(void *ctx, bool trigger)
 {
 	u32 k0 = 0, k1 = 1;
@@ -195,6 +215,7 @@ int BPF_KPROBE(k_do_enqueue_task, struct rq *rq, struct task_struct *p, u64 enq_
 	rq_fields(e, rq);
 	task_fields(e, p);
 	enq(e, enq_flags);
+	remember(e);
 	return 0;
 }
 
@@ -208,6 +229,7 @@ int BPF_KPROBE(k_rq_task_flags, struct rq *rq, struct task_struct *p, int flags)
 	rq_fields(e, rq);
 	task_fields(e, p);
 	enq(e, (u64)(u32)flags);
+	remember(e);
 	return 0;
 }
 
@@ -221,6 +243,7 @@ int BPF_KPROBE(k_dispatch_enqueue, struct scx_dispatch_q *dsq, struct task_struc
 	dsq_fields(e, dsq);
 	task_fields(e, p);
 	enq(e, enq_flags);
+	remember(e);
 	return 0;
 }
 
@@ -235,6 +258,7 @@ int BPF_KPROBE(k_dispatch_to_local_dsq, struct rq *rq, struct scx_dispatch_q *ds
 	dsq_fields(e, dsq);
 	task_fields(e, p);
 	enq(e, enq_flags);
+	remember(e);
 	return 0;
 }
 
@@ -261,6 +285,7 @@ int BPF_KPROBE(k_rq_task, struct rq *rq, struct task_struct *p)
 		return 0;
 	rq_fields(e, rq);
 	task_fields(e, p);
+	remember(e);
 	return 0;
 }
 
@@ -275,6 +300,7 @@ int BPF_KPROBE(k_select_task_rq_scx, struct task_struct *p, int prev_cpu, int wa
 	e->fields |= F_ARGS;
 	e->args[1] = (u64)(s64)prev_cpu;
 	e->args[2] = (u64)(u32)wake_flags;
+	remember(e);
 	return 0;
 }
 
@@ -290,6 +316,7 @@ int BPF_KPROBE(k_scx_bpf_dispatch, struct task_struct *p, u64 dsq_id, u64 slice,
 	e->dsq_id = dsq_id;
 	e->args[2] = slice;
 	enq(e, enq_flags);
+	remember(e);
 	return 0;
 }
 
