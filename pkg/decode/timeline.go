@@ -204,7 +204,11 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 	}
 	for _, pid := range order {
 		var mine []int
-		for i := lo; i < end; i++ {
+		from := lo
+		if named[pid] {
+			from = 0 // a stall's victim was last seen long before the window
+		}
+		for i := from; i < end; i++ {
 			if p := evs[i].TaskPID; p != nil && *p == pid {
 				mine = append(mine, i)
 			}
@@ -213,7 +217,7 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 			mine = mine[len(mine)-12:]
 		}
 		if len(mine) == 0 {
-			b = fmt.Appendf(b, "  %d (named by the scheduler's exit): no event in the window shown\n", pid)
+			b = fmt.Appendf(b, "  %d (named by the scheduler's exit): no event recorded\n", pid)
 			continue
 		}
 		comm := evs[mine[len(mine)-1]].TaskComm
@@ -227,6 +231,9 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 			}
 			e := &evs[i]
 			b = fmt.Appendf(b, " %s@%s/cpu%d", shortFunc(e.Func), relMS(e.TimeNS, ref), e.CPU)
+			if e.LastSeen {
+				b = append(b, "(last seen)"...)
+			}
 			if e.DSQ != nil {
 				b = append(b, "["...)
 				b = append(b, DSQName(*e.DSQ)...)

@@ -77,8 +77,8 @@ func TestTimeline(t *testing.T) {
 		"EXIT kind=error_stall (1026) code=0",
 		"stack: scx_ops_exit_kind+0x1 <- scx_watchdog_workfn+0x10",
 		"args=0x1,0x2,0x3,0x4",
-		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0 -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
-		"77 (named by the scheduler's exit): no event in the window shown",
+		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0(last seen) -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
+		"77 (named by the scheduler's exit): no event recorded",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("timeline lacks %q:\n%s", want, s)

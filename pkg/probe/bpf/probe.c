@@ -112,6 +112,12 @@ struct {
 
 static __always_inline void remember(struct event *e)
 {
+	u32 k0 = 0;
+	s64 *fired = bpf_map_lookup_elem(&ctl, &k0);
+	/* After the trigger the disable path touches every task: keep what
+	 * was last seen before it. */
+	if (!fired || *fired)
+		return;
 	if (e->fields & F_TASK) {
 		s32 pid = e->task_pid;
 		bpf_map_update_elem(&last, &pid, e, 0);
