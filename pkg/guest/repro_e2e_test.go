@@ -53,14 +53,15 @@ func TestAutoReproLab(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		args  []string
-		kind  int      // the trigger's exit kind
-		stack []string // the trigger's stack holds one of these
+		kind   int      // the trigger's exit kind
+		stack  []string // the trigger's stack holds one of these
+		victim bool     // the task the exit names was seen (its last event)
 	}{
 		// scx_bpf_error from qmap_enqueue: the stack runs through the
 		// BPF callback and the sched_ext core that called it.
-		{"scx_qmap -e 100", []string{"--scheduler", qmap, "--", "-e", "100"}, 1025, []string{"bpf:qmap_", "do_enqueue_task", "balance_scx"}},
+		{"scx_qmap -e 100", []string{"--scheduler", qmap, "--", "-e", "100"}, 1025, []string{"bpf:qmap_", "do_enqueue_task", "balance_scx"}, false},
 		// Stalled user threads: the watchdog's error_stall.
-		{"scx_qmap -t 10", []string{"--scheduler", qmap, "--", "-t", "10"}, 1026, []string{"scx_watchdog_workfn", "scx_tick", "check_rq_for_timeouts"}},
+		{"scx_qmap -t 10", []string{"--scheduler", qmap, "--", "-t", "10"}, 1026, []string{"scx_watchdog_workfn", "scx_tick", "check_rq_for_timeouts"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			blob := e.initramfs(t, c.args...)
@@ -122,6 +123,9 @@ func TestAutoReproLab(t *testing.T) {
 			}
 			if curated == 0 {
 				t.Errorf("no event with task and runqueue/DSQ fields before the trigger")
+			}
+			if c.victim && (!strings.Contains(tl.String(), "(named by the scheduler's exit): ") || strings.Contains(tl.String(), "(named by the scheduler's exit): no event")) {
+				t.Errorf("the stalled task the exit names was not seen:\n%s", tl.String())
 			}
 			if !strings.Contains(tl.String(), ">> ") || !strings.Contains(tl.String(), "per task") {
 				t.Errorf("timeline:\n%s", tl.String())
