@@ -51,8 +51,8 @@ func TestAutoReproLab(t *testing.T) {
 	e := needE2E(t)
 	qmap := e.scheduler(t, "scx_qmap")
 	for _, c := range []struct {
-		name  string
-		args  []string
+		name   string
+		args   []string
 		kind   int      // the trigger's exit kind
 		stack  []string // the trigger's stack holds one of these
 		victim bool     // the task the exit names was seen (its last event)
