@@ -12,7 +12,7 @@
  * functions. Fields that a program does not fill stay zero and their bit
  * in event.fields is clear.
  *
- * Regenerate the Go bindings with `make -C pkg/probe generate` (needs
+ * Regenerate the Go bindings with pkg/probe/generate.sh (needs
  * clang and libbpf-dev; a build does not).
  */
 #include "ktstr_types.h"
