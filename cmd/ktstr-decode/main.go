@@ -14,6 +14,7 @@ import (
 const (
 	exitCorrupt = 1 // --strict and the stream had corruption, truncation or a bad payload
 	exitIO      = 2 // usage errors (cmdutil), unreadable input, unwritable output
+	exitNoProbe = 3 // --timeline and the stream has no auto-repro probe frames
 )
 
 func main() {
@@ -29,6 +30,8 @@ func main() {
 			&cli.BoolFlag{Name: "verdict", Usage: "print the run's verdict line after the stream and exit 0 pass, 1 fail, 3 no verdict"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no frame records (diagnostics, --stats and --summary still print)"},
 			&cli.BoolFlag{Name: "strict", Usage: "exit 1 if the stream had any corruption, truncated frame or bad payload"},
+			&cli.BoolFlag{Name: "timeline", Usage: "print the auto-repro probe events (probe_event, probe_meta) as a timeline, per event and per task, instead of the frames"},
+			&cli.IntFlag{Name: "timeline-events", Usage: "with --timeline: show only the last N events before the trigger and N/4 after (0: all)"},
 			&cli.BoolFlag{Name: "line-buffered", Usage: "write each record as soon as it is made (default when stdout is a terminal)"},
 		},
 		Action: run,
@@ -45,6 +48,16 @@ func run(c *cli.Context) error {
 		return cmdutil.Exit(exitIO, err)
 	}
 	defer closeIn()
+	if c.Bool("timeline") {
+		if c.Int("timeline-events") < 0 {
+			return cmdutil.UsageError("--timeline-events: want 0 or more")
+		}
+		err := decode.Timeline(in, os.Stdout, decode.TimelineOptions{Events: c.Int("timeline-events")})
+		if errors.Is(err, decode.ErrNoProbes) {
+			return cmdutil.Exit(exitNoProbe, err)
+		}
+		return cmdutil.Exit(exitIO, err)
+	}
 	o := decode.Options{
 		Filter:       filter,
 		Quiet:        c.Bool("quiet"),

@@ -34,6 +34,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "append", Usage: "extra kernel command line (ktstr-boot --append)"},
 			&cli.StringFlag{Name: "save", Usage: "save the raw frame stream to FILE (tee)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the verdict as a JSON record"},
+			&cli.BoolFlag{Name: "auto-repro", Usage: "when the scheduler fails (error exit, stall, death), boot again with BPF probes and print the timeline that led to it"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the pipeline as a shell script and exit"},
 		},
 		Action: run,
@@ -74,9 +75,21 @@ func run(c *cli.Context) error {
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	res, err := pipeline.Run(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)
-	if err != nil {
+	var res *pipeline.Result
+	if c.Bool("auto-repro") {
+		var rep *pipeline.Repro
+		res, rep, err = pipeline.RunAutoRepro(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)
+		if rep != nil && rep.Skipped != "" {
+			fmt.Fprintf(os.Stderr, "ktstr-run: auto-repro: no second boot: %s\n", rep.Skipped)
+		}
+	} else {
+		res, err = pipeline.Run(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)
+	}
+	if err != nil && res == nil {
 		return cmdutil.Exit(pipeline.ExitTool, err)
+	}
+	if err != nil { // the auto-repro run's: the first run's result stands
+		fmt.Fprintf(os.Stderr, "ktstr-run: %v\n", err)
 	}
 	if res.Exit == pipeline.ExitPass {
 		return nil

@@ -7,7 +7,7 @@
 //
 // It reads frames only through pkg/wire (Decoder, Unmarshal, the message
 // structs) and never parses the header itself. Imports: pkg/wire,
-// pkg/verdict and the standard library.
+// pkg/verdict, pkg/cpulist (the timeline's CPU lists) and the standard library.
 //
 // Payloads are untrusted: every known type's payload is checked against its
 // layout before it is shown, by wire.CheckPayload (the definition

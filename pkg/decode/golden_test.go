@@ -54,6 +54,9 @@ func everyTypeMessages() (guest, host []wire.Message) {
 			wire.Phase{Phase: wire.PhaseScenarioEnd, Detail: "cpuset_grow"},
 			wire.SchedExit{Kind: 64, KindName: "unreg", Reason: "unregistered from user space", ExitCode: &code, Signal: ""},
 			wire.SchedExit{Kind: 1026, KindName: "error_stall", Reason: "runnable task stall", Message: "kworker/1:2[87] failed to run for 5.2s", Signal: "SIGTERM", ExitCode: &sig},
+			wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}, {Func: "balance_scx", Kind: "kprobe"}},
+				Failed: []wire.ProbeAttach{{Func: "no_such_fn", Kind: "kprobe", Error: "symbol not found"}}},
+			probeEvent(),
 			wire.GuestExit{Code: 1},
 		}, []wire.Message{
 			wire.VMStart{VMM: "ktstr-boot", PID: 4242, VCPUs: 4, Topology: "1s2l2c1t", MemoryPath: "/proc/4242/fd/7", MemorySize: 512 << 20,
@@ -64,6 +67,13 @@ func everyTypeMessages() (guest, host []wire.Message) {
 			wire.Violation{Kind: "imbalance", CPU: -1, ElapsedNS: 1_500_000_000, Values: map[string]float64{"max": 5, "min": 0}, Message: "nr_running 5 vs 0 for 3 samples"},
 			wire.VMExit{Reason: "guest_exit", ExitCode: 1, WallNS: 9_250_000_000, VCPUs: 4, KVMStats: map[string]uint64{"exits": 120000}},
 		}
+}
+
+func probeEvent() wire.ProbeEvent {
+	pid, cpu, nr := 211, 1, uint32(2)
+	mask, dsq, flags, slice := uint64(0b1011), uint64(0xc000000000000001), uint64(1|1<<10), uint64(20_000_000)
+	return wire.ProbeEvent{TimeNS: 5_000_000_000, CPU: 1, PID: 211, Comm: "ktstr-worker", Func: "dispatch_to_local_dsq",
+		TaskPID: &pid, TaskComm: "ktstr-worker", CPUMask: &mask, Slice: &slice, DSQ: &dsq, DSQNr: &nr, EnqFlags: &flags, RqCPU: &cpu, RqNr: &nr}
 }
 
 // goldenStream encodes every type, plus frames only a decoder must

@@ -544,6 +544,10 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 		dst = appendCheckLine(dst, &v)
 	case wire.GuestExit:
 		dst = fmt.Appendf(dst, "code=%d", v.Code)
+	case wire.ProbeEvent:
+		dst = appendProbeEvent(dst, &v)
+	case wire.ProbeMeta:
+		dst = appendProbeMeta(dst, &v)
 	case wire.Log:
 		dst = appendEscaped(dst, bytes.TrimSuffix([]byte(v.Text), []byte{'\n'}))
 	case wire.KernelSymbols:

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/probe"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
 )
 
@@ -21,6 +22,7 @@ import (
 //	ktstr.kthreadd_cpu=N       pin kthreadd to CPU N while the scheduler attaches (see KthreaddCPU)
 //	ktstr.spread_pct=P         replace the scenario's fairness spread limit (percent)
 //	ktstr.starvation_ms=N      replace the scenario's starvation gap limit (milliseconds)
+//	ktstr.probe=1|F,F,...      attach the auto-repro BPF probes (pkg/probe), plus generic ones on F
 type Overrides struct {
 	Scenario      string
 	AttachTimeout time.Duration
@@ -44,7 +46,11 @@ type Overrides struct {
 	Shell   bool
 	Exec    string
 	HasExec bool
-	Unknown []string
+	// Probe (ktstr.probe) attaches the auto-repro probes; ProbeFuncs
+	// are the extra kernel functions to probe.
+	Probe      bool
+	ProbeFuncs []string
+	Unknown    []string
 }
 
 // SplitCmdline splits a kernel command line into words, honouring double
@@ -152,6 +158,9 @@ func ParseOverrides(cmdline string) (*Overrides, error) {
 		case runconfig.ExecKey:
 			o.Exec, err = runconfig.DecodeExec(v)
 			o.HasExec = true
+		case probe.CmdlineKey:
+			o.Probe = true
+			o.ProbeFuncs, err = probe.ParseList(v)
 		case "ktstr.port":
 			if v == "" || strings.ContainsAny(v, "/") {
 				err = fmt.Errorf("want a port name")

@@ -19,5 +19,6 @@
 //
 // Imports: the standard library, golang.org/x/sys/unix, pkg/wire,
 // pkg/runconfig, pkg/scenario, pkg/cpulist, pkg/workload,
-// github.com/cilium/ebpf.
+// github.com/cilium/ebpf, pkg/probe (the auto-repro probes, only with
+// ktstr.probe).
 package guest

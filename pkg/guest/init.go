@@ -449,6 +449,8 @@ type plan struct {
 	attachTimeout time.Duration
 	hold          time.Duration
 	kthreaddCPU   int
+	probe         bool     // ktstr.probe: attach the auto-repro probes
+	probeFuncs    []string // and generic ones on these functions
 }
 
 func runInit(e *env, version string) int {
@@ -510,7 +512,7 @@ func runInit(e *env, version string) int {
 		return ExitBadConfig
 	}
 	for _, k := range ov.Unknown {
-		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.mode, ktstr.exec, ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms, ktstr.task_stall_ms)", k)
+		e.logf("ignoring unknown kernel command-line key %s (known: ktstr.mode, ktstr.exec, ktstr.scenario, ktstr.attach_timeout, ktstr.hold, ktstr.sched_args, ktstr.scheduler, ktstr.port, ktstr.kthreadd_cpu, ktstr.spread_pct, ktstr.starvation_ms, ktstr.task_stall_ms, ktstr.probe)", k)
 	}
 	if topoErr != nil {
 		e.logf("%v", topoErr)
@@ -550,7 +552,8 @@ func makePlan(ov *Overrides) (*plan, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", runconfig.Path, err)
 	}
-	p := &plan{cfg: cfg, sched: cfg.Scheduler, attachTimeout: DefaultAttachTimeout, hold: ov.Hold, kthreaddCPU: ov.KthreaddCPU}
+	p := &plan{cfg: cfg, sched: cfg.Scheduler, attachTimeout: DefaultAttachTimeout, hold: ov.Hold, kthreaddCPU: ov.KthreaddCPU,
+		probe: ov.Probe, probeFuncs: ov.ProbeFuncs}
 	if cfg.AttachTimeoutMS > 0 {
 		p.attachTimeout = time.Duration(cfg.AttachTimeoutMS) * time.Millisecond
 	}

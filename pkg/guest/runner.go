@@ -730,6 +730,9 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 		}
 	}
 	defer endStallWatch() // the early returns below
+	if p.probe {
+		defer startProbes(e, p.probeFuncs)() // before the scheduler: its attach is in the timeline
+	}
 	var sp *schedProc
 	died := make(chan string, 1)
 	stopWatch := make(chan struct{})

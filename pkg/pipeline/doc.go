@@ -8,8 +8,13 @@
 // It re-implements none of the tools: each runs as its own binary, found
 // beside ktstr-run's own executable or on $PATH.
 //
-// Imports: pkg/kernel (to resolve --kernel as ktstr-boot does, and find
-// its vmlinux), pkg/topology (to size the host reservation), pkg/scenario
-// (to check on the host that --scenario fits --topology) and the standard
-// library.
+// With --auto-repro (RunAutoRepro) a run that failed because of the
+// scheduler runs once more with the ktstr.probe key (pkg/repro decides
+// and names the functions; pkg/probe owns the key) and its timeline is
+// printed by ktstr-decode --timeline.
+//
+// Imports: pkg/repro, pkg/probe (the key only), pkg/kernel (to resolve
+// --kernel as ktstr-boot does, and find its vmlinux), pkg/topology (to
+// size the host reservation), pkg/scenario (to check on the host that
+// --scenario fits --topology) and the standard library.
 package pipeline

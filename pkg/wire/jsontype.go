@@ -54,7 +54,8 @@ func shapeOf(t reflect.Type) *shape {
 var jsonShapes = func() map[Type]*shape {
 	m := map[Type]*shape{}
 	for _, v := range []Message{GuestReady{}, Phase{}, Stimulus{}, WorkerMetrics{}, CgroupMetrics{},
-		SchedExit{}, CheckResult{}, KernelSymbols{}, BPFProgStats{}, VMStart{}, MonitorSample{}, VMExit{}, Violation{}} {
+		SchedExit{}, CheckResult{}, KernelSymbols{}, BPFProgStats{}, VMStart{}, MonitorSample{}, VMExit{}, Violation{},
+		ProbeEvent{}, ProbeMeta{}} {
 		m[v.MsgType()] = shapeOf(reflect.TypeOf(v))
 	}
 	return m

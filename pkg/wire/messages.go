@@ -493,6 +493,10 @@ func Unmarshal(t Type, payload []byte) (Message, error) {
 		m = &KernelSymbols{}
 	case TypeBPFProgStats:
 		m = &BPFProgStats{}
+	case TypeProbeEvent:
+		m = &ProbeEvent{}
+	case TypeProbeMeta:
+		m = &ProbeMeta{}
 	case TypeVMStart:
 		m = &VMStart{}
 	case TypeMonitorSample:
@@ -536,6 +540,10 @@ func deref(m Message) Message {
 	case *KernelSymbols:
 		return *v
 	case *BPFProgStats:
+		return *v
+	case *ProbeEvent:
+		return *v
+	case *ProbeMeta:
 		return *v
 	case *VMStart:
 		return *v

@@ -23,6 +23,8 @@ const (
 	TypeLog           Type = 0x000A // UTF-8 text Log
 	TypeKernelSymbols Type = 0x000B // JSON KernelSymbols
 	TypeBPFProgStats  Type = 0x000C // JSON BPFProgStats
+	TypeProbeEvent    Type = 0x000D // JSON ProbeEvent (auto-repro)
+	TypeProbeMeta     Type = 0x000E // JSON ProbeMeta (auto-repro)
 )
 
 // Host-originated message types (0x0100..0x01FF); frames of these types
@@ -54,6 +56,8 @@ var typeNames = map[Type]string{
 	TypeLog:           "log",
 	TypeKernelSymbols: "kernel_symbols",
 	TypeBPFProgStats:  "bpf_prog_stats",
+	TypeProbeEvent:    "probe_event",
+	TypeProbeMeta:     "probe_meta",
 	TypeVMStart:       "vm_start",
 	TypeMonitorSample: "monitor_sample",
 	TypeVMExit:        "vm_exit",
@@ -102,6 +106,6 @@ func ParseType(s string) (Type, error) {
 func Types() []Type {
 	return []Type{TypeGuestReady, TypePhase, TypeStimulus, TypeWorkerMetrics,
 		TypeCgroupMetrics, TypeOutput, TypeSchedExit, TypeCheckResult,
-		TypeGuestExit, TypeLog, TypeKernelSymbols, TypeBPFProgStats,
+		TypeGuestExit, TypeLog, TypeKernelSymbols, TypeBPFProgStats, TypeProbeEvent, TypeProbeMeta,
 		TypeVMStart, TypeMonitorSample, TypeVMExit, TypeViolation}
 }

@@ -28,6 +28,9 @@ func sampleMessages() []Message {
 		MonitorSample{Seq: 1, CPUs: []CPUSample{{CPU: 0, NrRunning: 2, ClockNS: 99, Preempted: true}}, ScxExitKind: 1026, ScxExit: "error_stall"},
 		VMExit{Reason: "guest_exit", ExitCode: 0, WallNS: 1e9, VCPUs: 2, FirstGuestFrameNS: 5e8},
 		Violation{Kind: "cpu_stall", CPU: 1, Message: "rq clock stuck"},
+		probeEventSample(),
+		ProbeMeta{Stage: ProbeStageDone, Attached: []ProbeAttach{{Func: "balance_scx", Kind: "kprobe"}},
+			Failed: []ProbeAttach{{Func: "nosuch", Kind: "kprobe", Error: "not found"}}, Triggered: true, Events: 9, Sent: 9},
 	}
 }
 

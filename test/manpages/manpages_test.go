@@ -367,6 +367,8 @@ func recording(t *testing.T) []byte {
 		wire.Phase{Phase: "scheduler_attached", Detail: "scx_simple"},
 		wire.Output{Stream: wire.StreamStdout, Program: wire.ProgramScheduler, Data: []byte("local=12 global=3\n")},
 		wire.CheckResult{Name: "starvation", Pass: true, Threshold: 2000, Observed: 3},
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}}},
+		wire.ProbeEvent{TimeNS: 5e9, CPU: 1, PID: 40, Comm: "kworker/1:1", Func: "scx_ops_exit_kind", Trigger: true},
 		wire.SchedExit{Kind: 64, KindName: "unreg", Reason: "unregistered from user space", ExitCode: &zero},
 		wire.GuestExit{Code: 0},
 	} {

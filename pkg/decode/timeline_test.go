@@ -1,0 +1,108 @@
+package decode
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+func TestNames(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{DSQName(1<<63 | 1), "SCX_DSQ_GLOBAL"},
+		{DSQName(1<<63 | 2), "SCX_DSQ_LOCAL"},
+		{DSQName(1<<63 | 1<<62 | 3), "SCX_DSQ_LOCAL_ON|3"},
+		{DSQName(1 << 63), "SCX_DSQ_INVALID"},
+		{DSQName(1<<63 | 7), "SCX_DSQ_BUILTIN|0x7"},
+		{DSQName(0), "0"},
+		{DSQName(4096), "4096"},
+		{EnqFlags(0), "0"},
+		{EnqFlags(1 | 1<<10 | 1<<40), "WAKEUP|CPU_SELECTED|REENQ"},
+		{EnqFlags(1<<56 | 1<<20), "CLEAR_OPSS|0x100000"},
+		{DeqFlags(1 | 8), "SLEEP|NOCLOCK"},
+		{MaskCPUs(0b1011), "0-1,3"},
+		{MaskCPUs(0), "none"},
+		{MaskCPUs(1 << 63), "63"},
+		{ExitKindName(1026), "error_stall (1026)"},
+		{ExitKindName(7), "7"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+func timelineStream(t testing.TB) []byte {
+	var b bytes.Buffer
+	enc := wire.NewEncoder(&b)
+	ip := func(v int) *int { return &v }
+	u := func(v uint64) *uint64 { return &v }
+	kind, code := 1026, int64(0)
+	msgs := []wire.Message{
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
+			Failed: []wire.ProbeAttach{{Func: "gone_fn", Kind: "kprobe", Error: "not found"}}},
+		// Out of order on purpose: the timeline sorts by time.
+		wire.ProbeEvent{TimeNS: 3_000_000, CPU: 1, PID: 9, Comm: "w", Func: "dispatch_enqueue", TaskPID: ip(9), TaskComm: "w",
+			DSQ: u(1<<63 | 1), EnqFlags: u(1), CPUMask: u(3)},
+		wire.ProbeEvent{TimeNS: 1_000_000, CPU: 0, PID: 9, Comm: "w", Func: "select_task_rq_scx", TaskPID: ip(9), TaskComm: "w", LastSeen: true},
+		wire.ProbeEvent{TimeNS: 5_000_000, CPU: 0, PID: 30, Comm: "kworker/0:1", Func: "scx_ops_exit_kind", Trigger: true,
+			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run", Stack: []string{"scx_ops_exit_kind+0x1", "scx_watchdog_workfn+0x10"}},
+		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
+		wire.SchedExit{Kind: 1026, KindName: "error_stall", Message: "w[9] failed to run for 5.0s, gone[77] too"},
+		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
+			Triggered: true, Events: 10, Sent: 4, Programs: []string{"qmap_enqueue"}},
+	}
+	for _, m := range msgs {
+		enc.Encode(m)
+	}
+	return b.Bytes()
+}
+
+func TestTimeline(t *testing.T) {
+	var out bytes.Buffer
+	if err := Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{
+		"not attached: gone_fn: not found",
+		"scheduler callbacks (struct_ops programs): qmap_enqueue",
+		"events: 10 recorded, the last 4 kept",
+		"trigger: scx_ops_exit_kind at 0.005000 s",
+		"ls      -4.000   0 9/w ",
+		"dsq=SCX_DSQ_GLOBAL enq_flags=WAKEUP cpus=0-1",
+		">>       0.000   0 30/kworker/0:1",
+		"EXIT kind=error_stall (1026) code=0",
+		"stack: scx_ops_exit_kind+0x1 <- scx_watchdog_workfn+0x10",
+		"args=0x1,0x2,0x3,0x4",
+		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0(last seen) -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
+		"77 (named by the scheduler's exit): no event recorded",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("timeline lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Index(s, "select_task_rq_scx") > strings.Index(s, "dispatch_enqueue ") {
+		t.Errorf("events not in time order:\n%s", s)
+	}
+	// A window: one event before the trigger.
+	out.Reset()
+	Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{Events: 1})
+	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 2..3 of 4") {
+		t.Errorf("window of 1:\n%s", s)
+	}
+	// No probes: ErrNoProbes; garbage: no panic.
+	err := Timeline(bytes.NewReader([]byte("not a stream")), &out, TimelineOptions{})
+	if !errors.Is(err, ErrNoProbes) {
+		t.Errorf("no probes: %v", err)
+	}
+}
+
+func FuzzTimeline(f *testing.F) {
+	f.Add(timelineStream(f))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Timeline(bytes.NewReader(b), &bytes.Buffer{}, TimelineOptions{Events: 3})
+	})
+}

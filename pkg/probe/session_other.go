@@ -1,0 +1,23 @@
+//go:build !amd64
+
+package probe
+
+import (
+	"runtime"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+// Session is not available on this architecture: the BPF object is
+// built for x86-64 guests only.
+type Session struct{}
+
+// Start reports that the probes are not built for this architecture.
+func Start(extra []string) (*Session, wire.ProbeMeta) {
+	return nil, wire.ProbeMeta{Stage: wire.ProbeStageAttached, Error: "probes are built for amd64 guests only, not " + runtime.GOARCH}
+}
+
+// Stop is never reached (Start returns no Session).
+func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
+	return nil, wire.ProbeMeta{Stage: wire.ProbeStageDone}
+}
