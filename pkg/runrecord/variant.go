@@ -73,7 +73,7 @@ func ParseVariant(name string) (Variant, error) {
 		return Variant{}, fmt.Errorf("variant name longer than %d bytes", MaxNameLen)
 	}
 	parts := strings.Split(name, "/")
-	if len(parts) < 3 || len(parts) > 5 {
+	if len(parts) < 3 || len(parts) > maxParts {
 		return Variant{}, fmt.Errorf("variant %q: want sched/scenario/preset[/kernel][/repN]", name)
 	}
 	var v Variant
@@ -85,7 +85,7 @@ func ParseVariant(name string) (Variant, error) {
 		v.Rep = n
 		parts = parts[:len(parts)-1]
 	}
-	if len(parts) == 5 {
+	if len(parts) == maxParts {
 		return Variant{}, fmt.Errorf("variant %q: want sched/scenario/preset[/kernel][/repN]", name)
 	}
 	for _, p := range parts {
