@@ -11,12 +11,13 @@
 // and relative gates that must both be crossed.
 //
 // A run directory is untrusted input: missing, empty or corrupt files make
-// a variant "no verdict" or "error" with a reason, never a crash; variant
-// names from run.json are checked to stay inside the run directory; every
+// a variant "no verdict" or "error" with a reason, never a crash; every
 // list kept from a stream is bounded.
 //
-// record.go reads the run directory layout; it is a stand-in for
-// pkg/runrecord (owned by ktstr-gauntlet) until that package lands.
+// The run directory's format is not the report's: its file names, run.json
+// and meta.json, the variant-name grammar, finding variants when run.json
+// is missing or wrong, the size bounds and opening only regular files all
+// belong to pkg/runrecord, which ktstr-gauntlet writes with.
 //
-// Imports: pkg/wire, pkg/verdict and the standard library.
+// Imports: pkg/runrecord, pkg/wire, pkg/verdict and the standard library.
 package report
