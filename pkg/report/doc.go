@@ -16,8 +16,10 @@
 //
 // The run directory's format is not the report's: its file names, run.json
 // and meta.json, the variant-name grammar, finding variants when run.json
-// is missing or wrong, the size bounds and opening only regular files all
-// belong to pkg/runrecord, which ktstr-gauntlet writes with.
+// is missing or wrong and the size bounds belong to pkg/runrecord, which
+// ktstr-gauntlet writes with; opening only regular files (a FIFO must not
+// block) belongs to pkg/regfile.
 //
-// Imports: pkg/runrecord, pkg/wire, pkg/verdict and the standard library.
+// Imports: pkg/runrecord, pkg/regfile, pkg/wire, pkg/verdict and the
+// standard library.
 package report

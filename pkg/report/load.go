@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/verdict"
 )
@@ -182,7 +183,7 @@ func loadVariant(dir, name string) *Variant {
 	}
 	v.Console = readTail(filepath.Join(vdir, runrecord.ConsoleFile), consoleTail)
 
-	f, err := runrecord.OpenRegular(filepath.Join(vdir, runrecord.StreamFile))
+	f, _, err := regfile.Open(filepath.Join(vdir, runrecord.StreamFile), os.O_RDONLY)
 	if err != nil {
 		v.Status, v.Reason = StatusNoVerdict, "stream missing"
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -241,15 +242,11 @@ func (v *Variant) setWall() {
 // readTail returns up to n bytes of the end of a file, from a line start
 // when it was cut, as valid UTF-8; "" when the file cannot be read.
 func readTail(path string, n int64) string {
-	f, err := runrecord.OpenRegular(path)
+	f, st, err := regfile.Open(path, os.O_RDONLY)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
 	off := int64(0)
 	if st.Size() > n {
 		off = st.Size() - n

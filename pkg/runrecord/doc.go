@@ -14,9 +14,9 @@
 // directory and renamed into place). For readers of a run directory that
 // may be cut off, hostile or hand-made, it owns finding the variants by
 // walking the tree (FindVariants: run.json may be missing or wrong), the
-// bounds on what a run holds (MaxVariants, MaxRunSize, MaxMetaSize) and
-// opening a run directory's files only when they are regular files
-// (OpenRegular: a FIFO or a device never blocks a reader).
+// bounds on what a run holds (MaxVariants, MaxRunSize, MaxMetaSize).
+// Its readers open files through pkg/regfile, so a FIFO or a device in a
+// run directory never blocks them.
 //
-// Imports: the standard library only.
+// Imports: pkg/regfile and the standard library.
 package runrecord

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 func mkfile(t *testing.T, path string, b []byte) {
@@ -61,46 +63,34 @@ func TestFindVariants(t *testing.T) {
 	}
 }
 
-// TestOpenRegularFIFO: a FIFO where a record file belongs is refused at
-// once (the open does not wait for a writer), by OpenRegular and by the
-// readers built on it.
-func TestOpenRegularFIFO(t *testing.T) {
+// TestReadFIFO: a FIFO where run.json or meta.json belongs is refused at
+// once (the open does not wait for a writer).
+func TestReadFIFO(t *testing.T) {
 	dir := t.TempDir()
 	vdir := VariantDir(dir, "a/b/c")
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(dir, RunFile), filepath.Join(vdir, MetaFile), filepath.Join(vdir, StreamFile)} {
+	for _, p := range []string{filepath.Join(dir, RunFile), filepath.Join(vdir, MetaFile)} {
 		if err := syscall.Mkfifo(p, 0o644); err != nil {
 			t.Skipf("mkfifo: %v", err)
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if f, err := OpenRegular(filepath.Join(vdir, StreamFile)); err == nil {
-			f.Close()
-			t.Error("stream FIFO opened")
-		} else if !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("stream FIFO: %v", err)
-		}
-		if _, err := ReadRun(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("run.json FIFO: %v", err)
-		}
-		if _, err := ReadMeta(dir, "a/b/c"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("meta.json FIFO: %v", err)
-		}
-		if _, err := OpenRegular(vdir); err == nil {
-			t.Error("a directory opened as a regular file")
-		}
-		if _, err := OpenRegular(filepath.Join(vdir, ConsoleFile)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("missing file: %v", err)
-		}
-	}()
-	// A blocked open never returns: no time bound, the test's own timeout
-	// catches it; a writer that opens the FIFOs would unblock a reader, so
-	// none does.
-	<-done
+	// A blocked open never returns: the test's own timeout catches it (no
+	// time bound here); no writer ever opens the FIFOs.
+	if _, err := ReadRun(dir); !errors.Is(err, regfile.ErrNotRegular) {
+		t.Errorf("run.json FIFO: %v", err)
+	}
+	if _, err := ReadMeta(dir, "a/b/c"); !errors.Is(err, regfile.ErrNotRegular) {
+		t.Errorf("meta.json FIFO: %v", err)
+	}
+	os.Remove(filepath.Join(vdir, MetaFile))
+	if err := os.Mkdir(filepath.Join(vdir, MetaFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadMeta(dir, "a/b/c"); !errors.Is(err, regfile.ErrNotRegular) {
+		t.Errorf("meta.json directory: %v", err)
+	}
 }
 
 // TestSizeBounds: a meta.json over MaxMetaSize is refused without being

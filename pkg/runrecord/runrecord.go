@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 // File names inside a run directory.
@@ -251,9 +252,11 @@ func Read(rundir string) (*Record, error) {
 	return rec, nil
 }
 
-// readSmall reads a file of at most max bytes that OpenRegular opens.
+// readSmall reads a file of at most max bytes, only when it is a regular
+// file (regfile.Open: a FIFO or a device in a run directory would block or
+// never end).
 func readSmall(path string, max int64) ([]byte, error) {
-	f, err := OpenRegular(path)
+	f, _, err := regfile.Open(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
@@ -266,29 +269,6 @@ func readSmall(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
 	}
 	return b, nil
-}
-
-// OpenRegular opens path for reading only when it is a regular file (after
-// symbolic links): a FIFO or a device in a run directory would block or
-// never end. It opens without blocking (O_NONBLOCK: a FIFO with no writer
-// does not hang the open) and checks the type of the file it opened, so
-// nothing can swap the file between the check and the open. A missing
-// file's error satisfies errors.Is(err, fs.ErrNotExist).
-func OpenRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
-	}
-	return f, nil
 }
 
 // WriteRun writes RUNDIR/run.json atomically.
