@@ -341,17 +341,5 @@ func kernelName(path string) string {
 	if err != nil || v == "" {
 		v = filepath.Base(path)
 	}
-	b := []byte(v)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	if len(b) == 0 || b[0] == '.' || b[0] == '-' {
-		b = append([]byte("k"), b...)
-	}
-	return string(b)
+	return runrecord.MakePart(v, "k")
 }

@@ -185,3 +185,37 @@ func FuzzParseRun(f *testing.F) {
 		}
 	})
 }
+
+func TestMakePart(t *testing.T) {
+	for in, want := range map[string]string{
+		"6.12.0-ktstr":                "6.12.0-ktstr",
+		"bzImage":                     "bzImage",
+		"6.12 (ktstr)/x":              "6.12__ktstr__x",
+		"":                            "k",
+		".config":                     "k.config",
+		"-rc1":                        "k-rc1",
+		"rep3":                        "krep3",
+		strings.Repeat("a", 70):       strings.Repeat("a", 64),
+		"." + strings.Repeat("a", 70): "k." + strings.Repeat("a", 62),
+	} {
+		if got := MakePart(in, "k"); got != want {
+			t.Errorf("MakePart(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzMakePart: any text becomes a valid part; a valid part stays itself.
+func FuzzMakePart(f *testing.F) {
+	for _, s := range []string{"6.12.0", "", "rep1", "../..", "\xff\x00", strings.Repeat("-", 80)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := MakePart(s, "k")
+		if err := ValidPart(p); err != nil {
+			t.Fatalf("MakePart(%q) = %q: %v", s, p, err)
+		}
+		if ValidPart(s) == nil && p != s {
+			t.Fatalf("MakePart(%q) changed a valid part to %q", s, p)
+		}
+	})
+}
