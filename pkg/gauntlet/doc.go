@@ -9,7 +9,8 @@
 // array). It is not a job scheduler: the engines schedule, and each
 // ktstr-run reserves its host CPUs with ktstr-hostlock.
 //
-// The run directory's layout and its JSON types belong to pkg/runrecord.
+// The run directory's layout, its JSON types and the bound on how many
+// variants a run holds (runrecord.MaxVariants) belong to pkg/runrecord.
 //
 // Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/scenario
 // (catalog names and durations), pkg/kernel (the kernel's release),

@@ -208,7 +208,7 @@ func DefaultRunDir(root string, kernels []Kernel, version string, now time.Time)
 	if len(kernels) == 1 {
 		k = kernels[0].Name
 	}
-	v := kernelName(version) // any text, as a name part
+	v := runrecord.MakePart(version, "k") // any text, as a name part
 	if version == "" {
 		v = "unknown"
 	}

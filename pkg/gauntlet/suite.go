@@ -24,9 +24,6 @@ const EEVDF = "eevdf"
 // MaxSuiteSize bounds a suite file.
 const MaxSuiteSize = 1 << 20
 
-// MaxVariants bounds a suite's expansion.
-const MaxVariants = 100000
-
 // Suite is a suite file (man/ktstr-suite.5) as written.
 type Suite struct {
 	Schedulers  []Scheduler `json:"schedulers"`
@@ -331,8 +328,8 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 	if strings.ContainsAny(l.Append, "\n\x00") {
 		return nil, errors.New(`"append" must be one line`)
 	}
-	if n := len(l.Schedulers) * len(l.Scenarios) * len(l.Presets) * len(l.Kernels) * l.Reps; n > MaxVariants {
-		return nil, fmt.Errorf("%d variants, more than %d", n, MaxVariants)
+	if n := len(l.Schedulers) * len(l.Scenarios) * len(l.Presets) * len(l.Kernels) * l.Reps; n > runrecord.MaxVariants {
+		return nil, fmt.Errorf("%d variants, more than %d", n, runrecord.MaxVariants)
 	}
 	return l, nil
 }
@@ -344,17 +341,5 @@ func kernelName(path string) string {
 	if err != nil || v == "" {
 		v = filepath.Base(path)
 	}
-	b := []byte(v)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	if len(b) == 0 || b[0] == '.' || b[0] == '-' {
-		b = append([]byte("k"), b...)
-	}
-	return string(b)
+	return runrecord.MakePart(v, "k")
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/streamgen"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkLoadVariant(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(vdir, StreamFile), s.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(vdir, runrecord.StreamFile), s.Bytes(), 0o644)
 	b.SetBytes(n)
 	b.ResetTimer()
 	var page bytes.Buffer

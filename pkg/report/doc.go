@@ -11,12 +11,15 @@
 // and relative gates that must both be crossed.
 //
 // A run directory is untrusted input: missing, empty or corrupt files make
-// a variant "no verdict" or "error" with a reason, never a crash; variant
-// names from run.json are checked to stay inside the run directory; every
+// a variant "no verdict" or "error" with a reason, never a crash; every
 // list kept from a stream is bounded.
 //
-// record.go reads the run directory layout; it is a stand-in for
-// pkg/runrecord (owned by ktstr-gauntlet) until that package lands.
+// The run directory's format is not the report's: its file names, run.json
+// and meta.json, the variant-name grammar, finding variants when run.json
+// is missing or wrong and the size bounds belong to pkg/runrecord, which
+// ktstr-gauntlet writes with; opening only regular files (a FIFO must not
+// block) belongs to pkg/regfile.
 //
-// Imports: pkg/wire, pkg/verdict and the standard library.
+// Imports: pkg/runrecord, pkg/regfile, pkg/wire, pkg/verdict and the
+// standard library.
 package report

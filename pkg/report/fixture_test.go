@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -144,28 +146,29 @@ type variantSpec struct {
 
 func writeFixtureRun(t testing.TB, dir string, listed []string, vs []variantSpec) {
 	t.Helper()
-	rec := RunRecord{Suite: "fixture.suite", SuiteSHA256: strings.Repeat("ab", 32), Started: "2026-12-06T08:00:00Z",
-		Ended: "2026-12-06T08:10:00Z", Host: "fixture-host", KtstrVersion: "test", Engine: "make", Variants: listed}
+	ended := fixtureTime("08:10:00")
+	rec := runrecord.Run{Suite: "fixture.suite", SuiteSHA256: strings.Repeat("ab", 32), Started: fixtureTime("08:00:00"),
+		Ended: &ended, Host: "fixture-host", KtstrVersion: "test", Engine: "make", Variants: listed}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeJSON(t, filepath.Join(dir, RunFile), rec)
+	writeJSON(t, filepath.Join(dir, runrecord.RunFile), rec)
 	for _, v := range vs {
 		vdir := filepath.Join(dir, filepath.FromSlash(v.name))
 		if err := os.MkdirAll(vdir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		word := MetaNoVerdict
+		word := runrecord.NoVerdict
 		if v.stream != nil {
 			st := buildStream(t, v.name, *v.stream)
 			if v.truncate > 0 {
 				st = st[:len(st)-v.truncate]
 			} else if v.stream.failCheck {
-				word = MetaFail
+				word = runrecord.Fail
 			} else {
-				word = MetaPass
+				word = runrecord.Pass
 			}
-			if err := os.WriteFile(filepath.Join(vdir, StreamFile), st, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(vdir, runrecord.StreamFile), st, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -182,23 +185,32 @@ func writeFixtureRun(t testing.TB, dir string, listed []string, vs []variantSpec
 		}
 		switch {
 		case v.metaRaw != "":
-			if err := os.WriteFile(filepath.Join(vdir, MetaFile), []byte(v.metaRaw), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(vdir, runrecord.MetaFile), []byte(v.metaRaw), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		case word != "-":
-			writeJSON(t, filepath.Join(vdir, MetaFile), VariantMeta{Variant: v.name, Scheduler: parts[0], SchedulerArgs: []string{"--slice-us", "5000"},
+			writeJSON(t, filepath.Join(vdir, runrecord.MetaFile), runrecord.Meta{Variant: v.name, Scheduler: parts[0], SchedulerArgs: []string{"--slice-us", "5000"},
 				SchedulerSHA256: strings.Repeat("cd", 32), Scenario: parts[1], Preset: parts[2], Topology: "1n1l4c1t",
 				Kernel: "linux-6.12-ktstr", KernelVersion: "6.12.0-ktstr", KernelSHA256: strings.Repeat("ef", 32), Rep: 1,
-				KtstrVersion: "test", Host: "fixture-host", Started: "2026-12-06T08:00:01Z", Ended: "2026-12-06T08:00:16Z",
-				WallS: wall, ExitCode: map[string]int{MetaPass: 0, MetaFail: 1, MetaNoVerdict: 3, MetaError: 2}[word],
+				KtstrVersion: "test", Host: "fixture-host", Started: fixtureTime("08:00:01"), Ended: fixtureTime("08:00:16"),
+				WallS: wall, ExitCode: map[string]int{runrecord.Pass: 0, runrecord.Fail: 1, runrecord.NoVerdict: 3, runrecord.Error: 2}[word],
 				Verdict: word, Reason: v.metaReason})
 		}
 		if v.console != "" {
-			if err := os.WriteFile(filepath.Join(vdir, ConsoleFile), []byte(v.console), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(vdir, runrecord.ConsoleFile), []byte(v.console), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
+}
+
+// fixtureTime is a time on the fixtures' day, in UTC.
+func fixtureTime(hms string) time.Time {
+	t, err := time.Parse(time.RFC3339, "2026-12-06T"+hms+"Z")
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 func writeJSON(t testing.TB, path string, v any) {
@@ -242,9 +254,9 @@ func fixtureRuns() map[string]func(t testing.TB, dir string) {
 				"scx_qmap/steady/numa2-4llc", "scx_qmap/burst/tiny-1llc", "scx_lavd/steady/tiny-1llc"}, []variantSpec{
 				{name: "eevdf/steady/tiny-1llc", stream: &streamSpec{wakeP99NS: 50e3}, console: consoleText},
 				{name: "scx_qmap/steady/tiny-1llc", stream: &streamSpec{failCheck: true}, console: "\x1b[31mred\x1b[0m <b>not bold</b> & \x00\n"},
-				{name: "scx_qmap/mixed/tiny-1llc", metaVerdict: MetaError, metaReason: "ktstr-run: scheduler binary not found"},
+				{name: "scx_qmap/mixed/tiny-1llc", metaVerdict: runrecord.Error, metaReason: "ktstr-run: scheduler binary not found"},
 				{name: "scx_qmap/steady/numa2-4llc", stream: &streamSpec{}, truncate: 10},
-				{name: "scx_qmap/burst/tiny-1llc", stream: &streamSpec{}, metaVerdict: MetaFail, metaReason: "ktstr-run exited 1"},
+				{name: "scx_qmap/burst/tiny-1llc", stream: &streamSpec{}, metaVerdict: runrecord.Fail, metaReason: "ktstr-run exited 1"},
 				{name: "scx_lavd/steady/tiny-1llc/rep2", stream: &streamSpec{}, metaRaw: "{\"variant\": \"scx_lavd/ste"},
 			})
 		},

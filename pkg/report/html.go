@@ -279,7 +279,7 @@ func cgroupPlots(cgs []CgroupStats) (share, wake *barPlot) {
 	return share, wake
 }
 
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"line": oneLine}).Parse(`<!DOCTYPE html>
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"line": oneLine, "stamp": stamp, "stampPtr": stampPtr}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -315,7 +315,7 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 {{with .Run.Record}}<table class="runinfo">
 <tr><th>suite</th><td>{{line .Suite}}</td><th>engine</th><td>{{line .Engine}}</td></tr>
 <tr><th>host</th><td>{{line .Host}}</td><th>ktstr</th><td>{{line .KtstrVersion}}</td></tr>
-<tr><th>started</th><td>{{line .Started}}</td><th>ended</th><td>{{line .Ended}}</td></tr>
+<tr><th>started</th><td>{{stamp .Started}}</td><th>ended</th><td>{{stampPtr .Ended}}</td></tr>
 </table>{{else}}<p class="nodata">run.json: {{line .Run.RecordErr}}</p>{{end}}
 <p id="summary">{{.Summary}}</p>
 <h2>Pass/fail grid</h2>
@@ -333,7 +333,7 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 <tr><th>scheduler</th><td>{{line .Scheduler}} {{range .SchedulerArgs}}{{line .}} {{end}}</td><th>scenario</th><td>{{line .Scenario}}</td></tr>
 <tr><th>preset</th><td>{{line .Preset}}</td><th>topology</th><td>{{line .Topology}}</td></tr>
 <tr><th>kernel</th><td>{{line .Kernel}} {{line .KernelVersion}}</td><th>rep</th><td>{{.Rep}}</td></tr>
-<tr><th>started</th><td>{{line .Started}}</td><th>exit code</th><td>{{.ExitCode}}</td></tr>
+<tr><th>started</th><td>{{stamp .Started}}</td><th>exit code</th><td>{{.ExitCode}}</td></tr>
 </table>{{end}}
 {{if .Metrics}}<table class="metrics"><tr><th>metric</th><th>value</th></tr>
 {{range .Metrics}}<tr><td>{{.Name}}</td><td>{{.Value}} {{.Unit}}</td></tr>

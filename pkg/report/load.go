@@ -8,11 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ktstr-go/ktstr/pkg/regfile"
+	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/verdict"
 )
 
@@ -21,10 +24,10 @@ type Status string
 
 // The four statuses. Only StatusPass is a pass.
 const (
-	StatusPass      Status = MetaPass
-	StatusFail      Status = MetaFail
-	StatusNoVerdict Status = MetaNoVerdict
-	StatusError     Status = MetaError // the variant did not run (meta.json says so)
+	StatusPass      Status = runrecord.Pass
+	StatusFail      Status = runrecord.Fail
+	StatusNoVerdict Status = runrecord.NoVerdict
+	StatusError     Status = runrecord.Error // the variant did not run (meta.json says so)
 )
 
 // Word is the status as the text report spells it.
@@ -64,7 +67,7 @@ type Variant struct {
 	Mismatch string `json:"mismatch,omitempty"`
 	// Notes say what was missing or odd in the variant's directory.
 	Notes   []string         `json:"notes,omitempty"`
-	Meta    *VariantMeta     `json:"meta,omitempty"`
+	Meta    *runrecord.Meta  `json:"meta,omitempty"`
 	Verdict *verdict.Verdict `json:"verdict,omitempty"` // nil: no stream could be read
 	// Metrics holds each metric of the Metrics table the variant has a
 	// value for (see Compare).
@@ -78,11 +81,11 @@ type Variant struct {
 
 // Run is a whole run directory.
 type Run struct {
-	Dir       string     `json:"dir"`
-	Record    *RunRecord `json:"run,omitempty"`
-	RecordErr string     `json:"run_error,omitempty"` // why run.json could not be used
-	Variants  []*Variant `json:"variants"`
-	Counts    Counts     `json:"counts"`
+	Dir       string         `json:"dir"`
+	Record    *runrecord.Run `json:"run,omitempty"`
+	RecordErr string         `json:"run_error,omitempty"` // why run.json could not be used
+	Variants  []*Variant     `json:"variants"`
+	Counts    Counts         `json:"counts"`
 }
 
 // Counts counts variants by status.
@@ -119,21 +122,21 @@ func Load(dir string) (*Run, error) {
 		return nil, fmt.Errorf("run directory %s: not a directory", dir)
 	}
 	run := &Run{Dir: dir}
-	names, err := FindVariants(dir)
+	names, err := runrecord.FindVariants(dir)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := ReadRunRecord(dir)
+	rec, err := runrecord.ReadRun(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		run.RecordErr = RunFile + " missing"
+		run.RecordErr = runrecord.RunFile + " missing"
 	case err != nil:
 		run.RecordErr = err.Error()
 	default:
 		run.Record = rec
 		names = append(names, rec.Variants...)
-		sort.Strings(names)
-		names = dedupSorted(names)
+		slices.Sort(names)
+		names = slices.Compact(names)
 	}
 	for _, n := range names {
 		v := loadVariant(dir, n)
@@ -158,32 +161,39 @@ func loadVariant(dir, name string) *Variant {
 	if v.Case == "" {
 		v.Case = "-"
 	}
-	vdir := filepath.Join(dir, filepath.FromSlash(name))
-	meta, err := ReadVariantMeta(dir, name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		v.Notes = append(v.Notes, MetaFile+" missing")
-	case err != nil:
-		v.Notes = append(v.Notes, MetaFile+" unusable: "+err.Error())
-	default:
-		v.Meta = meta
-		if meta.Variant != "" && meta.Variant != name {
-			v.Notes = append(v.Notes, fmt.Sprintf("%s names variant %q", MetaFile, meta.Variant))
+	// The name is a path inside dir: run.json's names are valid variant
+	// names (runrecord.ParseRun), the walk's are directories it found.
+	vdir := runrecord.VariantDir(dir, name)
+	var meta *runrecord.Meta
+	if _, err := runrecord.ParseVariant(name); err != nil {
+		// A directory ktstr-gauntlet cannot have written: its stream is
+		// judged, its meta.json (which must name a valid variant) is not
+		// read.
+		v.Notes = append(v.Notes, "not a variant name: "+err.Error())
+	} else {
+		m, err := runrecord.ReadMeta(dir, name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			v.Notes = append(v.Notes, runrecord.MetaFile+" missing")
+		case err != nil:
+			v.Notes = append(v.Notes, runrecord.MetaFile+" unusable: "+err.Error())
+		default:
+			v.Meta, meta = m, m
 		}
 	}
-	v.Console = readTail(filepath.Join(vdir, ConsoleFile), consoleTail)
+	v.Console = readTail(filepath.Join(vdir, runrecord.ConsoleFile), consoleTail)
 
-	f, err := openRegular(filepath.Join(vdir, StreamFile))
+	f, _, err := regfile.Open(filepath.Join(vdir, runrecord.StreamFile), os.O_RDONLY)
 	if err != nil {
 		v.Status, v.Reason = StatusNoVerdict, "stream missing"
 		if !errors.Is(err, fs.ErrNotExist) {
 			v.Reason = "stream unreadable: " + err.Error()
 		}
-		if meta != nil && meta.Verdict == MetaError {
+		if meta != nil && meta.Verdict == runrecord.Error {
 			v.Status = StatusError
 		}
 		if meta != nil && meta.Reason != "" {
-			v.Reason += " (" + MetaFile + ": " + meta.Verdict + ": " + meta.Reason + ")"
+			v.Reason += " (" + runrecord.MetaFile + ": " + meta.Verdict + ": " + meta.Reason + ")"
 		}
 		v.setWall()
 		return v
@@ -202,12 +212,12 @@ func loadVariant(dir, name string) *Variant {
 	v.Cgroups = sd.cgroupStats()
 	v.RunQueue = sd.rq.result()
 	if meta != nil && meta.Verdict != string(v.Status) {
-		v.Mismatch = fmt.Sprintf("%s says %s, the stream judges %s", MetaFile, meta.Verdict, v.Status)
+		v.Mismatch = fmt.Sprintf("%s says %s, the stream judges %s", runrecord.MetaFile, meta.Verdict, v.Status)
 		if v.Status == StatusPass {
 			// Not a pass when the record of the run says otherwise: the
 			// report never shows a pass that anything disputes.
 			v.Status = Status(meta.Verdict)
-			v.Reason = fmt.Sprintf("%s says %s", MetaFile, meta.Verdict)
+			v.Reason = fmt.Sprintf("%s says %s", runrecord.MetaFile, meta.Verdict)
 			if meta.Reason != "" {
 				v.Reason += ": " + meta.Reason
 			}
@@ -232,15 +242,11 @@ func (v *Variant) setWall() {
 // readTail returns up to n bytes of the end of a file, from a line start
 // when it was cut, as valid UTF-8; "" when the file cannot be read.
 func readTail(path string, n int64) string {
-	f, err := openRegular(path)
+	f, st, err := regfile.Open(path, os.O_RDONLY)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
 	off := int64(0)
 	if st.Size() > n {
 		off = st.Size() - n

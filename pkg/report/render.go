@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 )
 
@@ -94,7 +95,7 @@ func WriteText(w io.Writer, run *Run) error {
 	bw := &errWriter{w: w}
 	if rec := run.Record; rec != nil {
 		fmt.Fprintf(bw, "run: suite=%s engine=%s host=%s ktstr=%s started=%s ended=%s\n",
-			orQ(rec.Suite), orQ(rec.Engine), orQ(rec.Host), orQ(rec.KtstrVersion), orQ(rec.Started), orQ(rec.Ended))
+			orQ(rec.Suite), orQ(rec.Engine), orQ(rec.Host), orQ(rec.KtstrVersion), orQ(stamp(rec.Started)), orQ(stampPtr(rec.Ended)))
 	} else {
 		fmt.Fprintf(bw, "run: %s\n", oneLine(run.RecordErr))
 	}
@@ -188,6 +189,24 @@ func writeGrid(w io.Writer, run *Run) {
 	fmt.Fprintln(w)
 }
 
+// stamp writes a time from the run directory as its JSON has it (RFC 3339);
+// "" for none.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// stampPtr is stamp of an optional time (run.json's ended: nil while the
+// run goes on or when it was cut off).
+func stampPtr(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return stamp(*t)
+}
+
 func orQ(s string) string {
 	if s == "" {
 		return "?"
@@ -268,7 +287,7 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		if rec.Suite != "" {
 			suite.Name = rec.Suite
 		}
-		suite.Hostname, suite.Timestamp = rec.Host, rec.Started
+		suite.Hostname, suite.Timestamp = rec.Host, stamp(rec.Started)
 	}
 	total := 0.0
 	for _, v := range run.Variants {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/verdict"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -81,7 +82,7 @@ func TestNeverAPassTheJudgeRefuses(t *testing.T) {
 			if v.Status != StatusPass {
 				continue
 			}
-			f, err := os.Open(filepath.Join(runDir(name), v.Name, StreamFile))
+			f, err := os.Open(filepath.Join(runDir(name), v.Name, runrecord.StreamFile))
 			if err != nil {
 				t.Fatalf("%s/%s: a pass without a stream: %v", name, v.Name, err)
 			}
@@ -147,10 +148,10 @@ func writeRun(t *testing.T, stream []byte, meta []byte) string {
 	vdir := filepath.Join(dir, "s", "c", "p")
 	os.MkdirAll(vdir, 0o755)
 	if stream != nil {
-		os.WriteFile(filepath.Join(vdir, StreamFile), stream, 0o644)
+		os.WriteFile(filepath.Join(vdir, runrecord.StreamFile), stream, 0o644)
 	}
 	if meta != nil {
-		os.WriteFile(filepath.Join(vdir, MetaFile), meta, 0o644)
+		os.WriteFile(filepath.Join(vdir, runrecord.MetaFile), meta, 0o644)
 	}
 	return dir
 }
@@ -172,9 +173,11 @@ func TestBrokenInputs(t *testing.T) {
 		{"garbage", garbage, "", StatusNoVerdict, "no frame in"},
 		{"cut in half", good[:len(good)/2], "", StatusNoVerdict, ""},
 		{"one byte flipped", flipped, "", StatusNoVerdict, "corrupt region"},
-		{"meta says pass, stream fails", buildStream(t, "s/c/p", streamSpec{failCheck: true}), `{"verdict":"pass"}`, StatusFail, "check starvation failed"},
-		{"meta with a bad verdict word", good, `{"verdict":"PASSED"}`, StatusPass, ""},
+		{"meta says pass, stream fails", buildStream(t, "s/c/p", streamSpec{failCheck: true}), `{"variant":"s/c/p","verdict":"pass"}`, StatusFail, "check starvation failed"},
+		{"meta with a bad verdict word", good, `{"variant":"s/c/p","verdict":"PASSED"}`, StatusPass, ""},
 		{"meta not JSON", good, "\x00\x01", StatusPass, ""},
+		{"meta of another variant", good, `{"variant":"s/c/q","verdict":"fail"}`, StatusPass, ""},
+		{"meta without a variant", good, `{"verdict":"fail"}`, StatusPass, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -190,8 +193,11 @@ func TestBrokenInputs(t *testing.T) {
 			if v.Status != c.status || !strings.Contains(v.Reason, c.reason) {
 				t.Errorf("%s %q, want %s containing %q", v.Status, v.Reason, c.status, c.reason)
 			}
-			if c.meta == `{"verdict":"pass"}` && v.Mismatch == "" {
+			if c.meta == `{"variant":"s/c/p","verdict":"pass"}` && v.Mismatch == "" {
 				t.Error("no mismatch flagged")
+			}
+			if c.status == StatusPass && c.meta != "" && (v.Meta != nil || v.Mismatch != "" || !strings.Contains(strings.Join(v.Notes, " "), "meta.json unusable")) {
+				t.Errorf("an unusable meta.json was used: meta %v mismatch %q notes %q", v.Meta != nil, v.Mismatch, v.Notes)
 			}
 			for _, f := range []Format{FormatText, FormatJSON, FormatJUnit, FormatHTML} {
 				if err := Write(&bytes.Buffer{}, run, f); err != nil {
@@ -204,7 +210,7 @@ func TestBrokenInputs(t *testing.T) {
 
 func TestStreamIsADirectory(t *testing.T) {
 	dir := writeRun(t, nil, nil)
-	os.Mkdir(filepath.Join(dir, "s", "c", "p", StreamFile), 0o755)
+	os.Mkdir(filepath.Join(dir, "s", "c", "p", runrecord.StreamFile), 0o755)
 	run := mustLoad(t, dir)
 	if v := run.Variants[0]; v.Status != StatusNoVerdict || !strings.Contains(v.Reason, "stream unreadable") {
 		t.Errorf("%s %q", v.Status, v.Reason)
@@ -216,12 +222,12 @@ func TestStreamIsADirectory(t *testing.T) {
 func TestFIFOs(t *testing.T) {
 	dir := writeRun(t, nil, nil)
 	vdir := filepath.Join(dir, "s", "c", "p")
-	for _, n := range []string{StreamFile, MetaFile, ConsoleFile} {
+	for _, n := range []string{runrecord.StreamFile, runrecord.MetaFile, runrecord.ConsoleFile} {
 		if err := syscall.Mkfifo(filepath.Join(vdir, n), 0o644); err != nil {
 			t.Skipf("mkfifo: %v", err)
 		}
 	}
-	syscall.Mkfifo(filepath.Join(dir, RunFile), 0o644)
+	syscall.Mkfifo(filepath.Join(dir, runrecord.RunFile), 0o644)
 	run := mustLoad(t, dir)
 	v := run.Variants[0]
 	if v.Status != StatusNoVerdict || !strings.Contains(v.Reason, "not a regular file") || !strings.Contains(run.RecordErr, "not a regular file") {
@@ -230,14 +236,18 @@ func TestFIFOs(t *testing.T) {
 }
 
 func TestRunRecordProblems(t *testing.T) {
+	const head = `{"started":"2026-12-06T08:00:00Z","engine":"make",`
 	for _, c := range []struct{ body, want string }{
-		{`{"variants":["../../etc"]}`, "not a relative path"},
-		{`{"variants":["/abs"]}`, "not a relative path"},
-		{`{"variants":"x"}`, "cannot unmarshal"},
-		{`{`, "unexpected end"},
+		{head + `"variants":["../../etc"]}`, `name ".." starts with '.'`},
+		{head + `"variants":["/abs/b/c"]}`, "empty name"},
+		{head + `"variants":["a/b"]}`, "want sched/scenario/preset"},
+		{head + `"variants":"x"}`, "cannot unmarshal"},
+		{`{"engine":"make"}`, "no started time"},
+		{head + `"variants":[]} {}`, "trailing data"},
+		{`{`, "unexpected EOF"},
 	} {
 		dir := writeRun(t, buildStream(t, "s/c/p", streamSpec{}), nil)
-		os.WriteFile(filepath.Join(dir, RunFile), []byte(c.body), 0o644)
+		os.WriteFile(filepath.Join(dir, runrecord.RunFile), []byte(c.body), 0o644)
 		run := mustLoad(t, dir)
 		if !strings.Contains(run.RecordErr, c.want) || run.Record != nil {
 			t.Errorf("%s: record error %q, want %q", c.body, run.RecordErr, c.want)
@@ -372,21 +382,6 @@ func TestRenderers(t *testing.T) {
 	}
 }
 
-func TestCheckVariantName(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		ok   bool
-	}{
-		{"a/b/c", true}, {"scx_simple/steady/tiny-1llc/linux-6.12/rep3", true},
-		{"", false}, {"/a", false}, {"a//b", false}, {"a/../b", false}, {"..", false}, {"a/./b", false},
-		{"a\\b", false}, {"a\x00b", false}, {strings.Repeat("a/", 9) + "a", false},
-	} {
-		if err := CheckVariantName(c.name); (err == nil) != c.ok {
-			t.Errorf("%q: %v, want ok=%v", c.name, err, c.ok)
-		}
-	}
-}
-
 // TestRealGauntletRun loads testdata/runs/gauntlet-qemu, a run directory
 // exactly as ktstr-gauntlet (branch gauntlet18) wrote it for a real
 // two-variant suite (eevdf and scx_simple, scenario steady, 1n1l2c1t,
@@ -424,7 +419,8 @@ func TestRealGauntletRun(t *testing.T) {
 
 // TestHostileNames: a variant directory whose name holds a newline, an
 // escape and markup is reported on one text line, escaped in HTML and
-// XML; a meta.json over the size bound is refused, not read.
+// XML; it is no variant name ktstr-gauntlet writes, so its meta.json is not
+// read (a note says why) while its stream is still judged.
 func TestHostileNames(t *testing.T) {
 	dir := t.TempDir()
 	name := "s\n\x1b[2J<script>x/c/p"
@@ -432,13 +428,12 @@ func TestHostileNames(t *testing.T) {
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
 		t.Skipf("this file system refuses the name: %v", err)
 	}
-	os.WriteFile(filepath.Join(vdir, StreamFile), buildStream(t, "s/c/p", streamSpec{}), 0o644)
-	big := append([]byte(`{"verdict":"pass","reason":"`), bytes.Repeat([]byte("x"), maxJSONFile)...)
-	os.WriteFile(filepath.Join(vdir, MetaFile), append(big, `"}`...), 0o644)
+	os.WriteFile(filepath.Join(vdir, runrecord.StreamFile), buildStream(t, "s/c/p", streamSpec{}), 0o644)
+	os.WriteFile(filepath.Join(vdir, runrecord.MetaFile), []byte(`{"variant":"s/c/p","verdict":"fail"}`), 0o644)
 	run := mustLoad(t, dir)
 	v := run.Variants[0]
-	if v.Name != name || v.Meta != nil || !strings.Contains(strings.Join(v.Notes, " "), "larger than") {
-		t.Fatalf("variant %q meta %v notes %q", v.Name, v.Meta != nil, v.Notes)
+	if v.Name != name || v.Meta != nil || v.Status != StatusPass || !strings.Contains(strings.Join(v.Notes, " "), "not a variant name") {
+		t.Fatalf("variant %q status %s meta %v notes %q", v.Name, v.Status, v.Meta != nil, v.Notes)
 	}
 	var txt, h, ju bytes.Buffer
 	WriteText(&txt, run)
@@ -453,5 +448,17 @@ func TestHostileNames(t *testing.T) {
 	var back junitSuites
 	if err := xml.Unmarshal(ju.Bytes(), &back); err != nil {
 		t.Fatalf("JUnit: %v", err)
+	}
+}
+
+// TestHugeMeta: a meta.json over the size bound is refused, not read; the
+// stream's verdict stands and a note says why.
+func TestHugeMeta(t *testing.T) {
+	dir := writeRun(t, buildStream(t, "s/c/p", streamSpec{}), nil)
+	big := append([]byte(`{"variant":"s/c/p","verdict":"fail","reason":"`), bytes.Repeat([]byte("x"), runrecord.MaxMetaSize)...)
+	os.WriteFile(filepath.Join(dir, "s", "c", "p", runrecord.MetaFile), append(big, `"}`...), 0o644)
+	v := mustLoad(t, dir).Variants[0]
+	if v.Meta != nil || v.Status != StatusPass || !strings.Contains(strings.Join(v.Notes, " "), "larger than") {
+		t.Fatalf("status %s meta %v notes %q", v.Status, v.Meta != nil, v.Notes)
 	}
 }

@@ -162,23 +162,7 @@ func newStreamData() *streamData {
 // scan reads a whole stream, judging it and collecting its metrics. Its
 // error is a read error; corruption is part of the verdict.
 func (sd *streamData) scan(r io.Reader) (verdict.Verdict, error) {
-	var j verdict.Judge
-	dec := wire.NewDecoder(r)
-	for {
-		f, err := dec.Next()
-		if err == io.EOF {
-			return j.Verdict(dec.Offset()), nil
-		}
-		if err != nil {
-			if !wire.IsCorruption(err) {
-				return verdict.Verdict{}, err
-			}
-			j.Corrupt(err)
-			continue
-		}
-		j.Frame(f)
-		sd.frame(f)
-	}
+	return verdict.JudgeStream(r, sd.frame)
 }
 
 func (sd *streamData) frame(f *wire.Frame) {

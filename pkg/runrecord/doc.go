@@ -11,7 +11,12 @@
 // nested directory. It owns the Run and Meta types, the variant-name
 // grammar, and reading and writing the JSON files atomically (a reader
 // never sees half a file: each is written to a temporary file in the same
-// directory and renamed into place).
+// directory and renamed into place). For readers of a run directory that
+// may be cut off, hostile or hand-made, it owns finding the variants by
+// walking the tree (FindVariants: run.json may be missing or wrong), the
+// bounds on what a run holds (MaxVariants, MaxRunSize, MaxMetaSize).
+// Its readers open files through pkg/regfile, so a FIFO or a device in a
+// run directory never blocks them.
 //
-// Imports: the standard library only.
+// Imports: pkg/regfile and the standard library.
 package runrecord

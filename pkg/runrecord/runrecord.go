@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ktstr-go/ktstr/pkg/regfile"
 )
 
 // File names inside a run directory.
@@ -36,9 +38,18 @@ const (
 	Error     = "error" // ktstr-run could not run the variant (a tool failed, bad arguments)
 )
 
-// MaxFileSize bounds what Read* will read of a record file: the files are
-// small, and a run directory may come from anywhere.
-const MaxFileSize = 16 << 20
+// MaxVariants bounds how many variants one run holds: a suite's expansion
+// (ktstr-gauntlet) and a run directory's listing (FindVariants).
+const MaxVariants = 100000
+
+// Size bounds for the record files (a run directory may come from
+// anywhere): meta.json is a few hundred bytes; run.json is bounded by what
+// ktstr-gauntlet can write, MaxVariants names of at most MaxNameLen bytes
+// (each quoted, indented and comma-separated) plus the run's own fields.
+const (
+	MaxMetaSize = 4 << 20
+	MaxRunSize  = 1<<20 + MaxVariants*(MaxNameLen+8)
+)
 
 // Run is RUNDIR/run.json.
 type Run struct {
@@ -90,6 +101,9 @@ func VerdictOf(exitCode int) string {
 
 // Validate checks the fields a reader relies on.
 func (r *Run) Validate() error {
+	if len(r.Variants) > MaxVariants {
+		return fmt.Errorf("run.json: %d variants, more than %d", len(r.Variants), MaxVariants)
+	}
 	if r.Started.IsZero() {
 		return errors.New("run.json: no started time")
 	}
@@ -175,7 +189,7 @@ func VariantDir(rundir, variant string) string {
 
 // ReadRun reads RUNDIR/run.json.
 func ReadRun(rundir string) (*Run, error) {
-	b, err := readSmall(filepath.Join(rundir, RunFile))
+	b, err := readSmall(filepath.Join(rundir, RunFile), MaxRunSize)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +206,7 @@ func ReadMeta(rundir, variant string) (*Meta, error) {
 	if _, err := ParseVariant(variant); err != nil {
 		return nil, err
 	}
-	b, err := readSmall(filepath.Join(VariantDir(rundir, variant), MetaFile))
+	b, err := readSmall(filepath.Join(VariantDir(rundir, variant), MetaFile), MaxMetaSize)
 	if err != nil {
 		return nil, err
 	}
@@ -238,25 +252,21 @@ func Read(rundir string) (*Record, error) {
 	return rec, nil
 }
 
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// readSmall reads a file of at most max bytes, only when it is a regular
+// file (regfile.Open: a FIFO or a device in a run directory would block or
+// never end).
+func readSmall(path string, max int64) ([]byte, error) {
+	f, _, err := regfile.Open(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package runrecord
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -70,12 +71,23 @@ func FuzzParseVariant(f *testing.F) {
 func FuzzParseMeta(f *testing.F) {
 	f.Add([]byte(`{"variant":"a/b/c","verdict":"pass","wall_s":1}`))
 	f.Add([]byte(`{"variant":"a/b/c","verdict":"pass"} x`))
+	f.Add([]byte(`{"variant":"a/b/c","verdict":"pass","wall_s":1e400}`))
+	f.Add([]byte(`{"variant":"a/b/c","verdict":"pass","scheduler_args":"x"}`))
+	f.Add([]byte(`{"variant":"a/b/c","verdict":"pass","wall_s":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseMeta(b)
 		if err != nil {
 			return
 		}
 		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		switch m.Verdict {
+		case Pass, Fail, NoVerdict, Error:
+		default:
+			t.Fatalf("accepted verdict %q", m.Verdict)
+		}
+		if _, err := json.Marshal(m); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -149,6 +161,11 @@ func TestVerdictOf(t *testing.T) {
 func FuzzParseRun(f *testing.F) {
 	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"make","variants":["a/b/c"]}`))
 	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"slurm","variants":["../b/c"]}`))
+	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"make","variants":["a/../b"]}`))
+	f.Add([]byte(`{"started":"2026-01-01T00:00:00Z","engine":"make","variants":[null,1]}`))
+	f.Add([]byte(`{"suite":"s.json","suite_sha256":"ab","started":"2026-12-06T08:00:00Z","ended":"2026-12-06T08:10:00Z",` +
+		`"host":"h","ktstr_version":"v","engine":"parallel","variants":["eevdf/steady/tiny-1llc","scx_simple/steady/tiny-1llc/6.12/rep2"]}`))
+	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRun(b)
 		if err != nil {
@@ -156,6 +173,49 @@ func FuzzParseRun(f *testing.F) {
 		}
 		if err := r.Validate(); err != nil {
 			t.Fatal(err)
+		}
+		// Every variant the record names stays inside the run directory.
+		for _, v := range r.Variants {
+			if p := VariantDir("/run", v); p == "/run" || !strings.HasPrefix(p, "/run/") || strings.Contains("/"+v+"/", "/../") {
+				t.Fatalf("variant %q leaves the run directory: %s", v, p)
+			}
+		}
+		if _, err := json.Marshal(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestMakePart(t *testing.T) {
+	for in, want := range map[string]string{
+		"6.12.0-ktstr":                "6.12.0-ktstr",
+		"bzImage":                     "bzImage",
+		"6.12 (ktstr)/x":              "6.12__ktstr__x",
+		"":                            "k",
+		".config":                     "k.config",
+		"-rc1":                        "k-rc1",
+		"rep3":                        "krep3",
+		strings.Repeat("a", 70):       strings.Repeat("a", 64),
+		"." + strings.Repeat("a", 70): "k." + strings.Repeat("a", 62),
+	} {
+		if got := MakePart(in, "k"); got != want {
+			t.Errorf("MakePart(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzMakePart: any text becomes a valid part; a valid part stays itself.
+func FuzzMakePart(f *testing.F) {
+	for _, s := range []string{"6.12.0", "", "rep1", "../..", "\xff\x00", strings.Repeat("-", 80)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := MakePart(s, "k")
+		if err := ValidPart(p); err != nil {
+			t.Fatalf("MakePart(%q) = %q: %v", s, p, err)
+		}
+		if ValidPart(s) == nil && p != s {
+			t.Fatalf("MakePart(%q) changed a valid part to %q", s, p)
 		}
 	})
 }

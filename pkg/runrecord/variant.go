@@ -35,15 +35,14 @@ func ValidPart(s string) error {
 	if s == "" {
 		return fmt.Errorf("empty name")
 	}
-	if len(s) > 64 {
-		return fmt.Errorf("name %.20q... longer than 64 bytes", s)
+	if len(s) > maxPartLen {
+		return fmt.Errorf("name %.20q... longer than %d bytes", s, maxPartLen)
 	}
 	if s[0] == '.' || s[0] == '-' {
 		return fmt.Errorf("name %q starts with %q", s, s[0])
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '-') {
+		if c := s[i]; !partByte(c) {
 			return fmt.Errorf("name %q: character %q not allowed (use letters, digits, . _ + -)", s, c)
 		}
 	}
@@ -51,6 +50,38 @@ func ValidPart(s string) error {
 		return fmt.Errorf("name %q looks like a repetition (repN)", s)
 	}
 	return nil
+}
+
+// partByte reports whether c may appear in a name part.
+func partByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '-'
+}
+
+// maxPartLen bounds one part of a variant name.
+const maxPartLen = 64
+
+// MakePart turns any text (a kernel's release, a file name, a version)
+// into a valid name part (ValidPart): each byte not allowed becomes '_',
+// the result is cut to 64 bytes, and one that is empty, starts with '.' or
+// '-', or reads as a repetition (repN) gets prefix in front. prefix must
+// be a valid part's start, such as "k".
+func MakePart(s, prefix string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !partByte(c) {
+			b[i] = '_'
+		}
+	}
+	if len(b) > maxPartLen {
+		b = b[:maxPartLen]
+	}
+	if len(b) == 0 || b[0] == '.' || b[0] == '-' || isRep(string(b)) {
+		b = append([]byte(prefix), b...)
+		if len(b) > maxPartLen {
+			b = b[:maxPartLen]
+		}
+	}
+	return string(b)
 }
 
 func isRep(s string) bool {
@@ -73,7 +104,7 @@ func ParseVariant(name string) (Variant, error) {
 		return Variant{}, fmt.Errorf("variant name longer than %d bytes", MaxNameLen)
 	}
 	parts := strings.Split(name, "/")
-	if len(parts) < 3 || len(parts) > 5 {
+	if len(parts) < 3 || len(parts) > maxParts {
 		return Variant{}, fmt.Errorf("variant %q: want sched/scenario/preset[/kernel][/repN]", name)
 	}
 	var v Variant
@@ -85,7 +116,7 @@ func ParseVariant(name string) (Variant, error) {
 		v.Rep = n
 		parts = parts[:len(parts)-1]
 	}
-	if len(parts) == 5 {
+	if len(parts) == maxParts {
 		return Variant{}, fmt.Errorf("variant %q: want sched/scenario/preset[/kernel][/repN]", name)
 	}
 	for _, p := range parts {

@@ -472,8 +472,11 @@ func (v *Verdict) AppendJSON(dst []byte) []byte {
 }
 
 // JudgeStream reads a whole stream from r and judges it. Errors are read
-// errors only; corruption is part of the verdict.
-func JudgeStream(r io.Reader) (Verdict, error) {
+// errors only; corruption is part of the verdict. Each frame the judge
+// takes is then handed to every function in also, for a reader that wants
+// more of the stream than its verdict (ktstr-report's metrics) without
+// reading it twice or judging it by a loop of its own.
+func JudgeStream(r io.Reader, also ...func(*wire.Frame)) (Verdict, error) {
 	var j Judge
 	dec := wire.NewDecoder(r)
 	for {
@@ -489,5 +492,8 @@ func JudgeStream(r io.Reader) (Verdict, error) {
 			continue
 		}
 		j.Frame(f)
+		for _, fn := range also {
+			fn(f)
+		}
 	}
 }

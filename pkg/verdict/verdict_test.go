@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,4 +212,29 @@ func FuzzJudge(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJudgeStreamAlso: every frame the judge takes reaches each of also, in
+// order; a corrupt region reaches none of them and the verdict is the one
+// JudgeStream gives alone.
+func TestJudgeStreamAlso(t *testing.T) {
+	b := good().buf.Bytes()
+	cut := append(append([]byte(nil), b[:len(b)-3]...), 0xff, 0xff, 0xff)
+	for i, in := range [][]byte{b, cut} {
+		var a, c []wire.Type
+		v, err := JudgeStream(bytes.NewReader(in), func(f *wire.Frame) { a = append(a, f.Type) }, func(f *wire.Frame) { c = append(c, f.Type) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if alone := judge(t, in); v.Result != alone.Result || v.Reason != alone.Reason {
+			t.Errorf("with also: %s %q; alone: %s %q", v.Result, v.Reason, alone.Result, alone.Reason)
+		}
+		want := 5
+		if i == 1 {
+			want = 4 // the last frame (vm_exit) is corrupt
+		}
+		if len(a) != want || !slices.Equal(a, c) || a[0] != wire.TypeVMStart {
+			t.Errorf("frames %v and %v, want %d of them", a, c, want)
+		}
+	}
 }
