@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ktstr-go/ktstr/pkg/streamgen"
+	"github.com/ktstr-go/ktstr/internal/streamgen"
 )
 
 // BenchmarkLoadVariant loads a run directory with one 32 MiB stream
