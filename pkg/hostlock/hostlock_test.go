@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/hosttopo"
-	"github.com/ktstr-go/ktstr/pkg/hosttopo/fakesys"
 	"golang.org/x/sys/unix"
 )
 
