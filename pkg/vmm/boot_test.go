@@ -8,6 +8,7 @@ import (
 
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -159,10 +160,7 @@ func TestParseBzImage(t *testing.T) {
 }
 
 func TestParseFixtureKernel(t *testing.T) {
-	p := os.Getenv("KTSTR_KERNEL")
-	if p == "" {
-		t.Skip("SKIP: KTSTR_KERNEL not set: the fixture bzImage is not checked")
-	}
+	p := testenv.Need(t, testenv.KernelVar, "the fixture bzImage is not checked")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

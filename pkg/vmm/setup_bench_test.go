@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -47,10 +48,7 @@ const benchMemory = 1 << 30
 // matter less than the size) and returns the fixture kernel's path and it.
 func benchInputs(b *testing.B) (kernel, initrd string) {
 	b.Helper()
-	kernel = os.Getenv("KTSTR_KERNEL")
-	if kernel == "" {
-		b.Skip("SKIP: KTSTR_KERNEL (the fixture bzImage) is not set")
-	}
+	kernel = testenv.Kernel(b)
 	var c cpioWriter
 	c.dir("dev")
 	payload := make([]byte, benchInitrdSize-1024)
