@@ -30,10 +30,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // fixtureKernel returns $KTSTR_KERNEL's bytes or skips loudly.
 func fixtureKernel(t *testing.T) (string, []byte) {
 	t.Helper()
-	p := os.Getenv("KTSTR_KERNEL")
-	if p == "" {
-		t.Skip("SKIP LOUDLY: KTSTR_KERNEL not set: ktstr-boot's input validation against a real bzImage did not run")
-	}
+	p := testenv.Need(t, testenv.KernelVar, "ktstr-boot's input validation against a real bzImage did not run")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
