@@ -85,7 +85,7 @@ func BenchmarkSetupLoad(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			k, err := ParseBzImage(kb)
+			k, err := parseBzImage(kb)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func BenchmarkSetupLoad(b *testing.B) {
 			}
 			ir := append(make([]byte, 0, len(ib)), ib...) // ReadInitrds' concatenation
 			t1 := time.Now()
-			mem, err := NewMemory(benchMemory)
+			mem, err := newMemory(benchMemory)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		newMem := NewMemory
+		newMem := newMemory
 		if pread {
 			newMem = newPreadMemory
 		}
@@ -172,7 +172,7 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 	report(b, d)
 }
 
-// newPreadMemory is NewMemory marked as hugetlbfs-like, so that LoadFrom
+// newPreadMemory is newMemory marked as hugetlbfs-like, so that LoadFrom
 // reads into the mapping instead of copying in the kernel.
 func newPreadMemory(size uint64) (*guestmem.Memory, error) {
 	fd, err := unix.MemfdCreate("bench", unix.MFD_CLOEXEC)
