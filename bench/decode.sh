@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput of ktstr-decode against `cat` of the same file, on the same
-# machine, in one run. Generates a synthetic mixed stream (pkg/streamgen:
+# machine, in one run. Generates a synthetic mixed stream (internal/streamgen:
 # scheduler and payload output, worker/cgroup metrics, monitor samples) of
 # SIZE MiB (default 200) in a temporary directory, warms the page cache,
 # then times each command REPS times (default 3) and prints the best MB/s.

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 mkdir -p bin
 log=bin/unit.log
 # -p 1: packages run one at a time. Several of them boot guests under QEMU
-# TCG (pkg/guest, pkg/lab, pkg/initramfs, pkg/vmm); on a 2-core machine two
+# TCG (pkg/guest, internal/lab, pkg/initramfs, pkg/vmm); on a 2-core machine two
 # at once starve each other's guests, whose clocks run on regardless, and
 # a real scheduler's watchdog then fires on a task that only lacked host CPU
 # (seen: scx_flatcg "runnable task stall" under load, 0 of 4 when alone).

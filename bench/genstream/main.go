@@ -1,4 +1,4 @@
-// Command genstream writes a synthetic ktstr stream (pkg/streamgen) for
+// Command genstream writes a synthetic ktstr stream (internal/streamgen) for
 // bench/decode.sh: genstream -size MiB -o FILE.
 package main
 
@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ktstr-go/ktstr/pkg/streamgen"
+	"github.com/ktstr-go/ktstr/internal/streamgen"
 )
 
 func main() {

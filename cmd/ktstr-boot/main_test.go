@@ -9,49 +9,28 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktstr-go/ktstr/internal/testenv"
 )
 
-// bootBin builds ktstr-boot once per test binary run.
+// bootBin builds ktstr-boot once per test binary run (internal/testenv):
+// always from this source, never $KTSTR_BIN's.
 func bootBin(t *testing.T) string {
 	t.Helper()
-	bootBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ktstr-boot-test")
-		if err != nil {
-			bootBinErr = err
-			return
-		}
-		bootBinPath = filepath.Join(dir, "ktstr-boot")
-		cmd := exec.Command("go", "build", "-o", bootBinPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bootBinErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if bootBinErr != nil {
-		t.Fatal(bootBinErr)
-	}
-	return bootBinPath
+	return testenv.Build(t, "ktstr-boot")
 }
 
-var (
-	bootBinOnce sync.Once
-	bootBinPath string
-	bootBinErr  error
-)
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // fixtureKernel returns $KTSTR_KERNEL's bytes or skips loudly.
 func fixtureKernel(t *testing.T) (string, []byte) {
 	t.Helper()
-	p := os.Getenv("KTSTR_KERNEL")
-	if p == "" {
-		t.Skip("SKIP LOUDLY: KTSTR_KERNEL not set: ktstr-boot's input validation against a real bzImage did not run")
-	}
+	p := testenv.Need(t, testenv.KernelVar, "ktstr-boot's input validation against a real bzImage did not run")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/internal/lab"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 )

@@ -13,30 +13,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 const sample = "../../examples/sample.ktstr"
 
-// binary returns the ktstr-decode to test: $KTSTR_BIN/ktstr-decode when
-// the Makefile built it, else a fresh go build.
+// decodeBin returns the ktstr-decode to test: $KTSTR_BIN/ktstr-decode when the
+// Makefile built it, else one built once per test process (internal/testenv).
 func decodeBin(t *testing.T) string {
 	t.Helper()
-	if dir := os.Getenv("KTSTR_BIN"); dir != "" {
-		if p := filepath.Join(dir, "ktstr-decode"); fileExists(p) {
-			return p
-		}
-		t.Logf("KTSTR_BIN=%s has no ktstr-decode; building one", dir)
-	}
-	p := filepath.Join(t.TempDir(), "ktstr-decode")
-	out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return p
+	return testenv.Tool(t, "ktstr-decode")
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 type result struct {
 	stdout, stderr string

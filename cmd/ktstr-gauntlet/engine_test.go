@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 )
 
@@ -21,41 +21,14 @@ import (
 // answers at once, so that no test here boots a guest. (The real
 // ktstr-run's pipeline is tested in pkg/pipeline and by the QEMU tests.)
 
-var (
-	buildOnce   sync.Once
-	gauntletBin string
-	buildErr    error
-)
-
-// binary builds ktstr-gauntlet once into a directory of its own, so that
-// no real ktstr-run sits beside it.
+// binary builds ktstr-gauntlet once per test process into a directory of
+// its own (internal/testenv), so that no real ktstr-run sits beside it.
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ktstr-gauntlet-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		gauntletBin = filepath.Join(dir, "ktstr-gauntlet")
-		out, err := exec.Command("go", "build", "-o", gauntletBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return gauntletBin
+	return testenv.Build(t, "ktstr-gauntlet")
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if gauntletBin != "" {
-		os.RemoveAll(filepath.Dir(gauntletBin))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // fakeRun is a stand-in for ktstr-run: it writes the --save file, prints
 // a JSON verdict and a console line naming its host; a scheduler whose

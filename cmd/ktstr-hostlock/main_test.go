@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"github.com/ktstr-go/ktstr/pkg/hostlock"
-	"github.com/ktstr-go/ktstr/pkg/hosttopo/fakesys"
 	"golang.org/x/sys/unix"
 )
 

@@ -6,25 +6,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/internal/testenv"
 )
 
-// initBin returns $KTSTR_BIN/ktstr-init when the Makefile built it, else a
-// fresh go build.
+// initBin returns the ktstr-init to test: $KTSTR_BIN/ktstr-init when the
+// Makefile built it, else one built once per test process (internal/testenv).
 func initBin(t *testing.T) string {
 	t.Helper()
-	if dir := os.Getenv("KTSTR_BIN"); dir != "" {
-		if p := filepath.Join(dir, "ktstr-init"); fileExists(p) {
-			return p
-		}
-	}
-	p := filepath.Join(t.TempDir(), "ktstr-init")
-	if out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return p
+	return testenv.Tool(t, "ktstr-init")
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // TestHostCLI runs the real binary on the host (not PID 1): catalog
 // listing, scenario validation and the exit codes of its man page.

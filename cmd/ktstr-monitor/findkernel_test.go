@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/internal/testenv"
 )
 
 // TestFindKernelBeside: the fixture kernel's vmlinux is found beside its
@@ -18,10 +20,7 @@ func TestFindKernelBeside(t *testing.T) {
 	if _, err := findKernel("", logf)(lone); err == nil || !strings.Contains(err.Error(), "--vmlinux") {
 		t.Errorf("lone bzImage: %v", err)
 	}
-	bz := os.Getenv("KTSTR_KERNEL")
-	if bz == "" {
-		t.Skip("SKIP: KTSTR_KERNEL not set (the fixture kernel, with its vmlinux beside it)")
-	}
+	bz := testenv.Need(t, testenv.KernelVar, "the fixture kernel, with its vmlinux beside it")
 	k, err := findKernel("", logf)(bz)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 	"golang.org/x/sys/unix"
@@ -53,14 +54,8 @@ func TestSignalExitsNonZero(t *testing.T) {
 }
 
 func fixtureVmlinux(t *testing.T) string {
-	v := os.Getenv("KTSTR_VMLINUX")
-	if v == "" {
-		t.Skip("SKIP (fixture missing): KTSTR_VMLINUX is not set; the guest-memory cases need the kernel's vmlinux")
-	}
-	if _, err := os.Stat(v); err != nil {
-		t.Skipf("SKIP (fixture missing): %v", err)
-	}
-	return v
+	t.Helper()
+	return testenv.Need(t, testenv.VmlinuxVar, "the guest-memory cases need the kernel's vmlinux")
 }
 
 // TestGuestMemFIFORefused: a FIFO as --guest-mem is refused at once

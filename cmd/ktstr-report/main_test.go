@@ -13,30 +13,20 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/report"
 )
 
 const runs = "../../pkg/report/testdata/runs"
 
-// reportBin returns the ktstr-report to test: $KTSTR_BIN/ktstr-report when
-// the Makefile built it, else a fresh go build.
+// reportBin returns the ktstr-report to test: $KTSTR_BIN/ktstr-report when the
+// Makefile built it, else one built once per test process (internal/testenv).
 func reportBin(t *testing.T) string {
 	t.Helper()
-	if dir := os.Getenv("KTSTR_BIN"); dir != "" {
-		if p := filepath.Join(dir, "ktstr-report"); fileExists(p) {
-			return p
-		}
-		t.Logf("KTSTR_BIN=%s has no ktstr-report; building one", dir)
-	}
-	p := filepath.Join(t.TempDir(), "ktstr-report")
-	out, err := exec.Command("go", "build", "-o", p, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return p
+	return testenv.Tool(t, "ktstr-report")
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 type result struct {
 	stdout, stderr string

@@ -85,8 +85,8 @@ func Run(app *cli.App, args []string, stderr io.Writer) int {
 	return run(app, args, stderr, true)
 }
 
-// RunCommand is MainCommand without the os.Exit, for tests.
-func RunCommand(app *cli.App, args []string, stderr io.Writer) int {
+// runCommand is MainCommand without the os.Exit, for tests.
+func runCommand(app *cli.App, args []string, stderr io.Writer) int {
 	return run(app, args, stderr, false)
 }
 

@@ -70,13 +70,13 @@ func TestIntersperse(t *testing.T) {
 	}
 }
 
-// RunCommand (ktstr-hostlock) keeps urfave/cli's rule: options end at the
+// runCommand (ktstr-hostlock) keeps urfave/cli's rule: options end at the
 // first operand, which begins a command with options of its own.
 func TestRunCommandKeepsCommandOptions(t *testing.T) {
 	var got []string
 	flags := map[string]string{}
 	var stderr bytes.Buffer
-	if code := RunCommand(testApp(&got, flags), []string{"tool", "--json", "make", "--summary", "-j4"}, &stderr); code != 0 {
+	if code := runCommand(testApp(&got, flags), []string{"tool", "--json", "make", "--summary", "-j4"}, &stderr); code != 0 {
 		t.Fatalf("exit %d %s", code, stderr.String())
 	}
 	if !reflect.DeepEqual(got, []string{"make", "--summary", "-j4"}) || flags["summary"] != "" {

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ktstr-go/ktstr/pkg/streamgen"
+	"github.com/ktstr-go/ktstr/internal/streamgen"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 

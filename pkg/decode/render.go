@@ -131,9 +131,9 @@ func appendTypeName(dst []byte, t wire.Type) []byte {
 	return append(dst, '0', 'x', hexDigits[t>>12&0xf], hexDigits[t>>8&0xf], hexDigits[t>>4&0xf], hexDigits[t&0xf])
 }
 
-// ProgramName names an Output frame's program id: scheduler, init,
+// programName names an Output frame's program id: scheduler, init,
 // payloadN for ProgramPayloadBase+N, programN otherwise.
-func ProgramName(p uint32) string {
+func programName(p uint32) string {
 	switch {
 	case p == wire.ProgramScheduler:
 		return "scheduler"
@@ -187,7 +187,7 @@ func (r *Renderer) appendJSON(dst []byte, f *wire.Frame) ([]byte, error) {
 		dst = append(dst, `,"program":`...)
 		dst = strconv.AppendUint(dst, uint64(prog), 10)
 		dst = append(dst, `,"program_name":"`...)
-		dst = append(dst, ProgramName(prog)...)
+		dst = append(dst, programName(prog)...)
 		dst = append(dst, `","text":`...)
 		var ok bool
 		if dst, ok = appendJSONString(dst, p[8:]); !ok {
@@ -305,7 +305,7 @@ func multiLine(m wire.Message) (lines multi, ok bool) {
 	switch v := m.(type) {
 	case wire.Output:
 		text = v.Data
-		lines.label = ProgramName(v.Program) + "/" + streamName(v.Stream) + ": "
+		lines.label = programName(v.Program) + "/" + streamName(v.Stream) + ": "
 	case wire.Log:
 		text = []byte(v.Text)
 	default:
@@ -526,7 +526,7 @@ func appendSummary(dst []byte, m wire.Message) []byte {
 	case wire.CgroupMetrics:
 		dst = appendCgroupLine(dst, &v)
 	case wire.Output:
-		dst = append(dst, ProgramName(v.Program)...)
+		dst = append(dst, programName(v.Program)...)
 		dst = append(dst, '/')
 		dst = append(dst, streamName(v.Stream)...)
 		dst = append(dst, ": "...)

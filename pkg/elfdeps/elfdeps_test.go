@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/elfdeps"
 )
 
@@ -87,10 +88,7 @@ func TestResolveBinLsMatchesLdd(t *testing.T) {
 }
 
 func TestResolveFixtureSchedulers(t *testing.T) {
-	dir := os.Getenv("KTSTR_SCHEDULERS")
-	if dir == "" {
-		t.Skip("SKIP LOUDLY: KTSTR_SCHEDULERS not set: fixture scheduler resolution did not run")
-	}
+	dir := testenv.Need(t, testenv.SchedulersVar, "fixture scheduler resolution did not run")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Skipf("SKIP LOUDLY: no fixture schedulers in %s: %v", dir, err)

@@ -14,14 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/lab"
 	"github.com/ktstr-go/ktstr/pkg/guest"
-	"github.com/ktstr-go/ktstr/pkg/lab"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 // End-to-end tests: the real init, packed by the real ktstr-mkinitramfs,
-// booted on the fixture kernel under plain QEMU TCG (pkg/lab reference
+// booted on the fixture kernel under plain QEMU TCG (internal/lab reference
 // mode). Each boot takes 10-25 s on this project's 2-core machine.
 
 // e2eAccel: single-threaded TCG (both vCPUs on one host thread, round

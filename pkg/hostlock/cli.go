@@ -117,7 +117,7 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 			return os.Getenv(k)
 		}
 	}
-	dir, err := ResolveDir(getenv)
+	dir, err := resolveDir(getenv)
 	if err != nil {
 		return ExitLockError, err
 	}
@@ -218,7 +218,7 @@ func Main(o Options, stdin, stdout, stderr *os.File) (int, error) {
 		<-sigs
 		return 0, nil
 	}
-	return RunCommand(res, o.Argv, o.Pin, sigs, stdin, stdout, stderr)
+	return runCommand(res, o.Argv, o.Pin, sigs, stdin, stdout, stderr)
 }
 
 // outputStatus turns the result of writing --print's, --hold's or

@@ -35,10 +35,10 @@ func (e *LockError) Unwrap() error { return e.Err }
 
 func lockErr(format string, a ...any) error { return &LockError{fmt.Errorf(format, a...)} }
 
-// ResolveDir returns the lock directory, creating it (mode 1777) when
+// resolveDir returns the lock directory, creating it (mode 1777) when
 // missing: getenv(KTSTR_LOCK_DIR) when set, else SystemDir when it is
 // writable or can be created, else $XDG_RUNTIME_DIR/ktstr.
-func ResolveDir(getenv func(string) string) (string, error) {
+func resolveDir(getenv func(string) string) (string, error) {
 	if d := getenv(EnvLockDir); d != "" {
 		return d, ensureDir(d, true)
 	}

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/hosttopo"
-	"github.com/ktstr-go/ktstr/pkg/hosttopo/fakesys"
 	"golang.org/x/sys/unix"
 )
 
@@ -298,9 +298,9 @@ func TestLockFileSafety(t *testing.T) {
 
 func TestResolveDir(t *testing.T) {
 	d := filepath.Join(t.TempDir(), "x")
-	got, err := ResolveDir(func(k string) string { return map[string]string{EnvLockDir: d}[k] })
+	got, err := resolveDir(func(k string) string { return map[string]string{EnvLockDir: d}[k] })
 	if err != nil || got != d {
-		t.Fatalf("ResolveDir = %q, %v; want %q", got, err, d)
+		t.Fatalf("resolveDir = %q, %v; want %q", got, err, d)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Exit statuses RunCommand gives for a command that could not be started,
+// Exit statuses runCommand gives for a command that could not be started,
 // as env(1) and timeout(1) do.
 const (
 	ExitCannotExec = 126
@@ -25,7 +25,7 @@ const (
 // ForwardedSignals are passed on to the command while it runs.
 var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
-// RunCommand runs argv holding res: the command inherits the lock files
+// runCommand runs argv holding res: the command inherits the lock files
 // (at the descriptor numbers this process has them, so its flocks survive
 // even if this process dies), gets res.Env() in its environment and, with pin, an affinity mask
 // of res.CPUs. SIGINT, SIGTERM and SIGHUP are forwarded to it. It returns
@@ -34,12 +34,12 @@ var ForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 //
 // sigs, when not nil, is a channel already registered with signal.Notify
 // for ForwardedSignals (so no signal is lost between acquiring and
-// running); otherwise RunCommand registers its own.
+// running); otherwise runCommand registers its own.
 //
 // It uses fork/exec and wait4 directly rather than os/exec: no goroutine
 // per wait, no poller, which keeps ktstr-hostlock's cost per run close to
 // flock(1)'s (bench/hostlock.sh).
-func RunCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, stdin, stdout, stderr *os.File) (int, error) {
+func runCommand(res *Reservation, argv []string, pin bool, sigs chan os.Signal, stdin, stdout, stderr *os.File) (int, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {

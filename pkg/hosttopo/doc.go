@@ -12,7 +12,7 @@
 // node most of its CPUs belong to.
 //
 // Read takes the sysfs mount point so tests can point it at a fake tree
-// (see package fakesys). With a root other than /sys the caller's affinity
+// (see internal/fakesys). With a root other than /sys the caller's affinity
 // mask does not describe the fake CPUs, so every online CPU counts as
 // allowed.
 //

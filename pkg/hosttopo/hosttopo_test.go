@@ -7,8 +7,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/hosttopo"
-	"github.com/ktstr-go/ktstr/pkg/hosttopo/fakesys"
 )
 
 func TestReadFakeTrees(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/initramfs"
 )
 
@@ -44,10 +45,7 @@ func buildStaticInit(t *testing.T) string {
 // host from hanging TCG boots in PIT calibration ("tsc: Unable to
 // calibrate against PIT", then nothing; seen with 7 QEMUs on 2 cores).
 func TestKernelBootsResult(t *testing.T) {
-	kernel := os.Getenv("KTSTR_KERNEL")
-	if kernel == "" {
-		t.Skip("SKIP LOUDLY: KTSTR_KERNEL is not set (fixture kernel bzImage): the kernel-boots-the-archive test did not run")
-	}
+	kernel := testenv.Need(t, testenv.KernelVar, "the kernel-boots-the-archive test did not run")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("SKIP LOUDLY: qemu-system-x86_64 not installed: the kernel-boots-the-archive test did not run")
@@ -127,15 +125,7 @@ func tail(s string, n int) string {
 
 func fixtureScheduler(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("KTSTR_SCHEDULERS")
-	if dir == "" {
-		t.Skip("SKIP LOUDLY: KTSTR_SCHEDULERS is not set (fixture schedulers): this test did not run")
-	}
-	p := filepath.Join(dir, "scx_simple")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("SKIP LOUDLY: fixture scheduler missing: %v", err)
-	}
-	return p
+	return testenv.Scheduler(t, "scx_simple")
 }
 
 func openCache(t *testing.T) *initramfs.Cache {

@@ -14,6 +14,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/ktstr-go/ktstr/internal/testenv"
 )
 
 const testConfig = "CONFIG_SCHED_CLASS_EXT=y\n# CONFIG_MODULES is not set\nCONFIG_HZ=1000\n"
@@ -210,10 +212,7 @@ func TestLoadConfigBeside(t *testing.T) {
 // TestFixtureKernel: the fixture's embedded configuration is the config
 // file beside it, and check calls it usable.
 func TestFixtureKernel(t *testing.T) {
-	bz := os.Getenv("KTSTR_KERNEL")
-	if bz == "" {
-		t.Skip("SKIP: KTSTR_KERNEL not set (the fixture kernel; the Makefile sets it)")
-	}
+	bz := testenv.Kernel(t)
 	cfg, comp, err := ReadIKConfig(bz)
 	if err != nil {
 		t.Fatalf("%s: %v", bz, err)

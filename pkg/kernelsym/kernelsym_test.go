@@ -3,20 +3,15 @@ package kernelsym
 import (
 	"bytes"
 	"compress/gzip"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/ktstr-go/ktstr/internal/testenv"
 )
 
 func fixtureVmlinux(t testing.TB) string {
-	p := os.Getenv("KTSTR_VMLINUX")
-	if p == "" {
-		t.Skip("SKIP: KTSTR_VMLINUX is not set: no fixture vmlinux to resolve BTF offsets from (export KTSTR_VMLINUX=/path/to/vmlinux or run via make)")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("SKIP: fixture vmlinux %s missing: %v", p, err)
-	}
-	return p
+	t.Helper()
+	return testenv.Need(t, testenv.VmlinuxVar, "no fixture vmlinux to resolve BTF offsets from")
 }
 
 // TestFixtureLayout resolves everything from the 6.12 fixture kernel and
@@ -68,7 +63,7 @@ func TestFixtureLayout(t *testing.T) {
 		t.Error("fixture kernel has sched_ext")
 	}
 	// The ELF symbol table and System.map agree.
-	sm := os.Getenv("KTSTR_SYSTEM_MAP")
+	sm := testenv.Lookup(testenv.SystemMapVar)
 	if sm == "" {
 		t.Log("KTSTR_SYSTEM_MAP not set: not comparing against System.map")
 		return

@@ -12,7 +12,7 @@
 // TCG) slows both sides alike too.
 //
 // ktstr-boot --probe prints the verdict and its evidence; ktstr-boot
-// --vmm auto, ktstr-run and the test lab (pkg/lab) decide with it.
+// --vmm auto, ktstr-run and the test lab (internal/lab) decide with it.
 //
 // Imports: pkg/kvm for the ioctls and the standard library.
 package kvmprobe

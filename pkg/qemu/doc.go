@@ -7,7 +7,7 @@
 // lets a kernel under TCG skip calibration, and the choice between
 // ktstr-boot's own VMM and QEMU (Choose, from pkg/kvmprobe's verdict).
 //
-// ktstr-boot's QEMU path (pkg/qemuvmm) and the test lab (pkg/lab's
+// ktstr-boot's QEMU path (pkg/qemuvmm) and the test lab (internal/lab's
 // reference mode, the nested lab's L1 and L2) both boot through it.
 //
 // Every run has a hard timeout after which QEMU's process group is

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/cpio"
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"github.com/ktstr-go/ktstr/pkg/topology"
 	"github.com/ktstr-go/ktstr/pkg/vmm"
@@ -26,13 +27,7 @@ func needQEMU(t *testing.T) (kernel, initrd string) {
 	if _, err := qemu.Find(); err != nil {
 		t.Skipf("SKIP: %v", err)
 	}
-	kernel = os.Getenv("KTSTR_KERNEL")
-	if kernel == "" {
-		t.Skip("SKIP: KTSTR_KERNEL is not set (make exports the ../shared fixture)")
-	}
-	if _, err := os.Stat(kernel); err != nil {
-		t.Skipf("SKIP: KTSTR_KERNEL: %v", err)
-	}
+	kernel = testenv.Kernel(t)
 	var b bytes.Buffer
 	w := cpio.NewWriter(&b)
 	w.WriteHeader(&cpio.Header{Name: "dev", Mode: cpio.TypeDir | 0o755})

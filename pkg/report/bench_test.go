@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/streamgen"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
-	"github.com/ktstr-go/ktstr/pkg/streamgen"
 )
 
 // BenchmarkLoadVariant loads a run directory with one 32 MiB stream

@@ -6,7 +6,7 @@
 // frame, with the console's tail.
 //
 // Both VMM paths use it: ktstr-boot's KVM VMM (pkg/vmm) and the QEMU paths
-// (pkg/lab's reference mode, its product successor). It owns only the
+// (internal/lab's reference mode, its product successor). It owns only the
 // bookkeeping and the wording; callers own their streams and decide what
 // counts as a frame.
 //

@@ -23,7 +23,7 @@ func Session(fd int, body func(stop <-chan struct{}) error) (err error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer signal.Stop(sigs)
-	r, err := MakeRaw(fd)
+	r, err := makeRaw(fd)
 	if err != nil {
 		return err
 	}

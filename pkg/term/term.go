@@ -26,10 +26,10 @@ type Raw struct {
 	guardCmd *exec.Cmd
 }
 
-// MakeRaw switches fd to raw mode (no echo, no line editing, no signal
+// makeRaw switches fd to raw mode (no echo, no line editing, no signal
 // keys, 8-bit clean, output post-processing kept so "\n" still returns
 // the carriage) and returns the handle that restores it.
-func MakeRaw(fd int) (*Raw, error) {
+func makeRaw(fd int) (*Raw, error) {
 	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
 		return nil, fmt.Errorf("stdin is not a terminal (--shell needs one; use --exec for scripts): %w", err)
@@ -48,7 +48,7 @@ func MakeRaw(fd int) (*Raw, error) {
 	return r, nil
 }
 
-// Restore puts the terminal back as MakeRaw found it. It is safe to call
+// Restore puts the terminal back as makeRaw found it. It is safe to call
 // more than once and from several goroutines; only the first call acts.
 func (r *Raw) Restore() error {
 	r.once.Do(func() {

@@ -99,7 +99,7 @@ func TestRawRestore(t *testing.T) {
 		t.Fatal("pty slave is not a terminal")
 	}
 	before, _ := unix.IoctlGetTermios(fd, unix.TCGETS)
-	r, err := MakeRaw(fd)
+	r, err := makeRaw(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +117,8 @@ func TestRawRestore(t *testing.T) {
 		t.Errorf("terminal not restored: %+v vs %+v", after, before)
 	}
 	f, _ := os.CreateTemp(t.TempDir(), "x")
-	if _, err := MakeRaw(int(f.Fd())); err == nil || !strings.Contains(err.Error(), "not a terminal") {
-		t.Errorf("MakeRaw on a file: %v", err)
+	if _, err := makeRaw(int(f.Fd())); err == nil || !strings.Contains(err.Error(), "not a terminal") {
+		t.Errorf("makeRaw on a file: %v", err)
 	}
 }
 

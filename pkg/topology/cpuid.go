@@ -59,8 +59,8 @@ const (
 	levelDie     = 5
 )
 
-// VendorOf reads the vendor from leaf 0 of entries.
-func VendorOf(entries []CPUIDEntry) Vendor {
+// vendorOf reads the vendor from leaf 0 of entries.
+func vendorOf(entries []CPUIDEntry) Vendor {
 	e, ok := find(entries, leafBasic, 0)
 	if !ok {
 		return VendorOther
@@ -157,7 +157,7 @@ func (t *Topology) CPUID(supported []CPUIDEntry, cpu int) ([]CPUIDEntry, error) 
 		return nil, fmt.Errorf("vCPU %d out of range 0..%d", cpu, len(t.CPUs)-1)
 	}
 	c := t.CPUs[cpu]
-	vendor := VendorOf(supported)
+	vendor := vendorOf(supported)
 	basic, ok := find(supported, leafBasic, 0)
 	if !ok {
 		return nil, fmt.Errorf("host CPUID has no leaf 0")

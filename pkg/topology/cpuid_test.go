@@ -105,7 +105,7 @@ func deriveGuestView(t *testing.T, es []CPUIDEntry) (guestView, uint32) {
 	if haveDie {
 		v.die = apic >> dieShift
 	}
-	if VendorOf(es) == VendorIntel {
+	if vendorOf(es) == VendorIntel {
 		llcSeen := false
 		for sub := uint32(0); sub < 16; sub++ {
 			e := get(t, es, 4, sub)

@@ -54,7 +54,7 @@ func loadBoot(m *guestmem.Memory, c BootConfig, clock *SetupClock) (BootInfo, er
 	}
 	ir := c.Initramfs
 	if ir == nil && len(c.Initrd) > 0 {
-		ir = InitramfsOf(c.Initrd)
+		ir = initramfsOf(c.Initrd)
 	}
 	irSize := ir.Size()
 	if irSize > 0 {
@@ -124,7 +124,7 @@ func loadKernelAndTables(m *guestmem.Memory, c BootConfig, info *BootInfo, irSiz
 		binary.LittleEndian.PutUint32(zp[bpExtRamdiskImage:], uint32(addr>>32))
 		binary.LittleEndian.PutUint32(zp[bpExtRamdiskSize:], uint32(irSize>>32))
 	}
-	info.E820 = E820Map(m.Regions())
+	info.E820 = e820Map(m.Regions())
 	if len(info.E820) > bpE820Max {
 		return fmt.Errorf("%d e820 entries, the zero page holds %d", len(info.E820), bpE820Max)
 	}

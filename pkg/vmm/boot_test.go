@@ -8,6 +8,7 @@ import (
 
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -45,7 +46,7 @@ func TestLayout(t *testing.T) {
 }
 
 func TestE820SixGiB(t *testing.T) {
-	es := E820Map(Layout(6 << 30))
+	es := e820Map(Layout(6 << 30))
 	want := []E820Entry{
 		{0, mpConfigAddr, E820RAM},
 		{mpConfigAddr, ebdaEnd - mpConfigAddr, E820Reserved},
@@ -68,9 +69,9 @@ func TestE820SixGiB(t *testing.T) {
 }
 
 func TestMemorySixGiB(t *testing.T) {
-	m, err := NewMemory(6 << 30)
+	m, err := newMemory(6 << 30)
 	if err != nil {
-		t.Fatalf("NewMemory(6G): %v", err)
+		t.Fatalf("newMemory(6G): %v", err)
 	}
 	defer m.Close()
 	if err := m.Write(5<<30, []byte("high")); err != nil {
@@ -92,7 +93,7 @@ func TestMemorySixGiB(t *testing.T) {
 	}
 }
 
-// fakeBzImage builds the smallest file ParseBzImage accepts.
+// fakeBzImage builds the smallest file parseBzImage accepts.
 func fakeBzImage(version uint16, xlf uint16) []byte {
 	b := make([]byte, 8192)
 	b[hdrSetupSects] = 4
@@ -121,7 +122,7 @@ func withU32(off int, v uint32) []byte {
 
 func TestParseBzImage(t *testing.T) {
 	good := fakeBzImage(0x020F, xlfKernel64)
-	k, err := ParseBzImage(good)
+	k, err := parseBzImage(good)
 	if err != nil {
 		t.Fatalf("good image: %v", err)
 	}
@@ -152,22 +153,19 @@ func TestParseBzImage(t *testing.T) {
 	}
 	for name, b := range bad {
 		var nb *NotBzImageError
-		if _, err := ParseBzImage(b); !errors.As(err, &nb) {
+		if _, err := parseBzImage(b); !errors.As(err, &nb) {
 			t.Errorf("%s: err = %v, want NotBzImageError", name, err)
 		}
 	}
 }
 
 func TestParseFixtureKernel(t *testing.T) {
-	p := os.Getenv("KTSTR_KERNEL")
-	if p == "" {
-		t.Skip("SKIP: KTSTR_KERNEL not set: the fixture bzImage is not checked")
-	}
+	p := testenv.Need(t, testenv.KernelVar, "the fixture bzImage is not checked")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ParseBzImage(b)
+	k, err := parseBzImage(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +182,7 @@ func FuzzParseBzImage(f *testing.F) {
 	f.Add(withU32(hdrPayloadOffset, 0xFFFFFFF0))
 	f.Add(withU32(hdrInitSize, 0xFFFFFFFF))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		k, err := ParseBzImage(b)
+		k, err := parseBzImage(b)
 		if err != nil {
 			return
 		}
@@ -202,7 +200,7 @@ func FuzzParseBzImage(f *testing.F) {
 
 func TestLoadBoot(t *testing.T) {
 	m := newMemoryFromBytes(make([]byte, 64<<20))
-	k, err := ParseBzImage(fakeBzImage(0x020F, xlfKernel64))
+	k, err := parseBzImage(fakeBzImage(0x020F, xlfKernel64))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +309,7 @@ func seqIDs(n int, step uint32) []uint32 {
 
 func TestLoadBootLimits(t *testing.T) {
 	m := newMemoryFromBytes(make([]byte, 64<<20))
-	k, _ := ParseBzImage(fakeBzImage(0x020F, xlfKernel64))
+	k, _ := parseBzImage(fakeBzImage(0x020F, xlfKernel64))
 	if _, err := LoadBoot(m, BootConfig{Kernel: k, Cmdline: string(bytes.Repeat([]byte("x"), 3000)), Topology: flat(t, 1)}); err == nil {
 		t.Error("over-long command line accepted")
 	}

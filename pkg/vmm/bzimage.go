@@ -79,7 +79,7 @@ type Kernel struct {
 	closer   io.Closer // the file OpenKernel opened
 }
 
-// setupRead is how much of a bzImage ParseBzImageAt reads: the boot
+// setupRead is how much of a bzImage parseBzImageAt reads: the boot
 // sector and the setup header, whose end (0x202 + the jump's offset) is
 // at most 0x301.
 const setupRead = 0x400
@@ -96,7 +96,7 @@ func (e *NotBzImageError) Error() string {
 	return "not a loadable x86_64 bzImage: " + e.Reason
 }
 
-// ParseBzImage validates b as a bzImage that supports the 64-bit boot
+// parseBzImage validates b as a bzImage that supports the 64-bit boot
 // protocol (2.12 or later with XLF_KERNEL_64) and splits it. Every size the
 // header gives must agree with the file: setup_sects and syssize (the
 // setup code and the protected-mode kernel) must lie within it, the
@@ -104,16 +104,16 @@ func (e *NotBzImageError) Error() string {
 // protected-mode kernel, and init_size must cover the kernel and fit below
 // the MMIO hole; a truncated file or a bogus size is refused here rather
 // than loaded into a guest that then triple-faults or hangs.
-func ParseBzImage(b []byte) (*Kernel, error) {
-	return ParseBzImageAt(bytes.NewReader(b), int64(len(b)))
+func parseBzImage(b []byte) (*Kernel, error) {
+	return parseBzImageAt(bytes.NewReader(b), int64(len(b)))
 }
 
-// ParseBzImageAt is ParseBzImage for the size bytes of r: it reads only
+// parseBzImageAt is parseBzImage for the size bytes of r: it reads only
 // the first setupRead bytes (the setup header), checks every size against
 // size, and leaves the protected-mode kernel in r, to be read straight
 // into guest RAM when the guest is built. r must stay readable, and
 // unchanged, until then.
-func ParseBzImageAt(r io.ReaderAt, size int64) (*Kernel, error) {
+func parseBzImageAt(r io.ReaderAt, size int64) (*Kernel, error) {
 	bad := func(f string, a ...any) (*Kernel, error) {
 		return nil, &NotBzImageError{fmt.Sprintf(f, a...)}
 	}

@@ -15,19 +15,19 @@ import (
 // AutoControlFIFO returns the default control FIFO path in dir,
 // dir/ktstr-boot-PID.ctl, after removing the stale FIFOs of that pattern
 // that earlier ktstr-boots killed without cleaning up left there (see
-// SweepControlFIFOs).
+// sweepControlFIFOs).
 func AutoControlFIFO(dir string) string {
-	SweepControlFIFOs(dir)
+	sweepControlFIFOs(dir)
 	return filepath.Join(dir, fmt.Sprintf("ktstr-boot-%d.ctl", os.Getpid()))
 }
 
-// SweepControlFIFOs removes dir/ktstr-boot-PID.ctl FIFOs that are stale:
+// sweepControlFIFOs removes dir/ktstr-boot-PID.ctl FIFOs that are stale:
 // owned by this user, and with no reader, which a running ktstr-boot
 // always is (it keeps its FIFO open for reading and writing); and whose PID
 // is not a running process, or is this process (a FIFO of a dead
 // process that had this pid). The reader check alone decides for a live
 // ktstr-boot in another pid namespace. It returns how many it removed.
-func SweepControlFIFOs(dir string) int {
+func sweepControlFIFOs(dir string) int {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0

@@ -52,8 +52,8 @@ func (k *Kernel) end() uint64 {
 	return uint64(kernelAddr) + max(k.ImageSize, uint64(k.InitSize))
 }
 
-// CheckKernelFits says whether k fits in size bytes of guest RAM.
-func CheckKernelFits(k *Kernel, size uint64) error {
+// checkKernelFits says whether k fits in size bytes of guest RAM.
+func checkKernelFits(k *Kernel, size uint64) error {
 	kernEnd := k.end()
 	if kernEnd > lowRAM(size) {
 		return fmt.Errorf("the kernel needs %d MiB of guest RAM below the MMIO hole and --memory gives %d MiB; give the guest more --memory", (kernEnd+1<<20-1)>>20, lowRAM(size)>>20)
@@ -90,7 +90,7 @@ func openRegular(path, flag string) (*os.File, int64, error) {
 // OpenKernel opens and validates the bzImage at path for a guest with
 // size bytes of RAM: a regular file no larger than the guest's RAM below
 // the MMIO hole (so /dev/zero or a FIFO is refused before any read), a
-// valid bzImage (ParseBzImageAt reads its setup header, nothing more),
+// valid bzImage (parseBzImageAt reads its setup header, nothing more),
 // and one that fits. The protected-mode kernel is read straight into
 // guest RAM when the guest is built; Close the Kernel after the run.
 func OpenKernel(path string, size uint64) (*Kernel, error) {
@@ -102,9 +102,9 @@ func OpenKernel(path string, size uint64) (*Kernel, error) {
 		f.Close()
 		return nil, fmt.Errorf("--kernel %s is %d MiB, more than the guest's %d MiB of RAM below the MMIO hole", path, n>>20, lowRAM(size)>>20)
 	}
-	k, err := ParseBzImageAt(f, n)
+	k, err := parseBzImageAt(f, n)
 	if err == nil {
-		err = CheckKernelFits(k, size)
+		err = checkKernelFits(k, size)
 	}
 	if err != nil {
 		f.Close()
@@ -140,9 +140,9 @@ type initrdPart struct {
 	file *os.File // nil for bytes
 }
 
-// InitramfsOf is an Initramfs of b's bytes (tests, callers that built one
+// initramfsOf is an Initramfs of b's bytes (tests, callers that built one
 // in memory).
-func InitramfsOf(b []byte) *Initramfs {
+func initramfsOf(b []byte) *Initramfs {
 	return &Initramfs{parts: []initrdPart{{src: bytes.NewReader(b), n: int64(len(b)), name: "initramfs"}}, size: uint64(len(b))}
 }
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/internal/lab"
 )
 
 // labStarter builds the test binary, the lab init (and ktstr-boot when

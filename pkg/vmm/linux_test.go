@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -26,10 +27,7 @@ func needLinux(t *testing.T) (kernel []byte, initrd []byte) {
 	if os.Getenv("KTSTR_REAL_KVM") != "1" {
 		t.Skip("SKIP: Linux boot needs hardware or nested KVM; set KTSTR_REAL_KVM=1 where /dev/kvm is real (the nested lab does)")
 	}
-	kp := os.Getenv("KTSTR_KERNEL")
-	if kp == "" {
-		t.Skip("SKIP: KTSTR_KERNEL (a bzImage) is not set")
-	}
+	kp := testenv.Kernel(t)
 	k, err := os.ReadFile(kp)
 	if err != nil {
 		t.Fatalf("read KTSTR_KERNEL: %v", err)

@@ -33,7 +33,7 @@ func TestParseBzImageAtReadsHeaderOnly(t *testing.T) {
 	b := fakeBzImage(0x020F, xlfKernel64)
 	b = append(b, make([]byte, 4<<20)...) // a large image
 	cr := &countingReader{r: bytes.NewReader(b)}
-	k, err := ParseBzImageAt(cr, int64(len(b)))
+	k, err := parseBzImageAt(cr, int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestLoadFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	memfd, err := NewMemory(MinMemory)
+	memfd, err := newMemory(MinMemory)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,10 @@ const (
 // its own address, the rest from 4 GiB (pkg/guestmem owns the regions).
 func Layout(size uint64) []guestmem.Region { return guestmem.SplitLayout(size, MMIOHoleStart) }
 
-// NewMemory creates guest RAM of size bytes: a memfd mapped shared with
+// newMemory creates guest RAM of size bytes: a memfd mapped shared with
 // MAP_NORESERVE (pages are allocated when the guest touches them), laid
 // out by Layout.
-func NewMemory(size uint64) (*guestmem.Memory, error) {
+func newMemory(size uint64) (*guestmem.Memory, error) {
 	if size < MinMemory {
 		return nil, fmt.Errorf("guest memory %d bytes is below the %d MiB minimum", size, MinMemory>>20)
 	}
@@ -77,10 +77,10 @@ const (
 	kernelAddr   = 0x100000
 )
 
-// E820Map is the memory map announced to the guest: base memory below
+// e820Map is the memory map announced to the guest: base memory below
 // the MP table, the MP table's 8 KiB reserved, RAM from 1 MiB to the hole
 // and the rest above 4 GiB.
-func E820Map(regions []guestmem.Region) []E820Entry {
+func e820Map(regions []guestmem.Region) []E820Entry {
 	es := []E820Entry{
 		{Addr: 0, Size: mpConfigAddr, Type: E820RAM},
 		{Addr: mpConfigAddr, Size: ebdaEnd - mpConfigAddr, Type: E820Reserved},

@@ -18,7 +18,7 @@ import (
 // SCHED_FIFO on its own host CPU. perfmode.Check has already refused hosts
 // that cannot supply the CPUs, pages or priority.
 
-// newHugeMemory is NewMemory on huge pages.
+// newHugeMemory is newMemory on huge pages.
 func newHugeMemory(size uint64) (*guestmem.Memory, error) {
 	if size < MinMemory {
 		return nil, fmt.Errorf("guest memory %d bytes is below the %d MiB minimum", size, MinMemory>>20)

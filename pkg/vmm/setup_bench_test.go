@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/guestmem"
 	"github.com/ktstr-go/ktstr/pkg/kvm"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -47,10 +48,7 @@ const benchMemory = 1 << 30
 // matter less than the size) and returns the fixture kernel's path and it.
 func benchInputs(b *testing.B) (kernel, initrd string) {
 	b.Helper()
-	kernel = os.Getenv("KTSTR_KERNEL")
-	if kernel == "" {
-		b.Skip("SKIP: KTSTR_KERNEL (the fixture bzImage) is not set")
-	}
+	kernel = testenv.Kernel(b)
 	var c cpioWriter
 	c.dir("dev")
 	payload := make([]byte, benchInitrdSize-1024)
@@ -87,7 +85,7 @@ func BenchmarkSetupLoad(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			k, err := ParseBzImage(kb)
+			k, err := parseBzImage(kb)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -97,7 +95,7 @@ func BenchmarkSetupLoad(b *testing.B) {
 			}
 			ir := append(make([]byte, 0, len(ib)), ib...) // ReadInitrds' concatenation
 			t1 := time.Now()
-			mem, err := NewMemory(benchMemory)
+			mem, err := newMemory(benchMemory)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -148,7 +146,7 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		newMem := NewMemory
+		newMem := newMemory
 		if pread {
 			newMem = newPreadMemory
 		}
@@ -174,7 +172,7 @@ func benchDirect(b *testing.B, kernel, initrd string, pread bool, report func(*t
 	report(b, d)
 }
 
-// newPreadMemory is NewMemory marked as hugetlbfs-like, so that LoadFrom
+// newPreadMemory is newMemory marked as hugetlbfs-like, so that LoadFrom
 // reads into the mapping instead of copying in the kernel.
 func newPreadMemory(size uint64) (*guestmem.Memory, error) {
 	fd, err := unix.MemfdCreate("bench", unix.MFD_CLOEXEC)

@@ -79,8 +79,8 @@ func vcpuCPUID(base []topology.CPUIDEntry, t *topology.Topology, i int) ([]kvm.C
 	return out, nil
 }
 
-// RAMRanges are the e820 map's RAM entries as topology ranges.
-func RAMRanges(e820 []E820Entry) []topology.Range {
+// ramRanges are the e820 map's RAM entries as topology ranges.
+func ramRanges(e820 []E820Entry) []topology.Range {
 	var out []topology.Range
 	for _, e := range e820 {
 		if e.Type == E820RAM && e.Size > 0 {
@@ -99,7 +99,7 @@ func installACPI(mem *guestmem.Memory, t *topology.Topology, e820 []E820Entry) e
 			return fmt.Errorf("e820 RAM %#x+%#x overlaps the ACPI area at %#x", e.Addr, e.Size, acpi.DefaultBase)
 		}
 	}
-	nodes, err := t.AssignMemory(RAMRanges(e820))
+	nodes, err := t.AssignMemory(ramRanges(e820))
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func TestInstallACPI(t *testing.T) {
 	s, _ := topology.Parse("2n4l2c1t")
 	topo, _ := topology.New(s)
 	mem := newMemoryFromBytes(make([]byte, 64<<20))
-	e820 := E820Map(mem.Regions())
+	e820 := e820Map(mem.Regions())
 	if err := installACPI(mem, topo, e820); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestInstallACPI(t *testing.T) {
 	}
 	// SRAT covers exactly the e820 RAM, split between the two nodes.
 	var ram, covered uint64
-	for _, r := range RAMRanges(e820) {
+	for _, r := range ramRanges(e820) {
 		ram += r.Size
 	}
 	nodes := map[uint32]bool{}

@@ -332,7 +332,7 @@ func (m *machine) openKVM() error {
 	m.topo = topo
 	m.kern = cfg.KernelFile
 	if cfg.GuestCode == nil && m.kern == nil {
-		if m.kern, err = ParseBzImage(cfg.Kernel); err != nil {
+		if m.kern, err = parseBzImage(cfg.Kernel); err != nil {
 			return err
 		}
 	}
@@ -402,7 +402,7 @@ func (m *machine) createVM() error {
 
 // mapMemory creates guest RAM (on huge pages in perf mode).
 func (m *machine) mapMemory() error {
-	newMem := NewMemory
+	newMem := newMemory
 	if m.cfg.Perf != nil {
 		newMem = newHugeMemory
 	}

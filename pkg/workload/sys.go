@@ -66,16 +66,16 @@ func sysGetcpu() int {
 func ReadStamp() Stamp {
 	st := Stamp{Mono: nanotime(), CPU: threadCPU(), RunDelay: -1}
 	if b, err := os.ReadFile("/proc/thread-self/schedstat"); err == nil {
-		if d, n, ok := ParseSchedstat(b); ok {
+		if d, n, ok := parseSchedstat(b); ok {
 			st.RunDelay, st.Timeslices = d, n
 		}
 	}
 	return st
 }
 
-// ParseSchedstat parses /proc/PID/schedstat ("run_ns wait_ns timeslices"):
+// parseSchedstat parses /proc/PID/schedstat ("run_ns wait_ns timeslices"):
 // the time spent waiting on a run queue and the number of timeslices.
-func ParseSchedstat(b []byte) (runDelay, timeslices int64, ok bool) {
+func parseSchedstat(b []byte) (runDelay, timeslices int64, ok bool) {
 	f := bytes.Fields(b)
 	if len(f) != 3 {
 		return 0, 0, false

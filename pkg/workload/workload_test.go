@@ -172,9 +172,9 @@ func TestParseSchedstat(t *testing.T) {
 		{"", 0, 0, false},
 	}
 	for _, c := range cases {
-		d, n, ok := ParseSchedstat([]byte(c.in))
+		d, n, ok := parseSchedstat([]byte(c.in))
 		if d != c.delay || n != c.n || ok != c.ok {
-			t.Errorf("ParseSchedstat(%q) = %d, %d, %v; want %d, %d, %v", c.in, d, n, ok, c.delay, c.n, c.ok)
+			t.Errorf("parseSchedstat(%q) = %d, %d, %v; want %d, %d, %v", c.in, d, n, ok, c.delay, c.n, c.ok)
 		}
 	}
 	// The real file of this thread parses.
@@ -188,7 +188,7 @@ func FuzzParseSchedstat(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, n, ok := ParseSchedstat(b)
+		d, n, ok := parseSchedstat(b)
 		if !ok && (d != 0 || n != 0) {
 			t.Fatalf("failed parse returned %d %d", d, n)
 		}

@@ -10,7 +10,7 @@
 # Every QEMU and guest run has a hard timeout. A missing fixture or tool is
 # a loud SKIP line naming it, never a silent pass. A failed run's console,
 # stream and QEMU stderr outlive $work: they are kept under
-# $KTSTR_EVIDENCE_DIR (default /var/tmp/ktstr-evidence; pkg/lab/evidence.go)
+# $KTSTR_EVIDENCE_DIR (default /var/tmp/ktstr-evidence; internal/lab/evidence.go)
 # and the failure names the directory and shows the console's last lines. Retry policy: an L1 that
 # stops answering (agent lost) is booted again once, and the retry is
 # logged; a second failure fails the suite.

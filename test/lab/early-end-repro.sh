@@ -3,7 +3,7 @@
 # guest_exit): boots one ktstr-init + scheduler blob N times under plain
 # QEMU TCG (2 vCPUs, default scenario, like test/lab/e2e-lab.sh's reference
 # boot) and classifies how each run ended. Bad runs keep their evidence
-# (pkg/lab/evidence.go: $KTSTR_EVIDENCE_DIR, default /var/tmp/ktstr-evidence).
+# (internal/lab/evidence.go: $KTSTR_EVIDENCE_DIR, default /var/tmp/ktstr-evidence).
 #
 #   N=200 CHUNK=20 [ACCEL=tcg] [LOAD=2] [SCHED=scx_qmap] [SCHED_ARGS="-T 3"] [CMDLINE=...] \
 #     bash test/lab/early-end-repro.sh

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -290,10 +291,7 @@ func TestManPageExamplesRun(t *testing.T) {
 			t.Skipf("SKIP LOUDLY: %s not built in %s: runnable man page examples did not run", tool, binDir)
 		}
 	}
-	sched := filepath.Join(os.Getenv("KTSTR_SCHEDULERS"), "scx_simple")
-	if _, err := os.Stat(sched); os.Getenv("KTSTR_SCHEDULERS") == "" || err != nil {
-		t.Skip("SKIP LOUDLY: KTSTR_SCHEDULERS/scx_simple missing: runnable man page examples did not run")
-	}
+	sched := testenv.Scheduler(t, "scx_simple")
 	for _, tool := range []string{"cpio", "grep"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("SKIP LOUDLY: %s not installed: runnable man page examples did not run", tool)

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/internal/lab"
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
@@ -28,18 +29,7 @@ func need(t *testing.T) *env {
 	if os.Getenv("KTSTR_E2E") != "1" {
 		t.Skip("SKIP: KTSTR_E2E is not 1: QEMU end-to-end runs of ktstr-monitor are off (test/e2e.sh turns them on)")
 	}
-	e := &env{kernel: os.Getenv("KTSTR_KERNEL"), vmlinux: os.Getenv("KTSTR_VMLINUX")}
-	if s := os.Getenv("KTSTR_SCHEDULERS"); s != "" {
-		e.qmap = filepath.Join(s, "scx_qmap")
-	}
-	for name, p := range map[string]string{"KTSTR_KERNEL": e.kernel, "KTSTR_VMLINUX": e.vmlinux, "KTSTR_SCHEDULERS/scx_qmap": e.qmap} {
-		if p == "" {
-			t.Skipf("SKIP: %s is not set: no fixture to boot", name)
-		}
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("SKIP: fixture %s missing: %v", name, err)
-		}
-	}
+	e := &env{kernel: testenv.Kernel(t), vmlinux: testenv.Vmlinux(t), qmap: testenv.Scheduler(t, "scx_qmap")}
 	if m := lab.Missing(); m != "" {
 		t.Skipf("SKIP (lab fixture missing): %s", m)
 	}
@@ -49,11 +39,7 @@ func need(t *testing.T) *env {
 		}
 	}
 	dir := t.TempDir()
-	e.monitor = filepath.Join(os.Getenv("KTSTR_BIN"), "ktstr-monitor")
-	if _, err := os.Stat(e.monitor); os.Getenv("KTSTR_BIN") == "" || err != nil {
-		e.monitor = filepath.Join(dir, "ktstr-monitor")
-		build(t, e.monitor, "github.com/ktstr-go/ktstr/cmd/ktstr-monitor")
-	}
+	e.monitor = testenv.Tool(t, "ktstr-monitor")
 	e.initrd = initramfs(t, dir, e.qmap)
 	// Baseline for the overhead figure: the same binary loading the same
 	// vmlinux (symbols, BTF, config) on an empty stream, no sampling.
@@ -65,6 +51,8 @@ func need(t *testing.T) *env {
 	e.startCPU = b.ProcessState.UserTime() + b.ProcessState.SystemTime()
 	return e
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func build(t *testing.T, out, pkg string) {
 	cmd := exec.Command("go", "build", "-o", out, pkg)

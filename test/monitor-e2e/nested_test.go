@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/internal/lab"
 )
 
 // TestMonitorNestedBoot (KTSTR_E2E_NESTED=1; minutes) runs the pipeline the

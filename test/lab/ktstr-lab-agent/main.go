@@ -1,6 +1,6 @@
 // Command ktstr-lab-agent runs inside the nested lab's L1 guest: it opens
 // the virtio-serial port named "ktstr-lab" and serves the host's command
-// requests (protocol in pkg/lab/protocol.go). The L1 init script starts it
+// requests (protocol in internal/lab/protocol.go). The L1 init script starts it
 // after mounting /proc, /sys, /dev and the 9p shares, and powers L1 off
 // when it returns. Built static (CGO_ENABLED=0) by lab.BuildAgent.
 package main
@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktstr-go/ktstr/pkg/lab"
+	"github.com/ktstr-go/ktstr/internal/lab"
 )
 
 func main() {

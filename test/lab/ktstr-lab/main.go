@@ -12,7 +12,7 @@
 //
 //	go run ./test/lab/ktstr-lab keep-evidence --name NAME --why TEXT --file console.txt=PATH ...
 //
-// keeps a script's own failed run the same way (pkg/lab/evidence.go).
+// keeps a script's own failed run the same way (internal/lab/evidence.go).
 //
 //	go run ./test/lab/ktstr-lab kvm-probe
 //
@@ -27,8 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/lab"
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
-	"github.com/ktstr-go/ktstr/pkg/lab"
 	"github.com/urfave/cli/v2"
 )
 

@@ -107,7 +107,7 @@ func TestNestedQEMUBaseline(t *testing.T) {
 		if r.ExitCode != 3 { // 3: ktstr-lab's hard timeout killed the L2 QEMU
 			break
 		}
-		fmt.Fprintf(os.Stderr, "pkg/lab: L2 boot attempt %d TIMED OUT (retry policy: one retry): %s\n", attempt, tail(r.Stderr, 300))
+		fmt.Fprintf(os.Stderr, "internal/lab: L2 boot attempt %d TIMED OUT (retry policy: one retry): %s\n", attempt, tail(r.Stderr, 300))
 	}
 	out := string(r.Stdout)
 	if r.ExitCode != 0 || !strings.Contains(out, "ktstr-lab-l2 ready") || !strings.Contains(out, "ktstr-lab-l2 done") {
@@ -120,6 +120,6 @@ func TestNestedQEMUBaseline(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no timing line from ktstr-lab: %s", r.Stderr)
 	}
-	fmt.Fprintf(os.Stderr, "pkg/lab: BASELINE QEMU -enable-kvm in L1, 1-vCPU L2, fixture kernel + scx_simple: first stream byte %ss, exit %ss\n", m[1], m[2])
+	fmt.Fprintf(os.Stderr, "internal/lab: BASELINE QEMU -enable-kvm in L1, 1-vCPU L2, fixture kernel + scx_simple: first stream byte %ss, exit %ss\n", m[1], m[2])
 	t.Logf("L2 stream:\n%s", out)
 }

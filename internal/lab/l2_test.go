@@ -46,7 +46,7 @@ func TestNestedL2Busybox(t *testing.T) {
 	if r.Err() != nil || !strings.Contains(string(r.Stdout), "qemu-exit=0") || !strings.Contains(string(r.Stdout), "l2-stream uptime=") {
 		t.Fatalf("L2 boot failed: %v\n%s\n%s", r.Err(), r.Stdout, r.Stderr)
 	}
-	fmt.Fprintf(os.Stderr, "pkg/lab: L2 busybox boot under nested KVM: %v\n", r.Wall)
+	fmt.Fprintf(os.Stderr, "internal/lab: L2 busybox boot under nested KVM: %v\n", r.Wall)
 }
 
 // consoleLines returns the lines of b containing s.

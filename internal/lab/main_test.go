@@ -25,7 +25,7 @@ var (
 func TestMain(m *testing.M) {
 	if miss := Missing(); miss != "" {
 		// go test hides t.Skip messages without -v: say it once, loudly.
-		fmt.Fprintf(os.Stderr, "pkg/lab: SKIPPING every QEMU boot test: %s\n", miss)
+		fmt.Fprintf(os.Stderr, "internal/lab: SKIPPING every QEMU boot test: %s\n", miss)
 	}
 	code := m.Run()
 	if l1 != nil {
@@ -61,7 +61,7 @@ func runL1(t *testing.T, cmd string, timeout time.Duration) *RunResult {
 			t.Fatalf("nested lab failed %d times in a row: %v", attempt, err)
 		}
 		regs, _ := n.Monitor("info registers")
-		fmt.Fprintf(os.Stderr, "pkg/lab: L1 STOPPED ANSWERING on attempt %d of %d (retry policy: fresh L1): %v\nL1 registers:\n%s\n", attempt, LabAttempts, err, firstLines(regs, 8))
+		fmt.Fprintf(os.Stderr, "internal/lab: L1 STOPPED ANSWERING on attempt %d of %d (retry policy: fresh L1): %v\nL1 registers:\n%s\n", attempt, LabAttempts, err, firstLines(regs, 8))
 		n.Close()
 		l1, l1Err = nil, nil
 		l1Once = sync.Once{}
@@ -110,10 +110,10 @@ func sharedL1(t *testing.T) *Nested {
 				if FindMkInitramfs() == "" {
 					how = "the lab's cpio writer (ktstr-mkinitramfs not built: run make)"
 				}
-				fmt.Fprintf(os.Stderr, "pkg/lab: L1 (initramfs by %s) booted in %v (guest uptime %v), attempt %d\n", how, l1.BootTime.Round(time.Millisecond), l1.GuestUptime, a)
+				fmt.Fprintf(os.Stderr, "internal/lab: L1 (initramfs by %s) booted in %v (guest uptime %v), attempt %d\n", how, l1.BootTime.Round(time.Millisecond), l1.GuestUptime, a)
 				return
 			}
-			fmt.Fprintf(os.Stderr, "pkg/lab: L1 boot attempt %d/%d FAILED: %v\n", a, l1Attempts, l1Err)
+			fmt.Fprintf(os.Stderr, "internal/lab: L1 boot attempt %d/%d FAILED: %v\n", a, l1Attempts, l1Err)
 		}
 	})
 	if l1Err != nil {
