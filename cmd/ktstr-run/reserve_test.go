@@ -88,37 +88,45 @@ func (r *reserveRig) start(tag string, args ...string) *runProc {
 	x.cmd = exec.Command(filepath.Join(r.bin, "ktstr-run"), append([]string{"--kernel", k, "--sysfs-root", r.sysfs}, args...)...)
 	x.cmd.Env = r.env(tag)
 	x.cmd.Stdout, x.cmd.Stderr = &x.stdout, &x.stderr
+	// Its own process group, so that a failing test ends the whole
+	// pipeline (the fake ktstr-boot blocked on its FIFO included); and a
+	// bound on Wait after that, as orphans could keep its pipes open.
+	x.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	x.cmd.WaitDelay = 5 * time.Second
 	if err := x.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { x.cmd.Process.Kill(); x.cmd.Wait() })
+	r.t.Cleanup(func() { x.kill() })
 	return x
 }
 
+// kill ends x's process group and reaps x.
+func (x *runProc) kill() {
+	if x.cmd.ProcessState == nil {
+		syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
+		x.cmd.Wait()
+	}
+}
+
 // waitFor polls cond until it holds (a condition, not a duration: the
-// deadline only turns a hang into a failure).
-func (r *reserveRig) waitFor(what string, cond func() bool) {
-	r.t.Helper()
+// deadline only turns a hang into a failure); false when it never did.
+func waitFor(cond func() bool) bool {
 	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("gave up waiting for %s", what)
+			return false
 		}
 	}
+	return true
 }
 
 // held waits until x's fake ktstr-boot runs and returns its LLCs and CPUs.
 func (r *reserveRig) held(x *runProc) (llcs, cpus []int) {
 	r.t.Helper()
 	p := filepath.Join(r.state, x.tag+".held")
-	r.waitFor(x.tag+" to hold its reservation", func() bool {
-		_, err := os.Stat(p)
-		if err != nil && x.cmd.ProcessState == nil {
-			if e := x.cmd.Process.Signal(syscall.Signal(0)); e != nil {
-				r.t.Fatalf("%s ended before it held anything: %s", x.tag, x.stderr.String())
-			}
-		}
-		return err == nil
-	})
+	if !waitFor(func() bool { _, err := os.Stat(p); return err == nil }) {
+		x.kill()
+		r.t.Fatalf("%s never held its reservation: %s", x.tag, x.stderr.String())
+	}
 	b, err := os.ReadFile(p)
 	if err != nil {
 		r.t.Fatal(err)
@@ -205,7 +213,7 @@ func TestReserveLLCsRealProcesses(t *testing.T) {
 	}
 
 	c := r.start("c", guest...)
-	r.waitFor("c to queue in ktstr-hostlock", func() bool {
+	queued := waitFor(func() bool {
 		code, out := r.hostlock("--status", "--json")
 		var st hostlock.Status
 		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
@@ -213,6 +221,9 @@ func TestReserveLLCsRealProcesses(t *testing.T) {
 		}
 		return st.Deciding != nil || st.Queued > 0
 	})
+	if !queued {
+		t.Fatal("c never queued in ktstr-hostlock")
+	}
 	if _, err := os.Stat(filepath.Join(r.state, "c.held")); err == nil {
 		t.Fatal("c runs while a and b hold every LLC")
 	}
