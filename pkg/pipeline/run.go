@@ -8,8 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 )
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // Result is a finished run.
 type Result struct {
@@ -49,6 +62,11 @@ func Run(ctx context.Context, s *Spec, t Tools, r Reservation, stdout, stderr io
 	}
 
 	stages := s.Stages(t, res.Blob, r)
+	if _, ok := stderr.(*os.File); !ok {
+		// Every stage writes it from a goroutine of its own (os/exec
+		// copies a non-file writer), so any other writer is serialised.
+		stderr = &lockedWriter{w: stderr}
+	}
 	cmds := make([]*exec.Cmd, len(stages))
 	var closeAfterStart []io.Closer
 	var prev io.Reader // stdin of the next stage
