@@ -116,7 +116,8 @@ func checkRecord(t *testing.T, rundir, engine string, want int) *runrecord.Recor
 		if b, _ := os.ReadFile(filepath.Join(dir, runrecord.StreamFile)); string(b) != "FAKE-STREAM" {
 			t.Errorf("%s: stream %q", m.Variant, b)
 		}
-		if b, _ := os.ReadFile(filepath.Join(dir, runrecord.ConsoleFile)); !strings.Contains(string(b), "console: fake guest") {
+		// By default every variant's ktstr-run reserves whole host LLCs.
+		if b, _ := os.ReadFile(filepath.Join(dir, runrecord.ConsoleFile)); !strings.Contains(string(b), "console: fake guest") || !strings.Contains(string(b), " --reserve llcs") {
 			t.Errorf("%s: console %q", m.Variant, b)
 		}
 		wantV := runrecord.Pass
@@ -213,6 +214,8 @@ func TestFiltersAndExitCodes(t *testing.T) {
 		{[]string{"--engine", "pbs"}, 2, ""},
 		{[]string{"--sshloginfile", "x"}, 2, ""},
 		{[]string{"--budget", "40s", "--list"}, 0, "eevdf/"},
+		{[]string{"--reserve", "llc"}, 2, ""},
+		{[]string{"--resume", "--reserve", "cpus"}, 2, ""},
 	} {
 		rundir := filepath.Join(t.TempDir(), "r")
 		code, out, errs := runG(t, nil, append(append([]string{"--ktstr-run", krun, "--rundir", rundir}, c.args...), suite)...)
@@ -222,6 +225,14 @@ func TestFiltersAndExitCodes(t *testing.T) {
 		if c.code == 2 && (strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "ktstr-gauntlet: ")) {
 			t.Errorf("%v: usage error is not one line: %q", c.args, errs)
 		}
+	}
+	// --reserve cpus overrides the suite's default for every variant.
+	rundir0 := filepath.Join(t.TempDir(), "r")
+	if code, out, errs := runG(t, nil, "--ktstr-run", krun, "--rundir", rundir0, "--reserve", "cpus", "--only", "scx_ok/steady/1n2l1c1t", suite); code != 0 {
+		t.Errorf("--reserve cpus: exit %d\n%s\n%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(runrecord.VariantDir(rundir0, "scx_ok/steady/1n2l1c1t"), runrecord.ConsoleFile)); !strings.Contains(string(b), " --reserve cpus") {
+		t.Errorf("--reserve cpus: console %q", b)
 	}
 	// A ktstr-run that cannot start is an error record, exit 4.
 	os.WriteFile(filepath.Join(dir, "broken-run"), []byte("#!/nonexistent/interpreter\n"), 0o755)

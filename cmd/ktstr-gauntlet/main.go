@@ -25,13 +25,14 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "rundir", Usage: "the run directory (default runs/KERNEL-VERSION/TIMESTAMP)"},
 			&cli.BoolFlag{Name: "resume", Usage: "finish the variants of --rundir that have no record"},
 			&cli.StringFlag{Name: "engine", Value: "make", Usage: "make, parallel or slurm"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "variants at once (default: host CPUs / the largest reservation)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "variants at once (default: as many as the host's CPUs or, reserving whole LLCs, its LLCs hold side by side)"},
 			&cli.StringSliceFlag{Name: "only", Usage: "run only variants matching GLOB (repeatable)"},
 			&cli.StringSliceFlag{Name: "exclude", Usage: "leave out variants matching GLOB (repeatable)"},
 			&cli.DurationFlag{Name: "budget", Usage: "pick the most diverse variants that fit in DURATION of estimated time"},
 			&cli.StringFlag{Name: "sshloginfile", Usage: "with --engine parallel: GNU parallel's --sshloginfile (hosts to run on)"},
 			&cli.StringSliceFlag{Name: "sbatch-arg", Usage: "with --engine slurm: an sbatch option (repeatable)"},
 			&cli.StringFlag{Name: "ktstr-run", EnvVars: []string{"KTSTR_RUN"}, Usage: "the ktstr-run to run (default: beside ktstr-gauntlet, else $PATH)"},
+			&cli.StringFlag{Name: "reserve", Usage: "every variant's ktstr-run --reserve: llcs (whole LLCs) or cpus (default: the suite's \"reserve\", else llcs)"},
 			&cli.BoolFlag{Name: "list", Usage: "print the variants that would run, and exit"},
 			&cli.BoolFlag{Name: "list-presets", Usage: "print the topology presets, and exit"},
 		},
@@ -67,7 +68,7 @@ func run(c *cli.Context) error {
 		Jobs: c.Int("jobs"), Only: c.StringSlice("only"), Exclude: c.StringSlice("exclude"), Budget: c.Duration("budget"),
 		SSHLoginFile: c.String("sshloginfile"), SbatchArgs: c.StringSlice("sbatch-arg"), KtstrRun: c.String("ktstr-run"),
 		Self: self, Version: cmdutil.Version, KernelEnv: os.Getenv("KTSTR_KERNEL"), List: c.Bool("list"),
-		Stdout: os.Stdout, Stderr: os.Stderr,
+		Reserve: c.String("reserve"), Stdout: os.Stdout, Stderr: os.Stderr,
 	})
 	if err != nil {
 		return cmdutil.Exit(code, err)

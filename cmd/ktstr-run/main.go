@@ -3,13 +3,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
+	"github.com/ktstr-go/ktstr/pkg/hosttopo"
 	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/urfave/cli/v2"
 )
@@ -35,6 +36,8 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "save", Usage: "save the raw frame stream to FILE (tee)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the verdict as a JSON record"},
 			&cli.BoolFlag{Name: "auto-repro", Usage: "when the scheduler fails (error exit, stall, death), boot again with BPF probes and print the timeline that led to it"},
+			&cli.StringFlag{Name: "reserve", Value: pipeline.DefaultReserve, Usage: "what to reserve on the host: cpus (a CPU per vCPU, LLCs shared) or llcs (whole LLCs of its own)"},
+			&cli.StringFlag{Name: "sysfs-root", Value: hosttopo.DefaultRoot, Usage: "read the host topology from sysfs mounted at `DIR` (tests; passed to ktstr-hostlock)"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the pipeline as a shell script and exit"},
 		},
 		Action: run,
@@ -47,6 +50,7 @@ func run(c *cli.Context) error {
 		Scenario: c.String("scenario"), Topology: c.String("topology"), Memory: c.String("memory"),
 		Timeout: c.Duration("timeout"), VMM: c.String("vmm"), Vmlinux: c.String("vmlinux"),
 		Console: c.String("console"), Append: c.String("append"), Save: c.String("save"), JSON: c.Bool("json"),
+		Reserve: c.String("reserve"), SysfsRoot: c.String("sysfs-root"),
 	}
 	topo, err := s.Check()
 	if err != nil {
@@ -58,11 +62,18 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return cmdutil.Exit(pipeline.ExitTool, err)
 	}
-	// Reserve a host CPU per vCPU, but no more than this process may use:
-	// a bigger guest is overcommitted, not refused.
-	vcpus := min(len(topo.CPUs), runtime.NumCPU())
+	// --reserve cpus: a host CPU per vCPU, but no more than this process
+	// may use (a bigger guest is overcommitted); --reserve llcs: the
+	// fewest whole LLCs that hold the vCPUs (a bigger guest is refused).
+	resv, err := s.HostReservation(topo)
+	var fe *pipeline.FitError
+	if errors.As(err, &fe) {
+		return cmdutil.UsageError("%v", err)
+	} else if err != nil {
+		return cmdutil.Exit(pipeline.ExitTool, err)
+	}
 	if c.Bool("dry-run") {
-		fmt.Print(s.Script(tools, vcpus))
+		fmt.Print(s.Script(tools, resv))
 		return nil
 	}
 	if s.Save != "" {
@@ -78,12 +89,12 @@ func run(c *cli.Context) error {
 	var res *pipeline.Result
 	if c.Bool("auto-repro") {
 		var rep *pipeline.Repro
-		res, rep, err = pipeline.RunAutoRepro(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)
+		res, rep, err = pipeline.RunAutoRepro(context.Background(), s, tools, resv, os.Stdout, os.Stderr, sigs)
 		if rep != nil && rep.Skipped != "" {
 			fmt.Fprintf(os.Stderr, "ktstr-run: auto-repro: no second boot: %s\n", rep.Skipped)
 		}
 	} else {
-		res, err = pipeline.Run(context.Background(), s, tools, vcpus, os.Stdout, os.Stderr, sigs)
+		res, err = pipeline.Run(context.Background(), s, tools, resv, os.Stdout, os.Stderr, sigs)
 	}
 	if err != nil && res == nil {
 		return cmdutil.Exit(pipeline.ExitTool, err)

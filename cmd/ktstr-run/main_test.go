@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/cmdutil"
 	"github.com/ktstr-go/ktstr/pkg/pipeline"
 )
@@ -52,6 +53,10 @@ func TestArgs(t *testing.T) {
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	t.Setenv("KTSTR_KERNEL", "")
+	sysfs := t.TempDir()
+	if _, err := fakesys.Write(sysfs, fakesys.Spec{Nodes: 1, LLCs: 4, Cores: 2, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -66,6 +71,14 @@ func TestArgs(t *testing.T) {
 		{[]string{"--kernel", k, "--scheduler", sched, "--scenario", "steady", "--dry-run", "--", "-t", "2"}, 0,
 			"--scheduler " + sched + " --scenario steady -- -t 2) || exit 4", ""},
 		{[]string{"--kernel", k, "-n", "--topology", "1n1l1c1t"}, 0, "--cpus 1 -- ", ""},
+		// --reserve llcs on a fake host of 4 LLCs of 2 CPUs: 3 vCPUs need 2.
+		{[]string{"--kernel", k, "-n", "--topology", "1n1l3c1t", "--reserve", "llcs", "--sysfs-root", sysfs}, 0, "--sysfs-root " + sysfs + " --llcs 2 -- ", ""},
+		{[]string{"--kernel", k, "-n", "--topology", "2n4l1c2t", "--reserve", "llcs", "--sysfs-root", sysfs}, 0, "--llcs 4 -- ", ""},
+		{[]string{"--kernel", k, "-n", "--topology", "1n1l9c1t", "--reserve", "llcs", "--sysfs-root", sysfs}, 2, "",
+			"--reserve llcs: the 9 vCPUs of --topology 1n1l9c1t: 9 CPUs do not fit in this host's LLCs: its 4 LLC(s) hold 8 CPU(s) this process may use (0-7); give a smaller --topology, or --reserve cpus to overcommit the host"},
+		{[]string{"--kernel", k, "-n", "--topology", "1n1l9c1t", "--reserve", "cpus", "--sysfs-root", sysfs}, 0, "--cpus ", ""},
+		{[]string{"--kernel", k, "-n", "--reserve", "llc"}, 2, "", `--reserve "llc": want cpus or llcs`},
+		{[]string{"--kernel", k, "-n", "--reserve", "llcs", "--sysfs-root", dir}, 4, "", "--reserve llcs: reading the host topology"},
 	} {
 		var stderr bytes.Buffer
 		stdout := captureStdout(t, func() {
@@ -76,7 +89,7 @@ func TestArgs(t *testing.T) {
 		if !strings.Contains(stdout, c.out) || !strings.Contains(stderr.String(), c.err) {
 			t.Errorf("%v: stdout %q stderr %q; want %q / %q", c.args, stdout, stderr.String(), c.out, c.err)
 		}
-		if c.code == 2 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		if c.code != 0 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
 			t.Errorf("%v: usage error is not one line: %q", c.args, stderr.String())
 		}
 	}

@@ -7,12 +7,16 @@
 // record, and the engines that run the variants: GNU make (a generated
 // Makefile), GNU parallel (optionally over ssh) and Slurm (an sbatch job
 // array). It is not a job scheduler: the engines schedule, and each
-// ktstr-run reserves its host CPUs with ktstr-hostlock.
+// ktstr-run reserves its host CPUs with ktstr-hostlock: whole LLCs by
+// default (ktstr-run --reserve llcs), so that variants side by side
+// never share a cache; the default -j is what the host holds at once.
 //
 // The run directory's layout, its JSON types and the bound on how many
 // variants a run holds (runrecord.MaxVariants) belong to pkg/runrecord.
 //
-// Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/scenario
+// Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/pipeline
+// (ktstr-run's reservation modes), pkg/hosttopo (the host's LLCs, for the
+// default -j), pkg/scenario
 // (catalog names and durations), pkg/kernel (the kernel's release),
 // pkg/regfile, and the standard library; it runs make, parallel, sbatch,
 // squeue, scancel and ktstr-run as processes.

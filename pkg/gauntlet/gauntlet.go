@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/hosttopo"
+	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 )
 
@@ -51,6 +54,8 @@ type Options struct {
 	Self         string // ktstr-gauntlet's own executable
 	Version      string
 	KernelEnv    string // $KTSTR_KERNEL
+	Reserve      string // ktstr-run --reserve for every variant; "" the suite's "reserve"
+	SysfsRoot    string // host topology for the default -j with whole-LLC reservations; "" /sys
 	List         bool   // print the variants and exit
 	Stdout       io.Writer
 	Stderr       io.Writer
@@ -82,8 +87,8 @@ func Run(ctx context.Context, o Options) (int, error) {
 		if o.RunDir == "" {
 			return ExitUsage, usage("--resume needs --rundir")
 		}
-		if len(o.Only)+len(o.Exclude) > 0 || o.Budget > 0 {
-			return ExitUsage, usage("--resume runs the run directory's own plan: --only, --exclude and --budget do not apply")
+		if len(o.Only)+len(o.Exclude) > 0 || o.Budget > 0 || o.Reserve != "" {
+			return ExitUsage, usage("--resume runs the run directory's own plan: --only, --exclude, --budget and --reserve do not apply")
 		}
 		var err error
 		if plan, err = ReadPlan(o.RunDir); err != nil {
@@ -107,6 +112,12 @@ func Run(ctx context.Context, o Options) (int, error) {
 		l, err := LoadSuite(o.Suite, o.KernelEnv)
 		if err != nil {
 			return ExitUsage, &UsageError{err}
+		}
+		if o.Reserve != "" {
+			if err := CheckReserve(o.Reserve); err != nil {
+				return ExitUsage, usage("--reserve %v", err)
+			}
+			l.Reserve = o.Reserve
 		}
 		vs, err := Filter(l.Expand(), o.Only, o.Exclude)
 		if err != nil {
@@ -158,10 +169,15 @@ func Run(ctx context.Context, o Options) (int, error) {
 	if err := checkRunDirName(o.RunDir); err != nil {
 		return ExitUsage, &UsageError{err}
 	}
-	if def := DefaultJobs(plan.Variants, HostCPUs()); o.Jobs == 0 {
+	def, fit, tooBig := hostJobs(plan.Variants, o.SysfsRoot)
+	if len(tooBig) > 0 {
+		fmt.Fprintf(o.Stderr, "ktstr-gauntlet: %d variant(s) (%s) have more vCPUs than this host's LLCs hold: reserving whole LLCs, their ktstr-run refuses them here (ERROR records); set \"reserve\": \"cpus\" in the suite or give --reserve cpus to overcommit\n",
+			len(tooBig), tooBig[0]+map[bool]string{true: ", ...", false: ""}[len(tooBig) > 1])
+	}
+	if o.Jobs == 0 {
 		o.Jobs = def
 	} else if o.Jobs > def && o.Engine == runrecord.EngineMake {
-		fmt.Fprintf(o.Stderr, "ktstr-gauntlet: -j %d: only %d variant(s) fit on this host's %d CPUs at once; the rest wait in ktstr-hostlock (its 10 min timeout then fails them)\n", o.Jobs, def, HostCPUs())
+		fmt.Fprintf(o.Stderr, "ktstr-gauntlet: -j %d: only %d variant(s) fit on %s at once; the rest wait in ktstr-hostlock (its 10 min timeout then fails them)\n", o.Jobs, def, fit)
 	}
 	slurm := SlurmOptions{Jobs: o.Jobs, CPUsPerTask: maxReservation(plan.Variants, HostCPUs()), Args: o.SbatchArgs}
 	if err := writePlan(o.RunDir, plan, slurm); err != nil {
@@ -277,9 +293,71 @@ func maxReservation(vs []Variant, hostCPUs int) int {
 	return r
 }
 
-// DefaultJobs is how many variants run at once by default: as many as
-// the host's CPUs hold side by side at the largest reservation, at
-// least 1. More would only queue in ktstr-hostlock.
+// DefaultJobs is how many variants that reserve CPUs run at once by
+// default: as many as the host's CPUs hold side by side at the largest
+// reservation, at least 1. More would only queue in ktstr-hostlock.
 func DefaultJobs(vs []Variant, hostCPUs int) int {
 	return max(1, hostCPUs/maxReservation(vs, hostCPUs))
+}
+
+// DefaultJobsLLCs is DefaultJobs for variants that reserve whole LLCs
+// (ktstr-run --reserve llcs): the host's LLCs (those with CPUs this
+// process may use) divided by the most LLCs one variant takes
+// (hosttopo.LLCsFor its vCPUs, as ktstr-run computes it), at least 1.
+// Variants too big for the host's LLCs take none (their ktstr-run
+// refuses them at once); tooBig lists them.
+func DefaultJobsLLCs(vs []Variant, host *hosttopo.Topology) (jobs int, tooBig []string) {
+	llcs := 0
+	for _, l := range host.LLCs {
+		if len(host.AllowedIn(l.Index)) > 0 {
+			llcs++
+		}
+	}
+	most := 1
+	for _, v := range vs {
+		k, err := host.LLCsFor(max(1, v.VCPUs))
+		if err != nil {
+			tooBig = append(tooBig, v.Name)
+			continue
+		}
+		most = max(most, k)
+	}
+	return max(1, llcs/most), tooBig
+}
+
+// hostJobs is the default -j for this host: DefaultJobs over the
+// variants that reserve CPUs, DefaultJobsLLCs over those that reserve
+// whole LLCs (the host topology read at sysfsRoot), the smaller when a
+// plan has both; fit says what bounds it, for messages. Where the
+// topology cannot be read, whole-LLC variants run one at a time.
+func hostJobs(vs []Variant, sysfsRoot string) (jobs int, fit string, tooBig []string) {
+	var cpus, llcs []Variant
+	for _, v := range vs {
+		if v.Reserve == pipeline.ReserveLLCs {
+			llcs = append(llcs, v)
+		} else {
+			cpus = append(cpus, v)
+		}
+	}
+	jobs = math.MaxInt
+	if len(cpus) > 0 {
+		jobs, fit = DefaultJobs(cpus, HostCPUs()), fmt.Sprintf("this host's %d CPUs", HostCPUs())
+	}
+	if len(llcs) > 0 {
+		host, err := hosttopo.Read(sysfsRoot)
+		if err != nil {
+			return 1, fmt.Sprintf("this host (its LLCs are unknown: %v)", err), nil
+		}
+		var j int
+		if j, tooBig = DefaultJobsLLCs(llcs, host); j < jobs {
+			n := 0
+			for _, l := range host.LLCs {
+				if len(host.AllowedIn(l.Index)) > 0 {
+					n++
+				}
+			}
+			jobs, fit = j, fmt.Sprintf("this host's %d LLC(s), whole", n)
+		}
+	}
+	return max(1, jobs), fit, tooBig
 }

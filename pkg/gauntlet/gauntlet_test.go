@@ -1,6 +1,7 @@
 package gauntlet
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
+	"github.com/ktstr-go/ktstr/pkg/hosttopo"
+	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 )
 
@@ -58,6 +62,9 @@ func TestLoadSuiteErrors(t *testing.T) {
 		{base + `,"kernels":[{"path":"bzImage","nmae":"x"}]}`, `unknown field "nmae"`},
 		{base + `,"repetitions":-1}`, "want 1 to 1000"},
 		{base + `,"timeout":"soon"}`, "positive duration"},
+		{base + `,"reserve":"llcs"}`, ""},
+		{base + `,"reserve":"cpus"}`, ""},
+		{base + `,"reserve":"llc"}`, `"reserve" "llc": want llcs (whole LLCs, the default) or cpus`},
 		{base + `,"vmm":"xen"}`, "want auto, kvm or qemu"},
 		{base + `,"boot_s":-1}`, "boot_s"},
 		{base + `,"append":"a\nb"}`, "one line"},
@@ -112,7 +119,7 @@ func TestExpand(t *testing.T) {
 		last.Kernel != filepath.Join(filepath.Dir(p), "bzImage2") || strings.Join(last.SchedulerArgs, " ") != "-v" {
 		t.Errorf("paths not resolved: %+v", last)
 	}
-	if first.Memory != "2G" || first.Topology != "1n1l4c1t" || first.VCPUs != 4 || first.Timeout != "4m0s" || first.VMM != "auto" {
+	if first.Memory != "2G" || first.Topology != "1n1l4c1t" || first.VCPUs != 4 || first.Timeout != "4m0s" || first.VMM != "auto" || first.Reserve != "llcs" {
 		t.Errorf("first %+v", first)
 	}
 	for _, v := range vs {
@@ -125,6 +132,11 @@ func TestExpand(t *testing.T) {
 	vs = l.Expand()
 	if len(vs) != 1 || vs[0].Name != "eevdf/steady/medium-4llc" || vs[0].Memory != "2G" || vs[0].EstimateS != 10+1+3+2 {
 		t.Errorf("%+v", vs)
+	}
+	// "reserve": "cpus" reaches every variant.
+	l, _ = LoadSuite(fixture(t, `{"schedulers":[{"name":"eevdf"}],"scenarios":["steady"],"presets":["tiny-1llc"],"kernels":["bzImage"],"reserve":"cpus"}`), "")
+	if vs = l.Expand(); vs[0].Reserve != "cpus" {
+		t.Errorf("reserve cpus: %+v", vs[0])
 	}
 	// The kernel from $KTSTR_KERNEL.
 	l, err = LoadSuite(fixture(t, `{"schedulers":[{"name":"eevdf"}],"scenarios":["steady"],"presets":["tiny-1llc"]}`), "/bin/true")
@@ -292,6 +304,81 @@ func TestDefaultJobs(t *testing.T) {
 		if got := DefaultJobs(vs, c.host); got != c.want {
 			t.Errorf("host %d: %d, want %d", c.host, got, c.want)
 		}
+	}
+}
+
+// TestKtstrRunArgs: a variant's reservation mode reaches its ktstr-run
+// (before the scheduler's arguments); a plan written before variants had
+// one leaves ktstr-run's default.
+func TestKtstrRunArgs(t *testing.T) {
+	v := Variant{Kernel: "/k", Binary: "/s", SchedulerArgs: []string{"-v"}, ScenarioArg: "steady", Topology: "1n1l4c1t",
+		Memory: "1G", Timeout: "4m0s", VMM: "auto", Reserve: "llcs"}
+	want := "--kernel /k --scheduler /s --scenario steady --topology 1n1l4c1t --memory 1G --timeout 4m0s --vmm auto --save /r/s --json --reserve llcs -- -v"
+	if got := strings.Join(ktstrRunArgs(&v, "/r/s"), " "); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	v.Reserve = ""
+	if got := strings.Join(ktstrRunArgs(&v, "/r/s"), " "); strings.Contains(got, "--reserve") {
+		t.Errorf("no reserve: %s", got)
+	}
+}
+
+// TestDefaultJobsLLCs: whole-LLC variants side by side on fake hosts: the
+// host's LLCs over the most one variant takes; a variant too big for the
+// host takes none and is listed. hostJobs takes the smaller bound when a
+// plan mixes both modes.
+func TestDefaultJobsLLCs(t *testing.T) {
+	fake := func(s fakesys.Spec) string {
+		root := t.TempDir()
+		if _, err := fakesys.Write(root, s); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	eight := fake(fakesys.Spec{Nodes: 2, LLCs: 4, Cores: 2, Threads: 1}) // 8 LLCs of 2 CPUs
+	one := fake(fakesys.Spec{Nodes: 1, LLCs: 1, Cores: 2, Threads: 1})
+	llcs := func(vcpus ...int) []Variant {
+		var vs []Variant
+		for i, n := range vcpus {
+			vs = append(vs, Variant{Name: fmt.Sprintf("v%d", i), VCPUs: n, Reserve: pipeline.ReserveLLCs})
+		}
+		return vs
+	}
+	for _, c := range []struct {
+		name   string
+		root   string
+		vs     []Variant
+		want   int
+		tooBig string
+	}{
+		{"2 vCPUs on 8 LLCs of 2", eight, llcs(2, 1), 8, ""},
+		{"4 vCPUs on 8 LLCs of 2", eight, llcs(2, 4), 4, ""},
+		{"5 vCPUs on 8 LLCs of 2", eight, llcs(5), 2, ""},
+		{"16 vCPUs", eight, llcs(16, 2), 1, ""},
+		{"too big", eight, llcs(17, 2), 8, "v0"},
+		{"1 LLC", one, llcs(2, 2), 1, ""},
+		{"1 LLC, too big", one, llcs(4, 2), 1, "v0"},
+	} {
+		top, err := hosttopo.Read(c.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, tooBig := DefaultJobsLLCs(c.vs, top)
+		if got != c.want || strings.Join(tooBig, ",") != c.tooBig {
+			t.Errorf("%s: %d %v, want %d %q", c.name, got, tooBig, c.want, c.tooBig)
+		}
+		if j, fit, tb := hostJobs(c.vs, c.root); j != c.want || !strings.Contains(fit, "LLC") || strings.Join(tb, ",") != c.tooBig {
+			t.Errorf("%s: hostJobs = %d %q %v", c.name, j, fit, tb)
+		}
+	}
+	// Mixed: CPU variants bound by this process's CPUs, LLC ones by LLCs.
+	mixed := append(llcs(2), Variant{Name: "c", VCPUs: 1, Reserve: pipeline.ReserveCPUs})
+	if j, _, _ := hostJobs(mixed, eight); j != min(8, HostCPUs()) {
+		t.Errorf("mixed: %d, want %d", j, min(8, HostCPUs()))
+	}
+	// An unreadable topology: one at a time, said so.
+	if j, fit, _ := hostJobs(llcs(1), t.TempDir()); j != 1 || !strings.Contains(fit, "LLCs are unknown") {
+		t.Errorf("no sysfs: %d %q", j, fit)
 	}
 }
 

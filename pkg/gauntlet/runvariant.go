@@ -167,6 +167,9 @@ func ktstrRunArgs(v *Variant, save string) []string {
 	if v.Append != "" {
 		a = append(a, "--append", v.Append)
 	}
+	if v.Reserve != "" {
+		a = append(a, "--reserve", v.Reserve)
+	}
 	if len(v.SchedulerArgs) > 0 {
 		a = append(a, "--")
 		a = append(a, v.SchedulerArgs...)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/scenario"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -36,6 +37,7 @@ type Suite struct {
 	VMM         string      `json:"vmm"`
 	Append      string      `json:"append"`
 	BootS       float64     `json:"boot_s"`
+	Reserve     string      `json:"reserve"`
 }
 
 // Scheduler is one scheduler entry.
@@ -77,6 +79,7 @@ type Loaded struct {
 	VMM        string
 	Append     string
 	BootS      float64
+	Reserve    string // ktstr-run --reserve: pipeline.ReserveLLCs (default) or ReserveCPUs
 }
 
 // ScenarioRef is a scenario: a catalog name or a file.
@@ -97,7 +100,19 @@ const (
 	DefaultTimeout = 4 * time.Minute
 	DefaultVMM     = "auto"
 	DefaultBootS   = 10
+	// DefaultReserve: each variant's ktstr-run reserves whole host LLCs,
+	// so that variants running side by side never share a cache.
+	DefaultReserve = pipeline.ReserveLLCs
 )
+
+// CheckReserve validates a "reserve" value (the suite's or --reserve's).
+func CheckReserve(r string) error {
+	switch r {
+	case pipeline.ReserveLLCs, pipeline.ReserveCPUs:
+		return nil
+	}
+	return fmt.Errorf("%q: want %s (whole LLCs, the default) or %s (a CPU per vCPU, LLCs shared)", r, pipeline.ReserveLLCs, pipeline.ReserveCPUs)
+}
 
 // LoadSuite reads and validates a suite file. Relative paths in it are
 // relative to the file's directory. kernelEnv is used when the suite
@@ -172,7 +187,7 @@ func lineCol(b []byte, off int64) (int, int) {
 
 // resolve validates s and resolves its paths against dir.
 func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
-	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS}
+	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS, Reserve: s.Reserve}
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
@@ -318,6 +333,12 @@ func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
 	case "auto", "kvm", "qemu":
 	default:
 		return nil, fmt.Errorf(`"vmm" %q: want auto, kvm or qemu`, l.VMM)
+	}
+	if l.Reserve == "" {
+		l.Reserve = DefaultReserve
+	}
+	if err := CheckReserve(l.Reserve); err != nil {
+		return nil, fmt.Errorf(`"reserve" %w`, err)
 	}
 	if l.BootS == 0 {
 		l.BootS = DefaultBootS

@@ -351,3 +351,31 @@ func (t *Topology) String() string {
 	return fmt.Sprintf("%d CPUs, %d LLCs (L%d), %d NUMA nodes, SMT %d, allowed %s",
 		len(t.CPUs), len(t.LLCs), lv, len(t.Nodes), smt, cpulist.Format(t.Allowed))
 }
+
+// LLCsFor is the number of whole LLCs a reservation of LLCs must take so
+// that cpus of their CPUs the caller may run on are in it, whichever of
+// the LLCs with allowed CPUs it gets: the fewest K such that the K
+// smallest of them (by allowed CPUs) hold cpus. On a host whose LLCs are
+// all the same size that is ceil(cpus / CPUs per LLC). It fails, saying
+// what the host has, when even all of them together hold fewer than cpus.
+func (t *Topology) LLCsFor(cpus int) (int, error) {
+	if cpus < 1 {
+		return 0, fmt.Errorf("LLCs for %d CPUs: the count must be at least 1", cpus)
+	}
+	var sizes []int
+	for _, l := range t.LLCs {
+		if n := len(t.AllowedIn(l.Index)); n > 0 {
+			sizes = append(sizes, n)
+		}
+	}
+	sort.Ints(sizes)
+	sum := 0
+	for i, n := range sizes {
+		sum += n
+		if sum >= cpus {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("%d CPUs do not fit in this host's LLCs: its %d LLC(s) hold %d CPU(s) this process may use (%s)",
+		cpus, len(sizes), sum, cpulist.Format(t.Allowed))
+}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/ktstr-go/ktstr/internal/fakesys"
@@ -107,4 +108,62 @@ func TestReadRealHost(t *testing.T) {
 		t.Fatalf("%s; NumCPU %d", top, runtime.NumCPU())
 	}
 	t.Logf("this host: %s", top)
+}
+
+// TestLLCsFor: the LLC count a whole-LLC reservation needs for a number of
+// CPUs, on uniform hosts read from fake trees and on a hand-built host
+// with LLCs of different sizes and a partial affinity mask (where the
+// count must hold the CPUs whichever LLCs are taken).
+func TestLLCsFor(t *testing.T) {
+	read := func(s fakesys.Spec) *hosttopo.Topology {
+		root := t.TempDir()
+		if _, err := fakesys.Write(root, s); err != nil {
+			t.Fatal(err)
+		}
+		top, err := hosttopo.Read(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return top
+	}
+	uneven := &hosttopo.Topology{
+		LLCs: []hosttopo.LLC{{Index: 0, CPUs: []int{0, 1, 2, 3}}, {Index: 1, CPUs: []int{4, 5}}, {Index: 2, CPUs: []int{6, 7, 8, 9, 10, 11}}, {Index: 3, CPUs: []int{12}}},
+		// CPU 12's LLC is not allowed at all; LLC 2 only half.
+		Allowed: []int{0, 1, 2, 3, 4, 5, 6, 7, 8},
+	}
+	for _, tc := range []struct {
+		name    string
+		top     *hosttopo.Topology
+		cpus    int
+		want    int
+		wantErr string
+	}{
+		{"1 LLC of 2, 1 CPU", read(fakesys.Spec{Nodes: 1, LLCs: 1, Cores: 2, Threads: 1}), 1, 1, ""},
+		{"1 LLC of 2, 2 CPUs", read(fakesys.Spec{Nodes: 1, LLCs: 1, Cores: 2, Threads: 1}), 2, 1, ""},
+		{"1 LLC of 2, 3 CPUs", read(fakesys.Spec{Nodes: 1, LLCs: 1, Cores: 2, Threads: 1}), 3, 0, "3 CPUs do not fit in this host's LLCs: its 1 LLC(s) hold 2 CPU(s) this process may use (0-1)"},
+		{"4 LLCs of 4 (SMT), 4 CPUs", read(fakesys.Spec{Nodes: 2, LLCs: 2, Cores: 2, Threads: 2}), 4, 1, ""},
+		{"4 LLCs of 4 (SMT), 5 CPUs", read(fakesys.Spec{Nodes: 2, LLCs: 2, Cores: 2, Threads: 2}), 5, 2, ""},
+		{"4 LLCs of 4 (SMT), 16 CPUs", read(fakesys.Spec{Nodes: 2, LLCs: 2, Cores: 2, Threads: 2}), 16, 4, ""},
+		{"4 LLCs of 4 (SMT), 17 CPUs", read(fakesys.Spec{Nodes: 2, LLCs: 2, Cores: 2, Threads: 2}), 17, 0, "its 4 LLC(s) hold 16 CPU(s)"},
+		// Allowed sizes 2, 3, 4: the smallest first.
+		{"uneven, 2 CPUs", uneven, 2, 1, ""},
+		{"uneven, 3 CPUs", uneven, 3, 2, ""},
+		{"uneven, 5 CPUs", uneven, 5, 2, ""},
+		{"uneven, 6 CPUs", uneven, 6, 3, ""},
+		{"uneven, 9 CPUs", uneven, 9, 3, ""},
+		{"uneven, 10 CPUs", uneven, 10, 0, "its 3 LLC(s) hold 9 CPU(s) this process may use (0-8)"},
+		{"zero", uneven, 0, 0, "at least 1"},
+		{"no LLCs", &hosttopo.Topology{}, 1, 0, "its 0 LLC(s) hold 0 CPU(s)"},
+	} {
+		got, err := tc.top.LLCsFor(tc.cpus)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: LLCsFor(%d) = %d, %v; want an error with %q", tc.name, tc.cpus, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: LLCsFor(%d) = %d, %v; want %d", tc.name, tc.cpus, got, err, tc.want)
+		}
+	}
 }

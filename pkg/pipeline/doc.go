@@ -14,7 +14,8 @@
 // printed by ktstr-decode --timeline.
 //
 // Imports: pkg/repro, pkg/probe (the key only), pkg/kernel (to resolve
-// --kernel as ktstr-boot does, and find its vmlinux), pkg/topology (to
-// size the host reservation), pkg/scenario (to check on the host that
+// --kernel as ktstr-boot does, and find its vmlinux), pkg/topology (the
+// guest's size) and pkg/hosttopo (the host's LLCs, for --reserve llcs) to
+// size the host reservation, pkg/scenario (to check on the host that
 // --scenario fits --topology) and the standard library.
 package pipeline

@@ -3,16 +3,20 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/fakesys"
 	"github.com/ktstr-go/ktstr/pkg/kernel"
+	"github.com/ktstr-go/ktstr/pkg/topology"
 )
 
 func TestCombine(t *testing.T) {
@@ -101,6 +105,9 @@ func TestCheck(t *testing.T) {
 		{"LLC scenario does not fit", Spec{Kernel: k, Scenario: "steady_llc"}, "does not fit --topology 1n1l2c1t: step 0 cgroup llc1: cpuset wants LLC 1"},
 		{"unknown scenario name", Spec{Kernel: k, Scenario: "no_such_scenario"}, "--scenario: scenario \"no_such_scenario\" is not in the catalog"},
 		{"missing scenario file", Spec{Kernel: k, Scenario: "/nonexistent/s.json"}, "read scenario file"},
+		{"reserve llcs", Spec{Kernel: k, Reserve: ReserveLLCs}, ""},
+		{"reserve cpus", Spec{Kernel: k, Reserve: ReserveCPUs}, ""},
+		{"reserve bad", Spec{Kernel: k, Reserve: "llc"}, `--reserve "llc": want cpus or llcs`},
 	} {
 		s := c.s
 		_, err := s.Check()
@@ -111,7 +118,7 @@ func TestCheck(t *testing.T) {
 	s := Spec{Kernel: k}
 	topo, err := s.Check()
 	s.Release()
-	if err != nil || len(topo.CPUs) != 2 || s.Topology != DefaultTopology || s.VMM != "auto" || s.Timeout != DefaultTimeout || s.Memory != "1G" {
+	if err != nil || len(topo.CPUs) != 2 || s.Topology != DefaultTopology || s.VMM != "auto" || s.Reserve != ReserveCPUs || s.Timeout != DefaultTimeout || s.Memory != "1G" {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
 }
@@ -128,7 +135,7 @@ func TestStagesAndScript(t *testing.T) {
 	if got, want := strings.Join(s.MkinitramfsArgs(tl), " "), "/b/ktstr-mkinitramfs --scheduler /s/scx_qmap --scenario steady -- -t 2"; got != want {
 		t.Errorf("mkinitramfs: %q, want %q", got, want)
 	}
-	st := s.Stages(tl, "/c/blob", 2)
+	st := s.Stages(tl, "/c/blob", Reservation{ReserveCPUs, 2})
 	want := [][]string{
 		{"/b/ktstr-hostlock", "--cpus", "2", "--", "/b/ktstr-boot", "--vmm", "auto", "--kernel", "/k/bzImage", "--initramfs", "/c/blob", "--topology", "1n1l2c1t", "--memory", "1G", "--timeout", "4m0s"},
 		{"/b/ktstr-monitor", "--tee", "--emit", "--vmlinux", "/k/vmlinux"},
@@ -138,7 +145,7 @@ func TestStagesAndScript(t *testing.T) {
 	if fmt.Sprint(st) != fmt.Sprint(want) {
 		t.Errorf("stages:\n%q\nwant\n%q", st, want)
 	}
-	script := s.Script(tl, 2)
+	script := s.Script(tl, Reservation{ReserveCPUs, 2})
 	for _, w := range []string{
 		"set -o pipefail\n",
 		"blob=$(/b/ktstr-mkinitramfs --scheduler /s/scx_qmap --scenario steady -- -t 2) || exit 4\n",
@@ -152,8 +159,102 @@ func TestStagesAndScript(t *testing.T) {
 	}
 	// Without --save there is no tee; --json reaches the decoder.
 	s.Save, s.JSON = "", true
-	if sc := s.Script(tl, 1); strings.Contains(sc, "/usr/bin/tee") || !strings.Contains(sc, "--verdict --json") {
+	if sc := s.Script(tl, Reservation{ReserveCPUs, 1}); strings.Contains(sc, "/usr/bin/tee") || !strings.Contains(sc, "--verdict --json") {
 		t.Errorf("script without --save, with --json:\n%s", sc)
+	}
+}
+
+// TestStagesReserve: the reservation reaches ktstr-hostlock as its mode
+// flag, before the -- that starts ktstr-boot; a fake sysfs root goes
+// with it (so ktstr-hostlock reads the topology the size came from), the
+// real one is not spelled out; the --dry-run script says the same.
+func TestStagesReserve(t *testing.T) {
+	tl := testTools()
+	boot := []string{"--", "/b/ktstr-boot", "--vmm", "auto", "--kernel", "/k/bzImage", "--initramfs", "/c/blob", "--topology", "1n2l2c1t", "--memory", "1G", "--timeout", "4m0s"}
+	for _, c := range []struct {
+		name    string
+		sysfs   string
+		r       Reservation
+		want    []string
+		wantSh  string
+		wantNot string
+	}{
+		{"cpus", "", Reservation{ReserveCPUs, 4}, []string{"/b/ktstr-hostlock", "--cpus", "4"}, "/b/ktstr-hostlock --cpus 4 -- /b/ktstr-boot ", "--llcs"},
+		{"llcs", "", Reservation{ReserveLLCs, 2}, []string{"/b/ktstr-hostlock", "--llcs", "2"}, "/b/ktstr-hostlock --llcs 2 -- /b/ktstr-boot ", "--cpus"},
+		{"llcs on /sys", "/sys", Reservation{ReserveLLCs, 1}, []string{"/b/ktstr-hostlock", "--llcs", "1"}, "/b/ktstr-hostlock --llcs 1 -- ", "--sysfs-root"},
+		{"llcs on a fake tree", "/t/fake sys", Reservation{ReserveLLCs, 3}, []string{"/b/ktstr-hostlock", "--sysfs-root", "/t/fake sys", "--llcs", "3"},
+			"/b/ktstr-hostlock --sysfs-root '/t/fake sys' --llcs 3 -- /b/ktstr-boot ", "--cpus"},
+	} {
+		s := Spec{Kernel: "/k/bzImage", Topology: "1n2l2c1t", Memory: "1G", Timeout: 4 * time.Minute, VMM: "auto", SysfsRoot: c.sysfs}
+		st := s.Stages(tl, "/c/blob", c.r)
+		if want := append(c.want, boot...); fmt.Sprint(st[0]) != fmt.Sprint(want) {
+			t.Errorf("%s: boot stage\n%q\nwant\n%q", c.name, st[0], want)
+		}
+		if sc := s.Script(tl, c.r); !strings.Contains(sc, c.wantSh) || strings.Contains(sc, c.wantNot) {
+			t.Errorf("%s: script lacks %q or has %q:\n%s", c.name, c.wantSh, c.wantNot, sc)
+		}
+	}
+}
+
+// TestHostReservation sizes reservations on fake hosts: --reserve cpus a
+// CPU per vCPU (capped by this process's CPUs, never reading sysfs);
+// --reserve llcs the fewest whole LLCs that hold the vCPUs, and a guest
+// bigger than the host's LLCs a FitError naming what the host has.
+func TestHostReservation(t *testing.T) {
+	fake := func(s fakesys.Spec) string {
+		root := t.TempDir()
+		if _, err := fakesys.Write(root, s); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	four := fake(fakesys.Spec{Nodes: 2, LLCs: 2, Cores: 2, Threads: 2}) // 4 LLCs of 4 CPUs
+	one := fake(fakesys.Spec{Nodes: 1, LLCs: 1, Cores: 2, Threads: 1})  // like this project's hosts
+	guest := func(shape string) *topology.Topology {
+		sh, err := topology.Parse(shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := topology.New(sh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	for _, c := range []struct {
+		name, reserve, sysfs, shape string
+		want                        Reservation
+		err                         string
+		fit                         bool
+	}{
+		{"cpus 1", ReserveCPUs, "/nonexistent", "1n1l1c1t", Reservation{ReserveCPUs, 1}, "", false},
+		{"llcs 1 vCPU", ReserveLLCs, four, "1n1l1c1t", Reservation{ReserveLLCs, 1}, "", false},
+		{"llcs 4 vCPUs", ReserveLLCs, four, "1n1l4c1t", Reservation{ReserveLLCs, 1}, "", false},
+		{"llcs 5 vCPUs", ReserveLLCs, four, "1n1l5c1t", Reservation{ReserveLLCs, 2}, "", false},
+		{"llcs 16 vCPUs", ReserveLLCs, four, "2n4l2c2t", Reservation{ReserveLLCs, 4}, "", false},
+		{"llcs 32 vCPUs", ReserveLLCs, four, "2n4l4c2t", Reservation{}, "--reserve llcs: the 32 vCPUs of --topology 2n4l4c2t: 32 CPUs do not fit in this host's LLCs: its 4 LLC(s) hold 16 CPU(s) this process may use (0-15); give a smaller --topology, or --reserve cpus", true},
+		{"llcs 2 vCPUs on 1 LLC", ReserveLLCs, one, "1n1l2c1t", Reservation{ReserveLLCs, 1}, "", false},
+		{"llcs 4 vCPUs on 1 LLC of 2", ReserveLLCs, one, "1n1l4c1t", Reservation{}, "its 1 LLC(s) hold 2 CPU(s)", true},
+		{"llcs without sysfs", ReserveLLCs, t.TempDir(), "1n1l1c1t", Reservation{}, "--reserve llcs: reading the host topology", false},
+	} {
+		s := Spec{Reserve: c.reserve, SysfsRoot: c.sysfs, Topology: c.shape}
+		got, err := s.HostReservation(guest(c.shape))
+		var fe *FitError
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) || errors.As(err, &fe) != c.fit {
+				t.Errorf("%s: HostReservation = %v, %v; want an error with %q (FitError %v)", c.name, got, err, c.err, c.fit)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: HostReservation = %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+	// --reserve cpus caps at this process's CPUs: a bigger guest is
+	// overcommitted, not refused.
+	s := Spec{Reserve: ReserveCPUs}
+	if got, err := s.HostReservation(guest("2n4l8c2t")); err != nil || got.Count != min(128, runtime.NumCPU()) {
+		t.Errorf("cpus 128: %v, %v", got, err)
 	}
 }
 
@@ -229,7 +330,7 @@ func TestRunFakeTools(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out, errb bytes.Buffer
-		res, err := Run(context.Background(), &s, tl, len(topo.CPUs), &out, &errb, nil)
+		res, err := Run(context.Background(), &s, tl, Reservation{ReserveCPUs, len(topo.CPUs)}, &out, &errb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +361,7 @@ func TestScriptFakeTools(t *testing.T) {
 	for _, env := range []map[string]string{nil, {"FAKE_BOOT": "4", "FAKE_MON": "1", "FAKE_DEC": "1"}, {"FAKE_MON": "1"}, {"FAKE_DEC": "3"}, {"FAKE_MK": "1"}} {
 		s := Spec{Kernel: k}
 		topo, _ := s.Check()
-		cmd := exec.Command(bash, "-c", s.Script(tl, len(topo.CPUs)))
+		cmd := exec.Command(bash, "-c", s.Script(tl, Reservation{ReserveCPUs, len(topo.CPUs)}))
 		cmd.Env = append(os.Environ(), "FAKE_DIR="+t.TempDir())
 		for k, v := range env {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -272,7 +373,7 @@ func TestScriptFakeTools(t *testing.T) {
 		}
 		t.Setenv("FAKE_DIR", t.TempDir())
 		var rout bytes.Buffer
-		res, err := Run(context.Background(), &s, tl, len(topo.CPUs), &rout, &bytes.Buffer{}, nil)
+		res, err := Run(context.Background(), &s, tl, Reservation{ReserveCPUs, len(topo.CPUs)}, &rout, &bytes.Buffer{}, nil)
 		for k := range env {
 			os.Unsetenv(k)
 		}

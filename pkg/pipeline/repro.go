@@ -64,7 +64,7 @@ func (t *tail) bytes() []byte {
 // file, and ktstr-decode --timeline prints its timeline on stdout. The
 // first run's Result is the run's result; the second only informs. The
 // second run's verdict line and diagnostics go to stderr.
-func RunAutoRepro(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stderr io.Writer, sigs <-chan os.Signal) (*Result, *Repro, error) {
+func RunAutoRepro(ctx context.Context, s *Spec, t Tools, r Reservation, stdout, stderr io.Writer, sigs <-chan os.Signal) (*Result, *Repro, error) {
 	rep := &Repro{}
 	first := *s
 	var cleanup []string
@@ -111,7 +111,7 @@ func RunAutoRepro(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stde
 		}
 	}()
 	t0 := time.Now()
-	res, err := Run(ctx, &first, t, vcpus, stdout, errw, fwd)
+	res, err := Run(ctx, &first, t, r, stdout, errw, fwd)
 	rep.First = time.Since(t0)
 	close(stopFwd) // the second run reads sigs itself
 	<-fwdDone
@@ -164,7 +164,7 @@ func RunAutoRepro(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stde
 	}
 	fmt.Fprintf(stderr, "ktstr-run: auto-repro: %s; booting again with %s\n", rep.Why, probe.FormatList(rep.Funcs))
 	t1 := time.Now()
-	rep.Result, err = Run(ctx, &second, t, vcpus, stderr, stderr, sigs)
+	rep.Result, err = Run(ctx, &second, t, r, stderr, stderr, sigs)
 	rep.Second = time.Since(t1)
 	if err != nil {
 		return res, rep, fmt.Errorf("auto-repro run: %w", err)

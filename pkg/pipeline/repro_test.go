@@ -81,7 +81,7 @@ cat >/dev/null; echo "verdict: x"; exit ${FAKE_DEC:-0}
 				t.Fatal(err)
 			}
 			var out, errb bytes.Buffer
-			res, rep, err := RunAutoRepro(context.Background(), &s, tl, len(topo.CPUs), &out, &errb, nil)
+			res, rep, err := RunAutoRepro(context.Background(), &s, tl, Reservation{ReserveCPUs, len(topo.CPUs)}, &out, &errb, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,8 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 )
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // Result is a finished run.
 type Result struct {
@@ -26,7 +39,7 @@ type Result struct {
 // them to ktstr-boot: it ends the run with a vm_exit frame and the rest
 // of the pipeline judges what came); ctx's end terminates every stage. The error is for what
 // prevented the run from starting at all.
-func Run(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stderr io.Writer, sigs <-chan os.Signal) (*Result, error) {
+func Run(ctx context.Context, s *Spec, t Tools, r Reservation, stdout, stderr io.Writer, sigs <-chan os.Signal) (*Result, error) {
 	res := &Result{}
 	mk := s.MkinitramfsArgs(t)
 	var out bytes.Buffer
@@ -48,7 +61,12 @@ func Run(ctx context.Context, s *Spec, t Tools, vcpus int, stdout, stderr io.Wri
 		return res, nil
 	}
 
-	stages := s.Stages(t, res.Blob, vcpus)
+	stages := s.Stages(t, res.Blob, r)
+	if _, ok := stderr.(*os.File); !ok {
+		// Every stage writes it from a goroutine of its own (os/exec
+		// copies a non-file writer), so any other writer is serialised.
+		stderr = &lockedWriter{w: stderr}
+	}
 	cmds := make([]*exec.Cmd, len(stages))
 	var closeAfterStart []io.Closer
 	var prev io.Reader // stdin of the next stage

@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/hosttopo"
 	"github.com/ktstr-go/ktstr/pkg/kernel"
 	"github.com/ktstr-go/ktstr/pkg/scenario"
 	"github.com/ktstr-go/ktstr/pkg/topology"
@@ -77,6 +80,8 @@ type Spec struct {
 	Save      string // file for the raw stream; "" none
 	Append    string // extra kernel command line
 	JSON      bool   // the verdict as a JSON record
+	Reserve   string // ReserveCPUs (default) or ReserveLLCs: what ktstr-hostlock reserves
+	SysfsRoot string // sysfs the host topology is read from; "" /sys (tests: a fake tree)
 
 	// KernelOptions is how Check resolves a Kernel that is not a file
 	// (pkg/kernel: a source tree, a cached version or key, or nothing).
@@ -92,7 +97,62 @@ const (
 	DefaultMemory   = "1G"
 	DefaultTimeout  = 240 * time.Second
 	DefaultVMM      = "auto"
+	DefaultReserve  = ReserveCPUs
 )
+
+// What a run reserves on the host (--reserve).
+const (
+	// ReserveCPUs: ktstr-hostlock --cpus V, a host CPU per vCPU (at most
+	// the CPUs this process may use: a bigger guest is overcommitted),
+	// exclusive per CPU, their LLCs held shared: another run may use the
+	// rest of an LLC. Cheap; the default for single runs.
+	ReserveCPUs = "cpus"
+	// ReserveLLCs: ktstr-hostlock --llcs K, the fewest whole LLCs that
+	// hold the guest's vCPUs, exclusively: no other reservation shares
+	// their caches. A guest bigger than the host's LLCs hold is refused.
+	ReserveLLCs = "llcs"
+)
+
+// Reservation is the ktstr-hostlock request of a run: --Mode Count.
+type Reservation struct {
+	Mode  string // ReserveCPUs or ReserveLLCs
+	Count int    // CPUs or LLCs
+}
+
+// Args are the reservation as ktstr-hostlock flags.
+func (r Reservation) Args() []string { return []string{"--" + r.Mode, strconv.Itoa(r.Count)} }
+
+// FitError says the guest can never get its reservation on this host
+// (--reserve llcs and more vCPUs than the host's LLCs hold): ktstr-run
+// refuses it before anything runs, as a usage error.
+type FitError struct{ Msg string }
+
+func (e *FitError) Error() string { return e.Msg }
+
+// HostReservation sizes the reservation for a guest of the given
+// topology (from Check). With ReserveCPUs it is a host CPU per vCPU, at
+// most runtime.NumCPU (the CPUs this process may use), so a bigger guest
+// is overcommitted, not refused. With ReserveLLCs it reads the host
+// topology (pkg/hosttopo, at SysfsRoot) and asks for the fewest whole
+// LLCs that hold the vCPUs whichever LLCs ktstr-hostlock picks; a guest
+// bigger than all of them is a *FitError (one line naming what the host
+// has), never a request that could only wait.
+func (s *Spec) HostReservation(guest *topology.Topology) (Reservation, error) {
+	vcpus := len(guest.CPUs)
+	if s.Reserve != ReserveLLCs {
+		return Reservation{ReserveCPUs, max(1, min(vcpus, runtime.NumCPU()))}, nil
+	}
+	host, err := hosttopo.Read(s.SysfsRoot)
+	if err != nil {
+		return Reservation{}, fmt.Errorf("--reserve llcs: reading the host topology: %w", err)
+	}
+	k, err := host.LLCsFor(vcpus)
+	if err != nil {
+		return Reservation{}, &FitError{fmt.Sprintf("--reserve llcs: the %d vCPUs of --topology %s: %v; give a smaller --topology, or --reserve cpus to overcommit the host",
+			vcpus, s.Topology, err)}
+	}
+	return Reservation{ReserveLLCs, k}, nil
+}
 
 // Check validates s and fills in defaults. Its errors are usage errors.
 func (s *Spec) Check() (*topology.Topology, error) {
@@ -114,6 +174,13 @@ func (s *Spec) Check() (*topology.Topology, error) {
 	}
 	if s.VMM == "" {
 		s.VMM = DefaultVMM
+	}
+	switch s.Reserve {
+	case "":
+		s.Reserve = DefaultReserve
+	case ReserveCPUs, ReserveLLCs:
+	default:
+		return nil, fmt.Errorf("--reserve %q: want %s or %s", s.Reserve, ReserveCPUs, ReserveLLCs)
 	}
 	shape, err := topology.Parse(s.Topology)
 	if err != nil {
@@ -154,7 +221,7 @@ func (s *Spec) Check() (*topology.Topology, error) {
 		}
 	}
 	// Absolute paths, so that the printed pipeline runs from anywhere.
-	for _, p := range []*string{&s.Kernel, &s.Scheduler, &s.Vmlinux, &s.Save, &s.Console} {
+	for _, p := range []*string{&s.Kernel, &s.Scheduler, &s.Vmlinux, &s.Save, &s.Console, &s.SysfsRoot} {
 		if *p != "" && *p != "-" {
 			if abs, err := filepath.Abs(*p); err == nil {
 				*p = abs
@@ -223,11 +290,17 @@ func (s *Spec) MkinitramfsArgs(t Tools) []string {
 }
 
 // Stages returns the pipeline's commands, left to right, for the
-// initramfs at blob; vcpus sizes the host reservation.
-func (s *Spec) Stages(t Tools, blob string, vcpus int) [][]string {
-	boot := []string{t[Hostlock], "--cpus", fmt.Sprint(vcpus), "--",
+// initramfs at blob, with ktstr-boot under ktstr-hostlock's reservation r
+// (ktstr-boot pins its vCPUs to the reserved CPUs, $KTSTR_CPUS).
+func (s *Spec) Stages(t Tools, blob string, r Reservation) [][]string {
+	boot := []string{t[Hostlock]}
+	if s.SysfsRoot != "" && s.SysfsRoot != hosttopo.DefaultRoot {
+		boot = append(boot, "--sysfs-root", s.SysfsRoot)
+	}
+	boot = append(boot, r.Args()...)
+	boot = append(boot, "--",
 		t[Boot], "--vmm", s.VMM, "--kernel", s.Kernel, "--initramfs", blob,
-		"--topology", s.Topology, "--memory", s.Memory, "--timeout", s.Timeout.String()}
+		"--topology", s.Topology, "--memory", s.Memory, "--timeout", s.Timeout.String())
 	if s.Console != "" {
 		boot = append(boot, "--console", s.Console)
 	}
@@ -254,12 +327,12 @@ func (s *Spec) Stages(t Tools, blob string, vcpus int) [][]string {
 
 // Script returns the run as a POSIX shell script that a user can paste:
 // the initramfs build, then the pipeline with pipefail (bash, zsh, ksh).
-func (s *Spec) Script(t Tools, vcpus int) string {
+func (s *Spec) Script(t Tools, r Reservation) string {
 	var b strings.Builder
 	b.WriteString("set -o pipefail\n")
 	fmt.Fprintf(&b, "%s=$(%s) || exit 4\n", BlobVar, shellJoin(s.MkinitramfsArgs(t)))
 	var parts []string
-	for _, st := range s.Stages(t, "\x00", vcpus) {
+	for _, st := range s.Stages(t, "\x00", r) {
 		parts = append(parts, strings.ReplaceAll(shellJoin(st), shellQuote("\x00"), `"$`+BlobVar+`"`))
 	}
 	b.WriteString(strings.Join(parts, " \\\n  | "))
