@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/runconfig"
 	"github.com/ktstr-go/ktstr/pkg/scenario"
 )
@@ -52,16 +53,8 @@ func runTool(t *testing.T, cache string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(tool, args...)
 	cmd.Env = append(os.Environ(), "KTSTR_CACHE_DIR="+cache, "KTSTR_INIT=")
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{o.String(), e.String(), code}
+	r := testenv.Run(t, cmd)
+	return result{r.Stdout, r.Stderr, r.Code}
 }
 
 // bigFile writes n pseudo-random (barely compressible) bytes.

@@ -35,18 +35,8 @@ type result struct {
 
 func run(t *testing.T, bin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	r := testenv.Run(t, exec.Command(bin, args...))
+	return result{r.Stdout, r.Stderr, r.Code}
 }
 
 func TestExitCodes(t *testing.T) {

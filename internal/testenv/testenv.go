@@ -247,3 +247,26 @@ func Main(m *testing.M) {
 	RemoveBuilt()
 	os.Exit(code)
 }
+
+// Result is what a tool run by Run printed and how it exited.
+type Result struct {
+	Stdout, Stderr string
+	Code           int // the exit status; -1 when a signal ended it
+}
+
+// Run runs cmd to its end with its standard output and error captured
+// (cmd.Stdin and cmd.Env as the caller set them). A tool that could not be
+// started fails the test; any exit status is the caller's to judge.
+func Run(t testing.TB, cmd *exec.Cmd) Result {
+	t.Helper()
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %s: %v", cmd.Path, err)
+	}
+	return Result{out.String(), errb.String(), code}
+}
