@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ktstr-go/ktstr/pkg/qemu"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,13 +128,13 @@ func TestFinishReference(t *testing.T) {
 		evidence bool
 		ended    bool
 	}{
-		{"pass", context.Background(), Result{Stream: withExit}, "", false, false},
+		{"pass", context.Background(), Result{Result: qemu.Result{Stream: withExit}}, "", false, false},
 		{"no frames at all (busybox guest)", context.Background(), Result{}, "", false, false},
-		{"frames, no guest_exit", context.Background(), Result{Stream: noExit, Console: con}, "the guest wrote 2 frames but no guest_exit", true, true},
-		{"timeout", context.Background(), Result{Stream: noExit, TimedOut: true, ExitCode: -1}, "QEMU killed after", true, false},
-		{"QEMU error", context.Background(), Result{ExitCode: 1, Stderr: []byte("qemu: bad option")}, "QEMU exited with status 1: qemu: bad option", true, false},
-		{"cancelled by the caller", cancelled, Result{Stream: noExit, ExitCode: -1}, "QEMU exited with status -1", false, true},
-		{"corrupt bytes then guest_exit", context.Background(), Result{Stream: append([]byte("garbage"), withExit...)}, "", false, false},
+		{"frames, no guest_exit", context.Background(), Result{Result: qemu.Result{Stream: noExit, Console: con}}, "the guest wrote 2 frames but no guest_exit", true, true},
+		{"timeout", context.Background(), Result{Result: qemu.Result{Stream: noExit, TimedOut: true, ExitCode: -1}}, "QEMU killed after", true, false},
+		{"QEMU error", context.Background(), Result{Result: qemu.Result{ExitCode: 1, Stderr: []byte("qemu: bad option")}}, "QEMU exited with status 1: qemu: bad option", true, false},
+		{"cancelled by the caller", cancelled, Result{Result: qemu.Result{Stream: noExit, ExitCode: -1}}, "QEMU exited with status -1", false, true},
+		{"corrupt bytes then guest_exit", context.Background(), Result{Result: qemu.Result{Stream: append([]byte("garbage"), withExit...)}}, "", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
@@ -276,7 +277,7 @@ func TestKeepOnFailure(t *testing.T) {
 		{"already kept by Reference: not twice", true, "evidence kept in X", 1},
 	} {
 		f := &fakeT{failed: tc.failed}
-		KeepOnFailure(f, &Result{Console: []byte("boot\n"), Stream: []byte{1}, Evidence: tc.evidence})
+		KeepOnFailure(f, &Result{Result: qemu.Result{Console: []byte("boot\n"), Stream: []byte{1}}, Evidence: tc.evidence})
 		for _, c := range f.cleanups {
 			c()
 		}

@@ -65,29 +65,11 @@ type ReferenceOptions struct {
 	HangWarn time.Duration
 }
 
-// Result is what one boot produced.
+// Result is what one boot produced: QEMU's result (pkg/qemu owns its
+// fields; Stream is every byte the guest wrote to its "ktstr" port after
+// the guest relay, as StreamPath has it) and what the lab adds.
 type Result struct {
-	// Stream is every byte the guest wrote to its "ktstr" port, as
-	// StreamPath has it.
-	Stream []byte
-	// StreamPath is ReferenceOptions.StreamPath, echoed.
-	StreamPath string
-	// Console is the serial console text.
-	Console []byte
-	// Stderr is QEMU's own error output.
-	Stderr []byte
-	// ExitCode is QEMU's exit status; -1 when it was killed.
-	ExitCode int
-	// TimedOut is true when the hard timeout killed QEMU.
-	TimedOut bool
-	// Wall is the time from QEMU's start to its exit.
-	Wall time.Duration
-	// FirstStream is the time from QEMU's start to the first byte on the
-	// guest's ktstr port (0 when none came): the boot-time figure that
-	// ktstr-boot's benchmark compares against.
-	FirstStream time.Duration
-	// Args is QEMU's full command line, for reproducing the run.
-	Args []string
+	qemu.Result
 	// Frames is the number of valid frames in Stream; GuestExit says
 	// whether one of them is a guest_exit.
 	Frames    int
@@ -194,10 +176,8 @@ func Reference(ctx context.Context, opts ReferenceOptions) (*Result, error) {
 	if rerr := relay.Close(); err == nil && rerr != nil {
 		err = fmt.Errorf("reference boot: reading the guest stream: %w", rerr)
 	}
-	r := &Result{
-		Stream: stream.Bytes(), StreamPath: opts.StreamPath, Console: q.Console, Stderr: q.Stderr,
-		ExitCode: q.ExitCode, TimedOut: q.TimedOut, Wall: q.Wall, FirstStream: q.FirstStream, Args: q.Args,
-	}
+	r := &Result{Result: *q}
+	r.Stream, r.StreamPath = stream.Bytes(), opts.StreamPath
 	finishReference(ctx, &opts, r)
 	return r, err
 }
