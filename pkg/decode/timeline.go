@@ -14,6 +14,11 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
+// DefaultTimelineEvents is the window of an auto-repro timeline that
+// ktstr-run --auto-repro prints (ktstr-decode --timeline-events 60), that
+// ktstr-gauntlet records beside the stream and that ktstr-report shows.
+const DefaultTimelineEvents = 60
+
 // TimelineOptions control Timeline.
 type TimelineOptions struct {
 	// Events bounds the events shown around the trigger: the last

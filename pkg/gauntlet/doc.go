@@ -11,8 +11,13 @@
 //
 // The run directory's layout and its JSON types belong to pkg/runrecord.
 //
+// Each variant's ktstr-run runs with --auto-repro unless the suite or
+// --no-auto-repro turns it off; the second boot's stream and its timeline
+// (pkg/decode) join the variant's record.
+//
 // Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/scenario
 // (catalog names and durations), pkg/kernel (the kernel's release),
-// pkg/regfile, and the standard library; it runs make, parallel, sbatch,
+// pkg/decode (the auto-repro timeline), pkg/regfile, and the standard
+// library; it runs make, parallel, sbatch,
 // squeue, scancel and ktstr-run as processes.
 package gauntlet

@@ -39,6 +39,8 @@ type Suite struct {
 	VMM         string      `json:"vmm"`
 	Append      string      `json:"append"`
 	BootS       float64     `json:"boot_s"`
+	// AutoRepro: ktstr-run --auto-repro for every variant (nil: true).
+	AutoRepro *bool `json:"auto_repro"`
 }
 
 // Scheduler is one scheduler entry.
@@ -80,6 +82,7 @@ type Loaded struct {
 	VMM        string
 	Append     string
 	BootS      float64
+	AutoRepro  bool // ktstr-run --auto-repro (default true)
 }
 
 // ScenarioRef is a scenario: a catalog name or a file.
@@ -175,7 +178,10 @@ func lineCol(b []byte, off int64) (int, int) {
 
 // resolve validates s and resolves its paths against dir.
 func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
-	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS}
+	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS, AutoRepro: true}
+	if s.AutoRepro != nil {
+		l.AutoRepro = *s.AutoRepro
+	}
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)

@@ -33,6 +33,7 @@ type Variant struct {
 	Append        string   `json:"append,omitempty"`
 	VCPUs         int      `json:"vcpus"`
 	EstimateS     float64  `json:"estimate_s"`
+	AutoRepro     bool     `json:"auto_repro"` // ktstr-run --auto-repro
 
 	features []string
 }
@@ -64,7 +65,7 @@ func (l *Loaded) Expand() []Variant {
 							Name: name.String(), Scheduler: s.Name, Binary: s.Binary, SchedulerArgs: s.Args,
 							Scenario: sc.Name, ScenarioArg: sc.Arg, Preset: p.Name, Topology: p.Shape.String(),
 							KernelName: k.Name, Kernel: k.Path, Rep: r, Memory: mem, Timeout: l.Timeout.String(),
-							VMM: l.VMM, Append: l.Append, VCPUs: cpus,
+							VMM: l.VMM, Append: l.Append, VCPUs: cpus, AutoRepro: l.AutoRepro,
 						}
 						// Upstream's estimate: boot, one more second per 10 vCPUs
 						// past 16, the scenario, 2 s to tear down.
