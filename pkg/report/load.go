@@ -74,6 +74,10 @@ type Variant struct {
 	// (downsampled); nil without monitor samples.
 	RunQueue *RunQueue `json:"runqueue,omitempty"`
 	Console  string    `json:"console_tail,omitempty"` // the end of console.txt
+	// BPF is the scheduler's BPF verifier statistics (bpf_prog_stats);
+	// Repro the auto-repro boot's timeline (repro.ktstr). nil: none.
+	BPF   *BPFStats `json:"bpf,omitempty"`
+	Repro *Repro    `json:"repro,omitempty"`
 }
 
 // Run is a whole run directory.
@@ -172,6 +176,7 @@ func loadVariant(dir, name string) *Variant {
 		}
 	}
 	v.Console = readTail(filepath.Join(vdir, ConsoleFile), consoleTail)
+	v.Repro = loadRepro(vdir)
 
 	f, err := openRegular(filepath.Join(vdir, StreamFile))
 	if err != nil {
@@ -201,6 +206,7 @@ func loadVariant(dir, name string) *Variant {
 	sd.metrics(v.Metrics)
 	v.Cgroups = sd.cgroupStats()
 	v.RunQueue = sd.rq.result()
+	v.BPF = sd.bpf.result()
 	if meta != nil && meta.Verdict != string(v.Status) {
 		v.Mismatch = fmt.Sprintf("%s says %s, the stream judges %s", MetaFile, meta.Verdict, v.Status)
 		if v.Status == StatusPass {

@@ -125,6 +125,7 @@ func WriteText(w io.Writer, run *Run) error {
 			fmt.Fprintf(bw, "note: %s: %s\n", oneLine(v.Name), oneLine(n))
 		}
 	}
+	writeReproText(bw, run)
 	fmt.Fprintln(bw, run.Summary())
 	return bw.err
 }
