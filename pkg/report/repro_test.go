@@ -133,7 +133,7 @@ func FuzzRepro(f *testing.F) {
 		dir := t.TempDir()
 		vdir := filepath.Join(dir, "s", "c", "p")
 		os.MkdirAll(vdir, 0o755)
-		os.WriteFile(filepath.Join(vdir, StreamFile), stream, 0o644)
+		os.WriteFile(filepath.Join(vdir, runrecord.StreamFile), stream, 0o644)
 		os.WriteFile(filepath.Join(vdir, runrecord.ReproStreamFile), repro, 0o644)
 		run, err := Load(dir)
 		if err != nil {
