@@ -17,7 +17,8 @@
 //
 // Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/scenario
 // (catalog names and durations), pkg/kernel (the kernel's release),
-// pkg/decode (the auto-repro timeline), pkg/regfile, and the standard
+// pkg/decode (the auto-repro timeline), pkg/pipeline (where ktstr-run
+// saves the auto-repro stream: ReproPath), pkg/regfile, and the standard
 // library; it runs make, parallel, sbatch,
 // squeue, scancel and ktstr-run as processes.
 package gauntlet

@@ -6,26 +6,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/decode"
+	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 )
 
-// reproSave is where ktstr-run --auto-repro saves the second boot's
-// stream when its --save is save: FILE.ktstr -> FILE.repro.ktstr, any
-// other FILE -> FILE.repro.ktstr (ktstr-run(1)). pkg/pipeline.ReproPath
-// owns the rule; a test checks that this agrees (importing pkg/pipeline
-// here would link the guest's BPF loader into ktstr-gauntlet).
-func reproSave(save string) string {
-	return strings.TrimSuffix(save, ".ktstr") + ".repro.ktstr"
-}
-
 // reproFiles are the variant's auto-repro files while it runs (partial
-// paths) and their names in the record.
+// paths: ktstr-run saves the second stream at pipeline.ReproPath of its
+// --save) and their names in the record.
 func reproFiles(dir string) [][2]string {
 	return [][2]string{
-		{reproSave(filepath.Join(dir, partial(runrecord.StreamFile))), runrecord.ReproStreamFile},
+		{pipeline.ReproPath(filepath.Join(dir, partial(runrecord.StreamFile))), runrecord.ReproStreamFile},
 		{filepath.Join(dir, partial(runrecord.ReproTimelineFile)), runrecord.ReproTimelineFile},
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktstr-go/ktstr/pkg/pipeline"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -31,16 +30,6 @@ func probeStream(t *testing.T) []byte {
 		}
 	}
 	return b.Bytes()
-}
-
-// TestReproSave: the gauntlet looks for the second stream where ktstr-run
-// saves it.
-func TestReproSave(t *testing.T) {
-	for _, save := range []string{"/d/.stream.ktstr.partial", "/d/run.ktstr", "run", "/d/x.ktstr.ktstr"} {
-		if got, want := reproSave(save), pipeline.ReproPath(save); got != want {
-			t.Errorf("reproSave(%q) = %q, ktstr-run saves %q", save, got, want)
-		}
-	}
 }
 
 // TestAutoReproSuite: auto-repro is on unless the suite's auto_repro is
