@@ -289,6 +289,7 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		for _, n := range v.Notes {
 			detail += "\n" + n
 		}
+		detail += reproDetail(v)
 		switch v.Status {
 		case StatusPass:
 		case StatusFail:

@@ -69,6 +69,15 @@ func writeReproText(w io.Writer, run *Run) {
 	}
 }
 
+// reproDetail is the variant's auto-repro timeline as text for a JUnit
+// failure ("" without one): CI shows what led to the failure.
+func reproDetail(v *Variant) string {
+	if v.Repro == nil || v.Repro.Timeline == nil || !v.Repro.Timeline.Probes {
+		return ""
+	}
+	return "\n\n" + string(v.Repro.Timeline.AppendText(nil))
+}
+
 // The HTML of a variant's auto-repro timeline (the page template calls
 // it): the summary lines, the events of the window (the trigger's row
 // classed "trigger", a task's last event from before the window

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,21 @@ func TestRepro(t *testing.T) {
 	if !strings.Contains(txt.String(), "auto-repro: scx_simple/mixed/tiny-1llc: 4 probe events, trigger scx_ops_exit_kind; ktstr-decode --timeline ") ||
 		strings.Count(txt.String(), "auto-repro:") != 1 {
 		t.Errorf("text:\n%s", txt.String())
+	}
+	// JUnit: the failure carries the timeline.
+	var ju bytes.Buffer
+	if err := WriteJUnit(&ju, run); err != nil {
+		t.Fatal(err)
+	}
+	var suites junitSuites
+	if err := xml.Unmarshal(ju.Bytes(), &suites); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range suites.Suites[0].Cases {
+		has := c.Failure != nil && strings.Contains(c.Failure.Text, "auto-repro timeline\n") && strings.Contains(c.Failure.Text, ">>       0.000")
+		if has != (c.Name == v.Name) {
+			t.Errorf("JUnit %s: timeline in the failure %v:\n%+v", c.Name, has, c.Failure)
+		}
 	}
 	var js bytes.Buffer
 	WriteJSON(&js, run)
@@ -149,6 +165,11 @@ func FuzzRepro(f *testing.F) {
 			}
 			if fm == FormatText && bytes.ContainsAny(out.Bytes(), "\x1b\x07\x00\r") {
 				t.Fatalf("text carries control characters: %q", out.String())
+			}
+			if fm == FormatJUnit {
+				if err := xml.Unmarshal(out.Bytes(), &junitSuites{}); err != nil {
+					t.Fatalf("JUnit is not XML: %v\n%s", err, out.String())
+				}
 			}
 		}
 	})
