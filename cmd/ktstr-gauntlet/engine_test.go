@@ -14,6 +14,7 @@ import (
 
 	"github.com/ktstr-go/ktstr/internal/testenv"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
+	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
 // The engine tests run the real ktstr-gauntlet binary through make, GNU
@@ -33,13 +34,16 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // fakeRun is a stand-in for ktstr-run: it writes the --save file, prints
 // a JSON verdict and a console line naming its host; a scheduler whose
 // path contains "fail" fails, "none" gives no verdict, "slow" sleeps
-// (recording its pid) so that a test can interrupt it.
+// (recording its pid) so that a test can interrupt it. With --auto-repro
+// a failing one also saves a second stream (repro.fixture, a stream with
+// probe frames) beside --save's file, as ktstr-run does.
 const fakeRun = `#!/bin/sh
-save= sched=
+save= sched= repro=
 while [ $# -gt 0 ]; do
   case $1 in
     --save) save=$2; shift ;;
     --scheduler) sched=$2; shift ;;
+    --auto-repro) repro=1 ;;
     --) shift; break ;;
   esac
   shift
@@ -48,7 +52,8 @@ done
 echo "console: fake guest on $(hostname) pid $$ ssh ${SSH_CONNECTION:-none}" >&2
 case $sched in
   *slow*) echo $$ >>"$(dirname "$0")/slow.pids"; sleep 60 & wait; exit 0 ;;
-  *fail*) echo '{"verdict":{"result":"fail","reason":"fake: a check failed"}}'; echo "ktstr-run: FAIL: fake" >&2; exit 1 ;;
+  *fail*) [ -n "$repro" ] && cp "$(dirname "$0")/repro.fixture" "${save%.ktstr}.repro.ktstr"
+    echo '{"verdict":{"result":"fail","reason":"fake: a check failed"}}'; echo "ktstr-run: FAIL: fake" >&2; exit 1 ;;
   *none*) echo "ktstr-run: NO VERDICT: fake: empty stream" >&2; exit 3 ;;
 esac
 echo '{"verdict":{"result":"pass","reason":"fake: 5 check(s) passed"}}'
@@ -61,6 +66,7 @@ func suiteDir(t *testing.T, scheds ...string) (dir, suite, krun string) {
 	dir = t.TempDir()
 	krun = filepath.Join(dir, "fake-ktstr-run")
 	os.WriteFile(krun, []byte(fakeRun), 0o755)
+	os.WriteFile(filepath.Join(dir, "repro.fixture"), reproFixture(t), 0o644)
 	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("not a kernel"), 0o644)
 	if len(scheds) == 0 {
 		scheds = []string{"scx_ok", "scx_fail"}
@@ -95,8 +101,26 @@ func runG(t *testing.T, env []string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// reproFixture is a second boot's stream: probe frames and the trigger.
+func reproFixture(t *testing.T) []byte {
+	var b bytes.Buffer
+	enc := wire.NewEncoder(&b)
+	kind := 1025
+	for _, m := range []wire.Message{
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}}},
+		wire.ProbeEvent{TimeNS: 5, CPU: 0, PID: 1, Comm: "fake", Func: "scx_ops_exit_kind", Trigger: true, ExitKind: &kind},
+	} {
+		if err := enc.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
+}
+
 // checkRecord: every variant of the run has its four files and a meta
-// that matches; the run has ended; the verdicts are the fake's.
+// that matches; the run has ended; the verdicts are the fake's; ktstr-run
+// ran with --auto-repro (the default), and the failed variants hold the
+// second stream and its timeline.
 func checkRecord(t *testing.T, rundir, engine string, want int) *runrecord.Record {
 	t.Helper()
 	rec, err := runrecord.Read(rundir)
@@ -116,9 +140,19 @@ func checkRecord(t *testing.T, rundir, engine string, want int) *runrecord.Recor
 		if b, _ := os.ReadFile(filepath.Join(dir, runrecord.StreamFile)); string(b) != "FAKE-STREAM" {
 			t.Errorf("%s: stream %q", m.Variant, b)
 		}
-		// By default every variant's ktstr-run reserves whole host LLCs.
-		if b, _ := os.ReadFile(filepath.Join(dir, runrecord.ConsoleFile)); !strings.Contains(string(b), "console: fake guest") || !strings.Contains(string(b), " --reserve llcs") {
+		// By default every variant's ktstr-run reserves whole host LLCs and
+		// reruns a scheduler failure with probes.
+		b, _ := os.ReadFile(filepath.Join(dir, runrecord.ConsoleFile))
+		if !strings.Contains(string(b), "console: fake guest") || !strings.Contains(string(b), " --reserve llcs") || !strings.Contains(string(b), " --auto-repro") {
 			t.Errorf("%s: console %q", m.Variant, b)
+		}
+		_, err := os.Stat(filepath.Join(dir, runrecord.ReproStreamFile))
+		tl, _ := os.ReadFile(filepath.Join(dir, runrecord.ReproTimelineFile))
+		if m.Scheduler == "scx_fail" && (err != nil || !strings.Contains(string(tl), "trigger: scx_ops_exit_kind")) {
+			t.Errorf("%s: no auto-repro record: %v\n%s", m.Variant, err, tl)
+		}
+		if m.Scheduler != "scx_fail" && err == nil {
+			t.Errorf("%s passed, yet has %s", m.Variant, runrecord.ReproStreamFile)
 		}
 		wantV := runrecord.Pass
 		if m.Scheduler == "scx_fail" {
@@ -131,7 +165,7 @@ func checkRecord(t *testing.T, rundir, engine string, want int) *runrecord.Recor
 			t.Errorf("%s: scheduler %s, hash %q: want a hash exactly when a scheduler binary ran", m.Variant, m.Scheduler, m.SchedulerSHA256)
 		}
 	}
-	ents, _ := filepath.Glob(filepath.Join(rundir, "*", "*", "*", ".*partial"))
+	ents, _ := filepath.Glob(filepath.Join(rundir, "*", "*", "*", ".*partial*"))
 	if len(ents) > 0 {
 		t.Errorf("partial files left: %v", ents)
 	}
@@ -188,6 +222,39 @@ func TestEngineMake(t *testing.T) {
 	b, err := mk.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "FAIL       scx_fail/mixed-burst/1n2l1c1t") || !strings.Contains(string(b), "gauntlet: 12 variants") {
 		t.Errorf("make -C RUNDIR: %v\n%s", err, b)
+	}
+}
+
+// TestNoAutoRepro: --no-auto-repro, or the suite's "auto_repro": false,
+// runs ktstr-run without --auto-repro: no second stream is recorded.
+func TestNoAutoRepro(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("SKIP: GNU make is not installed")
+	}
+	dir, suite, krun := suiteDir(t)
+	off := filepath.Join(dir, "off.json")
+	os.WriteFile(off, bytes.Replace(mustRead(t, suite), []byte(`"kernels"`), []byte(`"auto_repro":false,"kernels"`), 1), 0o644)
+	for i, args := range [][]string{{"--no-auto-repro", suite}, {off}} {
+		rundir := filepath.Join(dir, fmt.Sprint("run", i))
+		code, out, errs := runG(t, nil, append([]string{"--ktstr-run", krun, "--rundir", rundir, "--only", "scx_fail/steady"}, args...)...)
+		if code != 1 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errs)
+		}
+		for _, v := range []string{"scx_fail/steady/tiny-1llc", "scx_fail/steady/1n2l1c1t"} {
+			vdir := runrecord.VariantDir(rundir, v)
+			if b := mustRead(t, filepath.Join(vdir, runrecord.ConsoleFile)); strings.Contains(string(b), "--auto-repro") {
+				t.Errorf("%v: %s: ktstr-run got --auto-repro: %s", args, v, b)
+			}
+			for _, f := range []string{runrecord.ReproStreamFile, runrecord.ReproTimelineFile} {
+				if _, err := os.Stat(filepath.Join(vdir, f)); err == nil {
+					t.Errorf("%v: %s has %s", args, v, f)
+				}
+			}
+		}
+	}
+	// --resume keeps the plan's choice: --no-auto-repro does not apply.
+	if code, _, errs := runG(t, nil, "--resume", "--rundir", filepath.Join(dir, "run0"), "--no-auto-repro"); code != 2 || !strings.Contains(errs, "do not apply") {
+		t.Errorf("--resume --no-auto-repro: %d %s", code, errs)
 	}
 }
 

@@ -33,6 +33,7 @@ func app() *cli.App {
 			&cli.StringSliceFlag{Name: "sbatch-arg", Usage: "with --engine slurm: an sbatch option (repeatable)"},
 			&cli.StringFlag{Name: "ktstr-run", EnvVars: []string{"KTSTR_RUN"}, Usage: "the ktstr-run to run (default: beside ktstr-gauntlet, else $PATH)"},
 			&cli.StringFlag{Name: "reserve", Usage: "every variant's ktstr-run --reserve: llcs (whole LLCs) or cpus (default: the suite's \"reserve\", else llcs)"},
+			&cli.BoolFlag{Name: "no-auto-repro", Usage: "run ktstr-run without --auto-repro (the default is the suite's auto_repro, true unless set)"},
 			&cli.BoolFlag{Name: "list", Usage: "print the variants that would run, and exit"},
 			&cli.BoolFlag{Name: "list-presets", Usage: "print the topology presets, and exit"},
 		},
@@ -68,7 +69,8 @@ func run(c *cli.Context) error {
 		Jobs: c.Int("jobs"), Only: c.StringSlice("only"), Exclude: c.StringSlice("exclude"), Budget: c.Duration("budget"),
 		SSHLoginFile: c.String("sshloginfile"), SbatchArgs: c.StringSlice("sbatch-arg"), KtstrRun: c.String("ktstr-run"),
 		Self: self, Version: cmdutil.Version, KernelEnv: os.Getenv("KTSTR_KERNEL"), List: c.Bool("list"),
-		Reserve: c.String("reserve"), Stdout: os.Stdout, Stderr: os.Stderr,
+		Reserve: c.String("reserve"), NoAutoRepro: c.Bool("no-auto-repro"),
+		Stdout: os.Stdout, Stderr: os.Stderr,
 	})
 	if err != nil {
 		return cmdutil.Exit(code, err)

@@ -2,8 +2,10 @@
 // frames into human-readable text lines or JSON lines, filters them by
 // type, reports corruption with byte offsets, counts what it saw (Stats),
 // collects an end-of-run Summary of cgroup metrics and check results,
-// prints the run's verdict (judged by pkg/verdict), and
-// runs the streaming loop that prints each frame as soon as it is complete.
+// prints the run's verdict (judged by pkg/verdict),
+// runs the streaming loop that prints each frame as soon as it is complete,
+// and stitches auto-repro probe events into a timeline (ReadTimeline: the
+// one stitching, as data; Timeline prints it; ktstr-report shows it).
 //
 // It reads frames only through pkg/wire (Decoder, Unmarshal, the message
 // structs) and never parses the header itself. Imports: pkg/wire,

@@ -8,10 +8,16 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ktstr-go/ktstr/pkg/cpulist"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
+
+// DefaultTimelineEvents is the window of an auto-repro timeline that
+// ktstr-run --auto-repro prints (ktstr-decode --timeline-events 60), that
+// ktstr-gauntlet records beside the stream and that ktstr-report shows.
+const DefaultTimelineEvents = 60
 
 // TimelineOptions control Timeline.
 type TimelineOptions struct {
@@ -30,7 +36,82 @@ type TimelineOptions struct {
 // returns an error wrapping ErrNoProbes when the stream has no
 // probe_meta frame. Corrupt regions and bad payloads are skipped (a
 // timeline is a view; ktstr-decode without --timeline reports them).
+// It is ReadTimeline's view written as text (TimelineView.AppendText).
 func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
+	v, err := ReadTimeline(in, o)
+	if v == nil {
+		return err
+	}
+	if _, werr := out.Write(v.AppendText(nil)); werr != nil {
+		return &WriteError{werr}
+	}
+	return err
+}
+
+// TimelineView is a stream's auto-repro timeline as data: what Timeline
+// prints, stitched and windowed the same way, for callers that render it
+// otherwise (ktstr-report's HTML and JSON). Every string in it that came
+// from the guest is escaped for one line of text (appendEscaped): no
+// control character, no invalid UTF-8.
+type TimelineView struct {
+	// Probes is false when the stream has no probe_meta frame (the run
+	// had no ktstr.probe); the view is then empty but for Summary.
+	Probes bool `json:"probes"`
+	// Summary is what was attached and what not, the scheduler's
+	// callbacks, the recorder's counts, the scheduler's exits, the
+	// trigger and the window: one line each, as Timeline prints them
+	// (without their indentation).
+	Summary []string `json:"summary"`
+	// Trigger is the trigger event's function ("" without a trigger);
+	// event times are relative to it (else to the last event).
+	Trigger string `json:"trigger,omitempty"`
+	// Total counts the probe events read; Events are those of the window
+	// (TimelineOptions.Events), the first being the First-th (0-based).
+	Total  int             `json:"total_events"`
+	First  int             `json:"first"`
+	Events []TimelineEvent `json:"events"`
+	// Tasks stitches the events per task: the tasks the scheduler's exit
+	// names, then those the last events before the trigger touched.
+	Tasks []TimelineTask `json:"tasks,omitempty"`
+	// Dropped counts probe_event frames past the first maxTimelineEvents.
+	Dropped int `json:"dropped,omitempty"`
+}
+
+// TimelineEvent is one event line of the timeline.
+type TimelineEvent struct {
+	RelMS    string   `json:"rel_ms"` // time relative to the trigger, ms ("-4.000")
+	CPU      int      `json:"cpu"`
+	Running  string   `json:"running"` // the running thread: pid/comm
+	Func     string   `json:"func"`
+	Fields   string   `json:"fields,omitempty"` // the decoded fields: "task=9/w dsq=SCX_DSQ_GLOBAL ..."
+	Stack    []string `json:"stack,omitempty"`
+	Trigger  bool     `json:"trigger,omitempty"`
+	LastSeen bool     `json:"last_seen,omitempty"` // a task's last event, older than the window
+}
+
+// TimelineTask is one task's events up to the trigger (its last 12).
+type TimelineTask struct {
+	PID   int            `json:"pid"`
+	Comm  string         `json:"comm,omitempty"`
+	Named bool           `json:"named,omitempty"` // named by the scheduler's exit message
+	Steps []TimelineStep `json:"steps"`           // empty: named, but no event recorded
+}
+
+// TimelineStep is one event of a task's chain.
+type TimelineStep struct {
+	Func     string `json:"func"` // shortened: enqueue_task_scx -> enqueue
+	RelMS    string `json:"rel_ms"`
+	CPU      int    `json:"cpu"`
+	LastSeen bool   `json:"last_seen,omitempty"`
+	DSQ      string `json:"dsq,omitempty"` // the DSQ argument, named (DSQName)
+}
+
+// ReadTimeline reads a stream's auto-repro frames and stitches them into
+// a TimelineView. Its error wraps ErrNoProbes (with the view) when the
+// stream has no probe_meta frame, and is a *ReadError (without a view)
+// when the stream cannot be read. Corrupt regions and bad payloads are
+// skipped.
+func ReadTimeline(in io.Reader, o TimelineOptions) (*TimelineView, error) {
 	var evs []wire.ProbeEvent
 	var metas []wire.ProbeMeta
 	var exits []wire.SchedExit
@@ -50,7 +131,7 @@ func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
 			break
 		}
 		if err != nil {
-			return &ReadError{err}
+			return nil, &ReadError{err}
 		}
 		if f.Flags&wire.FlagHost != 0 {
 			continue
@@ -81,18 +162,12 @@ func Timeline(in io.Reader, out io.Writer, o TimelineOptions) error {
 			}
 		}
 	}
-	var b []byte
-	b = appendTimeline(b, evs, metas, exits, o)
-	if dropped > 0 {
-		b = fmt.Appendf(b, "(%d probe_event frames past the first %d were not read)\n", dropped, maxTimelineEvents)
+	v := buildTimeline(evs, metas, exits, o)
+	v.Dropped = dropped
+	if !v.Probes {
+		return v, ErrNoProbes
 	}
-	if _, err := out.Write(b); err != nil {
-		return &WriteError{err}
-	}
-	if len(metas) == 0 {
-		return ErrNoProbes
-	}
-	return nil
+	return v, nil
 }
 
 // maxTimelineEvents bounds what Timeline holds: a guest sends at most a
@@ -102,16 +177,19 @@ const maxTimelineEvents = 200000
 // ErrNoProbes: the stream is of a run without ktstr.probe.
 var ErrNoProbes = errors.New("no probe_meta frame: the run had no auto-repro probes (kernel command line ktstr.probe)")
 
-func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exits []wire.SchedExit, o TimelineOptions) []byte {
+// esc makes guest text safe for one line (appendEscaped).
+func esc(s string) string { return string(appendEscaped(nil, []byte(s))) }
+
+func buildTimeline(evs []wire.ProbeEvent, metas []wire.ProbeMeta, exits []wire.SchedExit, o TimelineOptions) *TimelineView {
 	if o.Tasks <= 0 {
 		o.Tasks = 40
 	}
-	b = append(b, "auto-repro timeline\n"...)
+	v := &TimelineView{Probes: len(metas) > 0, Total: len(evs), Events: []TimelineEvent{}}
 	var done *wire.ProbeMeta
 	for i := range metas {
 		m := &metas[i]
 		if m.Error != "" {
-			b = fmt.Appendf(b, "  probes: %s: %s\n", m.Stage, m.Error)
+			v.Summary = append(v.Summary, fmt.Sprintf("probes: %s: %s", esc(m.Stage), esc(m.Error)))
 		}
 		if m.Stage == wire.ProbeStageDone {
 			done = m
@@ -124,24 +202,29 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		}
 		names := make([]string, len(m.Attached))
 		for i, a := range m.Attached {
-			names[i] = a.Func
+			names[i] = esc(a.Func)
 		}
-		b = fmt.Appendf(b, "  attached: %d kprobes: %s\n", len(m.Attached), strings.Join(names, " "))
+		v.Summary = append(v.Summary, fmt.Sprintf("attached: %d kprobes: %s", len(m.Attached), strings.Join(names, " ")))
 		for _, f := range metas[0].Failed {
-			b = fmt.Appendf(b, "  not attached: %s: %s\n", f.Func, f.Error)
+			v.Summary = append(v.Summary, fmt.Sprintf("not attached: %s: %s", esc(f.Func), esc(f.Error)))
 		}
 		if len(m.Programs) > 0 {
-			b = fmt.Appendf(b, "  scheduler callbacks (struct_ops programs): %s\n", strings.Join(m.Programs, " "))
+			progs := make([]string, len(m.Programs))
+			for i, p := range m.Programs {
+				progs[i] = esc(p)
+			}
+			v.Summary = append(v.Summary, "scheduler callbacks (struct_ops programs): "+strings.Join(progs, " "))
 		}
 		if done != nil {
-			b = fmt.Appendf(b, "  events: %d recorded, the last %d kept; trigger fired: %v\n", done.Events, done.Sent, done.Triggered)
+			v.Summary = append(v.Summary, fmt.Sprintf("events: %d recorded, the last %d kept; trigger fired: %v", done.Events, done.Sent, done.Triggered))
 		}
 	}
 	for _, x := range exits {
-		b = fmt.Appendf(b, "  scheduler exit: %s (%d) %s %s\n", x.KindName, x.Kind, x.Reason, x.Message)
+		v.Summary = append(v.Summary, fmt.Sprintf("scheduler exit: %s (%d) %s %s", esc(x.KindName), x.Kind, esc(x.Reason), esc(x.Message)))
 	}
 	if len(evs) == 0 {
-		return append(b, "  no events\n"...)
+		v.Summary = append(v.Summary, "no events")
+		return v
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].TimeNS < evs[j].TimeNS })
 	trig := -1
@@ -164,16 +247,17 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		lo, hi = max(0, at-o.Events), min(len(evs), at+1+o.Events/4)
 	}
 	if trig >= 0 {
-		b = fmt.Appendf(b, "  trigger: %s at %.6f s guest time; times below are relative to it\n", evs[trig].Func, float64(ref)/1e9)
+		v.Trigger = esc(evs[trig].Func)
+		v.Summary = append(v.Summary, fmt.Sprintf("trigger: %s at %.6f s guest time; times below are relative to it", v.Trigger, float64(ref)/1e9))
 	} else {
-		b = append(b, "  no trigger (the scheduler did not exit while probed); times are relative to the last event\n"...)
+		v.Summary = append(v.Summary, "no trigger (the scheduler did not exit while probed); times are relative to the last event")
 	}
 	if lo > 0 || hi < len(evs) {
-		b = fmt.Appendf(b, "  showing events %d..%d of %d\n", lo+1, hi, len(evs))
+		v.Summary = append(v.Summary, fmt.Sprintf("showing events %d..%d of %d", lo+1, hi, len(evs)))
 	}
-	b = append(b, "\n      TIME(ms) CPU TASK                   FUNCTION                  FIELDS\n"...)
+	v.First = lo
 	for i := lo; i < hi; i++ {
-		b = appendEventLine(b, &evs[i], ref, i == trig)
+		v.Events = append(v.Events, eventView(&evs[i], ref, i == trig))
 	}
 	// Per task: the tasks that the last events before the trigger touched.
 	end := hi
@@ -199,9 +283,6 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 			order = append(order, *p)
 		}
 	}
-	if len(order) > 0 {
-		b = append(b, "\nper task (most recently touched first; the task's last 12 events up to the trigger)\n"...)
-	}
 	for _, pid := range order {
 		var mine []int
 		from := lo
@@ -216,31 +297,68 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		if len(mine) > 12 {
 			mine = mine[len(mine)-12:]
 		}
-		if len(mine) == 0 {
-			b = fmt.Appendf(b, "  %d (named by the scheduler's exit): no event recorded\n", pid)
-			continue
+		t := TimelineTask{PID: pid, Named: named[pid], Steps: []TimelineStep{}}
+		if len(mine) > 0 {
+			t.Comm = esc(evs[mine[len(mine)-1]].TaskComm)
 		}
-		comm := evs[mine[len(mine)-1]].TaskComm
-		if named[pid] {
-			comm += " (named by the scheduler's exit)"
-		}
-		b = fmt.Appendf(b, "  %d/%s:", pid, comm)
-		for k, i := range mine {
-			if k > 0 {
-				b = append(b, " ->"...)
-			}
+		for _, i := range mine {
 			e := &evs[i]
-			b = fmt.Appendf(b, " %s@%s/cpu%d", shortFunc(e.Func), relMS(e.TimeNS, ref), e.CPU)
-			if e.LastSeen {
-				b = append(b, "(last seen)"...)
-			}
+			s := TimelineStep{Func: esc(shortFunc(e.Func)), RelMS: relMS(e.TimeNS, ref), CPU: e.CPU, LastSeen: e.LastSeen}
 			if e.DSQ != nil {
-				b = append(b, "["...)
-				b = append(b, DSQName(*e.DSQ)...)
-				b = append(b, ']')
+				s.DSQ = DSQName(*e.DSQ)
 			}
+			t.Steps = append(t.Steps, s)
 		}
+		v.Tasks = append(v.Tasks, t)
+	}
+	return v
+}
+
+// AppendText appends the view as Timeline prints it.
+func (v *TimelineView) AppendText(b []byte) []byte {
+	b = append(b, "auto-repro timeline\n"...)
+	for _, l := range v.Summary {
+		b = append(b, "  "...)
+		b = append(b, l...)
 		b = append(b, '\n')
+	}
+	if v.Total > 0 {
+		b = append(b, "\n      TIME(ms) CPU TASK                   FUNCTION                  FIELDS\n"...)
+		for i := range v.Events {
+			b = v.Events[i].appendText(b)
+		}
+		if len(v.Tasks) > 0 {
+			b = append(b, "\nper task (most recently touched first; the task's last 12 events up to the trigger)\n"...)
+		}
+		for _, t := range v.Tasks {
+			if len(t.Steps) == 0 {
+				b = fmt.Appendf(b, "  %d (named by the scheduler's exit): no event recorded\n", t.PID)
+				continue
+			}
+			comm := t.Comm
+			if t.Named {
+				comm += " (named by the scheduler's exit)"
+			}
+			b = fmt.Appendf(b, "  %d/%s:", t.PID, comm)
+			for k, s := range t.Steps {
+				if k > 0 {
+					b = append(b, " ->"...)
+				}
+				b = fmt.Appendf(b, " %s@%s/cpu%d", s.Func, s.RelMS, s.CPU)
+				if s.LastSeen {
+					b = append(b, "(last seen)"...)
+				}
+				if s.DSQ != "" {
+					b = append(b, "["...)
+					b = append(b, s.DSQ...)
+					b = append(b, ']')
+				}
+			}
+			b = append(b, '\n')
+		}
+	}
+	if v.Dropped > 0 {
+		b = fmt.Appendf(b, "(%d probe_event frames past the first %d were not read)\n", v.Dropped, maxTimelineEvents)
 	}
 	return b
 }
@@ -256,15 +374,11 @@ func shortFunc(f string) string {
 	return strings.TrimSuffix(strings.TrimSuffix(f, "_scx"), "_task")
 }
 
-func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte {
-	mark := "  "
-	if trig {
-		mark = ">>"
-	} else if e.LastSeen {
-		mark = "ls" // the task's last event, older than the window
-	}
-	who := fmt.Sprintf("%d/%s", e.PID, e.Comm)
-	b = fmt.Appendf(b, "%s%12s %3d %-22s %-25s", mark, relMS(e.TimeNS, ref), e.CPU, clip(who, 22), e.Func)
+// eventView is e as a line of the timeline, its time relative to ref.
+func eventView(e *wire.ProbeEvent, ref uint64, trig bool) TimelineEvent {
+	ev := TimelineEvent{RelMS: relMS(e.TimeNS, ref), CPU: e.CPU, Running: esc(fmt.Sprintf("%d/%s", e.PID, e.Comm)),
+		Func: esc(e.Func), Trigger: trig, LastSeen: e.LastSeen}
+	var b []byte
 	if e.ExitKind != nil {
 		b = fmt.Appendf(b, " EXIT kind=%s", ExitKindName(*e.ExitKind))
 		if e.ExitCode != nil {
@@ -272,7 +386,7 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 		}
 	}
 	if e.TaskPID != nil {
-		b = fmt.Appendf(b, " task=%d/%s", *e.TaskPID, e.TaskComm)
+		b = fmt.Appendf(b, " task=%d/%s", *e.TaskPID, esc(e.TaskComm))
 	}
 	if e.RqCPU != nil {
 		b = fmt.Appendf(b, " rq=cpu%d", *e.RqCPU)
@@ -293,12 +407,10 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 		b = fmt.Appendf(b, " on=%s", DSQName(*e.TaskDSQ))
 	}
 	if e.EnqFlags != nil {
-		key := "enq_flags"
 		if strings.HasPrefix(e.Func, "dequeue") {
-			key = "deq_flags"
-			b = fmt.Appendf(b, " %s=%s", key, DeqFlags(*e.EnqFlags))
+			b = fmt.Appendf(b, " deq_flags=%s", DeqFlags(*e.EnqFlags))
 		} else {
-			b = fmt.Appendf(b, " %s=%s", key, EnqFlags(*e.EnqFlags))
+			b = fmt.Appendf(b, " enq_flags=%s", EnqFlags(*e.EnqFlags))
 		}
 	}
 	if e.CPUMask != nil {
@@ -320,6 +432,28 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 		b = append(b, " text="...)
 		b = strconv.AppendQuote(b, e.Text)
 	}
+	if len(b) > 0 {
+		ev.Fields = string(b[1:])
+	}
+	for _, f := range e.Stack {
+		ev.Stack = append(ev.Stack, esc(f))
+	}
+	return ev
+}
+
+// appendText appends the event's line (and its stack's).
+func (e *TimelineEvent) appendText(b []byte) []byte {
+	mark := "  "
+	if e.Trigger {
+		mark = ">>"
+	} else if e.LastSeen {
+		mark = "ls" // the task's last event, older than the window
+	}
+	b = fmt.Appendf(b, "%s%12s %3d %-22s %-25s", mark, e.RelMS, e.CPU, clip(e.Running, 22), e.Func)
+	if e.Fields != "" {
+		b = append(b, ' ')
+		b = append(b, e.Fields...)
+	}
 	b = append(b, '\n')
 	if len(e.Stack) > 0 {
 		b = append(b, "                   stack: "...)
@@ -329,11 +463,20 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 	return b
 }
 
+func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte {
+	ev := eventView(e, ref, trig)
+	return ev.appendText(b)
+}
+
+// clip cuts s to at most n bytes, at a rune boundary.
 func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // DSQ ids (include/linux/sched/ext.h, enum scx_dsq_id_flags).

@@ -106,3 +106,65 @@ func FuzzTimeline(f *testing.F) {
 		Timeline(bytes.NewReader(b), &bytes.Buffer{}, TimelineOptions{Events: 3})
 	})
 }
+
+// TestReadTimeline: the view holds what Timeline prints, as data; its
+// text is Timeline's output; guest strings in it are escaped.
+func TestReadTimeline(t *testing.T) {
+	v, err := ReadTimeline(bytes.NewReader(timelineStream(t)), TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Probes || v.Trigger != "scx_ops_exit_kind" || v.Total != 4 || v.First != 0 || len(v.Events) != 4 {
+		t.Fatalf("view %+v", v)
+	}
+	trig := v.Events[2]
+	if !trig.Trigger || trig.RelMS != "0.000" || trig.Running != "30/kworker/0:1" || len(trig.Stack) != 2 ||
+		trig.Fields != `EXIT kind=error_stall (1026) code=0 text="%s[%d] failed to run"` {
+		t.Errorf("trigger event %+v", trig)
+	}
+	if e := v.Events[0]; !e.LastSeen || e.RelMS != "-4.000" || e.Func != "select_task_rq_scx" || e.Fields != "task=9/w" {
+		t.Errorf("first event %+v", e)
+	}
+	if len(v.Tasks) != 2 || v.Tasks[0].PID != 9 || !v.Tasks[0].Named || len(v.Tasks[0].Steps) != 2 ||
+		v.Tasks[0].Steps[1] != (TimelineStep{Func: "dispatch_enqueue", RelMS: "-2.000", CPU: 1, DSQ: "SCX_DSQ_GLOBAL"}) ||
+		v.Tasks[1].PID != 77 || len(v.Tasks[1].Steps) != 0 {
+		t.Errorf("tasks %+v", v.Tasks)
+	}
+	var out bytes.Buffer
+	Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{})
+	if got := string(v.AppendText(nil)); got != out.String() {
+		t.Errorf("AppendText differs from Timeline:\n%s\n---\n%s", got, out.String())
+	}
+	// A window of one event before the trigger.
+	v, _ = ReadTimeline(bytes.NewReader(timelineStream(t)), TimelineOptions{Events: 1})
+	if v.First != 1 || len(v.Events) != 2 || v.Events[0].Func != "dispatch_enqueue" {
+		t.Errorf("window: first %d, %d events", v.First, len(v.Events))
+	}
+
+	// Hostile guest strings: a terminal escape and a newline in comm,
+	// func and stack; invalid UTF-8.
+	var b bytes.Buffer
+	enc := wire.NewEncoder(&b)
+	pid := 5
+	enc.Encode(wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "f\x1b[2J", Kind: "kprobe"}}})
+	enc.Encode(wire.ProbeEvent{TimeNS: 1, PID: 5, Comm: "evil\x1b]0;x\x07\nnext", Func: "fn\n", TaskPID: &pid, TaskComm: "t\x1b",
+		Trigger: true, Stack: []string{"a\x1bb"}})
+	enc.Encode(wire.SchedExit{Kind: 1024, KindName: "error", Message: "bad\xff\x1b[31m"})
+	v, err = ReadTimeline(bytes.NewReader(b.Bytes()), TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(v.AppendText(nil))
+	if strings.ContainsAny(text, "\x1b\x07") || strings.Contains(text, "\nnext") {
+		t.Errorf("control characters reach the text:\n%q", text)
+	}
+	if v.Events[0].Running != `5/evil\x1b]0;x\x07\nnext` || v.Events[0].Func != `fn\n` || v.Events[0].Stack[0] != `a\x1bb` ||
+		!strings.Contains(text, "bad\ufffd\\x1b[31m") {
+		t.Errorf("escapes missing: %+v\n%s", v.Events[0], text)
+	}
+	// No probes: the view and ErrNoProbes; unreadable: a ReadError.
+	v, err = ReadTimeline(bytes.NewReader(nil), TimelineOptions{})
+	if !errors.Is(err, ErrNoProbes) || v == nil || v.Probes {
+		t.Errorf("empty stream: %v %+v", err, v)
+	}
+}

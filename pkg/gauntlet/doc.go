@@ -14,10 +14,16 @@
 // The run directory's layout, its JSON types and the bound on how many
 // variants a run holds (runrecord.MaxVariants) belong to pkg/runrecord.
 //
+// Each variant's ktstr-run runs with --auto-repro unless the suite or
+// --no-auto-repro turns it off; the second boot's stream and its timeline
+// (pkg/decode) join the variant's record.
+//
 // Imports: pkg/runrecord, pkg/topology (shapes and presets), pkg/pipeline
 // (ktstr-run's reservation modes), pkg/hosttopo (the host's LLCs, for the
 // default -j), pkg/scenario
 // (catalog names and durations), pkg/kernel (the kernel's release),
-// pkg/regfile, and the standard library; it runs make, parallel, sbatch,
+// pkg/decode (the auto-repro timeline), pkg/pipeline also for where ktstr-run
+// saves the auto-repro stream: ReproPath), pkg/regfile, and the standard
+// library; it runs make, parallel, sbatch,
 // squeue, scancel and ktstr-run as processes.
 package gauntlet

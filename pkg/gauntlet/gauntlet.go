@@ -57,6 +57,7 @@ type Options struct {
 	Reserve      string // ktstr-run --reserve for every variant; "" the suite's "reserve"
 	SysfsRoot    string // host topology for the default -j with whole-LLC reservations; "" /sys
 	List         bool   // print the variants and exit
+	NoAutoRepro  bool   // no ktstr-run --auto-repro, whatever the suite says
 	Stdout       io.Writer
 	Stderr       io.Writer
 }
@@ -87,8 +88,8 @@ func Run(ctx context.Context, o Options) (int, error) {
 		if o.RunDir == "" {
 			return ExitUsage, usage("--resume needs --rundir")
 		}
-		if len(o.Only)+len(o.Exclude) > 0 || o.Budget > 0 || o.Reserve != "" {
-			return ExitUsage, usage("--resume runs the run directory's own plan: --only, --exclude, --budget and --reserve do not apply")
+		if len(o.Only)+len(o.Exclude) > 0 || o.Budget > 0 || o.Reserve != "" || o.NoAutoRepro {
+			return ExitUsage, usage("--resume runs the run directory's own plan: --only, --exclude, --budget, --reserve and --no-auto-repro do not apply")
 		}
 		var err error
 		if plan, err = ReadPlan(o.RunDir); err != nil {
@@ -134,6 +135,11 @@ func Run(ctx context.Context, o Options) (int, error) {
 		}
 		if len(vs) == 0 {
 			return ExitUsage, usage("no variant left to run (check --only, --exclude and --budget)")
+		}
+		if o.NoAutoRepro {
+			for i := range vs {
+				vs[i].AutoRepro = false
+			}
 		}
 		if o.List {
 			for _, v := range vs {

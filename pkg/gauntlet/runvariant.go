@@ -69,6 +69,7 @@ func RunVariant(ctx context.Context, rundir, name string, o VariantOptions) (*ru
 		os.Remove(filepath.Join(dir, partial(f)))
 		os.Remove(filepath.Join(dir, f))
 	}
+	removeRepro(dir, true)
 	host, _ := os.Hostname()
 	m := &runrecord.Meta{
 		Variant: name, Scheduler: v.Scheduler, SchedulerArgs: v.SchedulerArgs, Scenario: v.Scenario,
@@ -125,15 +126,20 @@ wait:
 		for _, f := range files {
 			os.Remove(filepath.Join(dir, partial(f)))
 		}
+		removeRepro(dir, false)
 		return nil, fmt.Errorf("variant %s: %w", name, ErrInterrupted)
 	}
 	m.ExitCode = exitStatus(cmd, werr)
 	m.Verdict = runrecord.VerdictOf(m.ExitCode)
 	m.Reason = reasonOf(verdict.Bytes(), filepath.Join(dir, partial(runrecord.ConsoleFile)), m.ExitCode)
+	if err := writeReproTimeline(dir); err != nil {
+		fmt.Fprintln(console, "ktstr-gauntlet: "+err.Error())
+	}
 	return m, finish(dir, rundir, m, verdict.Bytes(), o.Stderr)
 }
 
-// finish renames the partial files into place and writes meta.json.
+// finish renames the partial files (the auto-repro ones included) into
+// place and writes meta.json.
 func finish(dir, rundir string, m *runrecord.Meta, verdict []byte, stderr io.Writer) error {
 	if len(verdict) > 0 {
 		if err := runrecord.WriteFile(filepath.Join(dir, runrecord.VerdictFile), verdict); err != nil {
@@ -146,6 +152,14 @@ func finish(dir, rundir string, m *runrecord.Meta, verdict []byte, stderr io.Wri
 			continue
 		}
 		if err := os.Rename(p, filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("variant %s: %w", m.Variant, err)
+		}
+	}
+	for _, f := range reproFiles(dir) {
+		if _, err := os.Stat(f[0]); err != nil {
+			continue
+		}
+		if err := os.Rename(f[0], filepath.Join(dir, f[1])); err != nil {
 			return fmt.Errorf("variant %s: %w", m.Variant, err)
 		}
 	}
@@ -164,6 +178,9 @@ func ktstrRunArgs(v *Variant, save string) []string {
 	}
 	a = append(a, "--scenario", v.ScenarioArg, "--topology", v.Topology, "--memory", v.Memory,
 		"--timeout", v.Timeout, "--vmm", v.VMM, "--save", save, "--json")
+	if v.AutoRepro {
+		a = append(a, "--auto-repro")
+	}
 	if v.Append != "" {
 		a = append(a, "--append", v.Append)
 	}

@@ -38,6 +38,8 @@ type Suite struct {
 	Append      string      `json:"append"`
 	BootS       float64     `json:"boot_s"`
 	Reserve     string      `json:"reserve"`
+	// AutoRepro: ktstr-run --auto-repro for every variant (nil: true).
+	AutoRepro *bool `json:"auto_repro"`
 }
 
 // Scheduler is one scheduler entry.
@@ -80,6 +82,7 @@ type Loaded struct {
 	Append     string
 	BootS      float64
 	Reserve    string // ktstr-run --reserve: pipeline.ReserveLLCs (default) or ReserveCPUs
+	AutoRepro  bool   // ktstr-run --auto-repro (default true)
 }
 
 // ScenarioRef is a scenario: a catalog name or a file.
@@ -187,7 +190,10 @@ func lineCol(b []byte, off int64) (int, int) {
 
 // resolve validates s and resolves its paths against dir.
 func (s *Suite) resolve(dir, kernelEnv string) (*Loaded, error) {
-	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS, Reserve: s.Reserve}
+	l := &Loaded{Reps: s.Repetitions, Memory: s.Memory, VMM: s.VMM, Append: s.Append, BootS: s.BootS, Reserve: s.Reserve, AutoRepro: true}
+	if s.AutoRepro != nil {
+		l.AutoRepro = *s.AutoRepro
+	}
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)

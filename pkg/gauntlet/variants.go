@@ -34,6 +34,7 @@ type Variant struct {
 	VCPUs         int      `json:"vcpus"`
 	Reserve       string   `json:"reserve,omitempty"` // ktstr-run --reserve; "" (plans before it) ktstr-run's default
 	EstimateS     float64  `json:"estimate_s"`
+	AutoRepro     bool     `json:"auto_repro"` // ktstr-run --auto-repro
 
 	features []string
 }
@@ -65,7 +66,7 @@ func (l *Loaded) Expand() []Variant {
 							Name: name.String(), Scheduler: s.Name, Binary: s.Binary, SchedulerArgs: s.Args,
 							Scenario: sc.Name, ScenarioArg: sc.Arg, Preset: p.Name, Topology: p.Shape.String(),
 							KernelName: k.Name, Kernel: k.Path, Rep: r, Memory: mem, Timeout: l.Timeout.String(),
-							VMM: l.VMM, Append: l.Append, VCPUs: cpus, Reserve: l.Reserve,
+							VMM: l.VMM, Append: l.Append, VCPUs: cpus, Reserve: l.Reserve, AutoRepro: l.AutoRepro,
 						}
 						// Upstream's estimate: boot, one more second per 10 vCPUs
 						// past 16, the scenario, 2 s to tear down.

@@ -182,6 +182,84 @@ func checkSection(t *testing.T, v *Variant, sec string) {
 	if v.Mismatch != "" && !strings.Contains(sec, `<p class="mismatch">`) {
 		t.Errorf("%s: mismatch not shown", v.Name)
 	}
+	checkBPFAndRepro(t, v, sec)
+}
+
+var (
+	bpfRowRE   = regexp.MustCompile(`<tr class="bpf-prog"><td>([^<]*)</td><td>([^<]*)</td><td>(\d+)</td>`)
+	tlRowRE    = regexp.MustCompile(`<tr class="(trigger|lastseen|event)"><td>(-?[0-9.]+)</td><td>(\d+)</td><td>[^<]*</td><td>([^<]*)</td>`)
+	tlTableRE  = regexp.MustCompile(`<table class="timeline" data-total="(\d+)">`)
+	bpfTotalRE = regexp.MustCompile(`<table class="bpf" data-total-insns="(\d+)">`)
+	// domText escapes text as chromium's --dump-dom serializes it.
+	domText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\u00a0", "&nbsp;")
+)
+
+// checkBPFAndRepro: the BPF table has one row per program of the
+// variant's bpf_prog_stats frame, with its verified instructions and the
+// total; the auto-repro timeline has one row per event of the window, in
+// order, the trigger's row marked, and the per-task chains; a variant
+// without them has neither.
+func checkBPFAndRepro(t *testing.T, v *Variant, sec string) {
+	t.Helper()
+	rows := bpfRowRE.FindAllStringSubmatch(sec, -1)
+	if v.BPF == nil {
+		if len(rows) != 0 || strings.Contains(sec, `class="bpf"`) {
+			t.Errorf("%s: a BPF table without a bpf_prog_stats frame", v.Name)
+		}
+	} else {
+		if len(rows) != len(v.BPF.Programs) {
+			t.Errorf("%s: %d BPF rows, want %d", v.Name, len(rows), len(v.BPF.Programs))
+		}
+		for i, r := range rows {
+			if p := v.BPF.Programs[i]; r[1] != p.Name || r[2] != p.Type || r[3] != strconv.FormatUint(uint64(p.VerifiedInsns), 10) {
+				t.Errorf("%s: BPF row %d %q, want %+v", v.Name, i, r[1:], p)
+			}
+		}
+		if m := bpfTotalRE.FindStringSubmatch(sec); m == nil || m[1] != strconv.FormatUint(v.BPF.TotalVerifiedInsns, 10) {
+			t.Errorf("%s: BPF total %v, want %d", v.Name, m, v.BPF.TotalVerifiedInsns)
+		}
+	}
+	ev := tlRowRE.FindAllStringSubmatch(sec, -1)
+	if v.Repro == nil || v.Repro.Timeline == nil {
+		if len(ev) != 0 || strings.Contains(sec, "Auto-repro timeline") {
+			t.Errorf("%s: a timeline without an auto-repro stream", v.Name)
+		}
+		return
+	}
+	tl := v.Repro.Timeline
+	if !strings.Contains(sec, "<h3>Auto-repro timeline</h3>") {
+		t.Errorf("%s: no timeline heading", v.Name)
+	}
+	if m := tlTableRE.FindStringSubmatch(sec); m == nil || m[1] != strconv.Itoa(tl.Total) {
+		t.Errorf("%s: timeline table %v, want %d events in all", v.Name, m, tl.Total)
+	}
+	if len(ev) != len(tl.Events) {
+		t.Fatalf("%s: %d timeline rows, want %d", v.Name, len(ev), len(tl.Events))
+	}
+	triggers := 0
+	for i, r := range ev {
+		e := tl.Events[i]
+		if r[2] != e.RelMS || r[3] != strconv.Itoa(e.CPU) || r[4] != e.Func || (r[1] == "trigger") != e.Trigger {
+			t.Errorf("%s: timeline row %d %q, want %+v", v.Name, i, r[1:], e)
+		}
+		if r[1] == "trigger" {
+			triggers++
+			if r[2] != "0.000" {
+				t.Errorf("%s: the trigger is at %s ms, not 0", v.Name, r[2])
+			}
+		}
+	}
+	if tl.Trigger != "" && triggers != 1 {
+		t.Errorf("%s: %d trigger rows", v.Name, triggers)
+	}
+	if n := strings.Count(sec, `<li data-pid=`); n != len(tl.Tasks) {
+		t.Errorf("%s: %d task chains, want %d", v.Name, n, len(tl.Tasks))
+	}
+	for _, s := range tl.Summary {
+		if !strings.Contains(sec, "<li>"+domText.Replace(s)+"</li>") {
+			t.Errorf("%s: summary line %q not in the DOM", v.Name, s)
+		}
+	}
 }
 
 // checkScreenshot checks the PNG chromium wrote is a picture with the

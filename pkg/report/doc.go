@@ -5,8 +5,11 @@
 // never shown as a pass that the judge would not call one, and a
 // disagreement with meta.json is flagged), extracts the metrics a reader
 // compares (wall time, throughput, fairness spread, gaps, wake latency,
-// migrations, runqueue depth), and renders the run as a text grid, JSON,
-// JUnit XML or one self-contained HTML page with inline SVG plots. It also
+// migrations, runqueue depth, the BPF verifier's work from bpf_prog_stats:
+// bpfstats.go), shows a failed variant's auto-repro timeline (repro.ktstr,
+// stitched by pkg/decode.ReadTimeline: repro.go), and renders the run as a
+// text grid, JSON, JUnit XML or one self-contained HTML page with inline
+// SVG plots. It also
 // compares two run directories metric by metric (Compare) with absolute
 // and relative gates that must both be crossed.
 //
@@ -20,6 +23,7 @@
 // ktstr-gauntlet writes with; opening only regular files (a FIFO must not
 // block) belongs to pkg/regfile.
 //
-// Imports: pkg/runrecord, pkg/regfile, pkg/wire, pkg/verdict and the
-// standard library.
+// Imports: pkg/wire, pkg/verdict, pkg/decode (the auto-repro timeline),
+// pkg/runrecord (the repro file names), pkg/regfile and the standard
+// library.
 package report

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktstr-go/ktstr/pkg/decode"
 	"github.com/ktstr-go/ktstr/pkg/runrecord"
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -30,6 +31,9 @@ type streamSpec struct {
 	cpus       int
 	wallNS     uint64
 	skewCPU    int // a CPU whose runqueue runs deeper
+	// bpf: the verified instructions of the scheduler's programs, sent
+	// as a bpf_prog_stats frame (nil: none).
+	bpf []uint32
 }
 
 func (s streamSpec) withDefaults() streamSpec {
@@ -79,6 +83,14 @@ func buildStream(t testing.TB, variant string, s streamSpec) []byte {
 	enc(guest, wire.GuestReady{Kernel: "6.12.0-ktstr", CPUs: s.cpus, MemoryKiB: 500000, InitVersion: "test",
 		Scheduler: parts[0], Scenario: parts[1], Topology: parts[2]})
 	enc(guest, wire.Phase{Phase: wire.PhaseSchedulerAttached})
+	if s.bpf != nil {
+		st := wire.BPFProgStats{Scheduler: parts[0], SelectedBy: "fd", Programs: []wire.BPFProg{}}
+		for i, n := range s.bpf {
+			st.Programs = append(st.Programs, wire.BPFProg{ID: uint32(40 + i), Name: fmt.Sprintf("%s_op%d", strings.TrimPrefix(parts[0], "scx_"), i),
+				Type: "StructOps", VerifiedInsns: n, LoadTimeNS: 1e9 + uint64(i)*1e6, LoadOffsetNS: -int64(5e6) + int64(i)*1e6, JitedSize: 8 * n})
+		}
+		enc(guest, st)
+	}
 	enc(guest, wire.Phase{Phase: wire.PhaseScenarioStart, Detail: parts[1]})
 	sample := 0
 	monitor := func(n int) {
@@ -142,6 +154,7 @@ type variantSpec struct {
 	metaRaw     string      // meta.json's bytes verbatim (corrupt ones)
 	metaReason  string
 	console     string
+	repro       bool // an auto-repro stream (reproStream) and its timeline, as ktstr-gauntlet records them
 }
 
 func writeFixtureRun(t testing.TB, dir string, listed []string, vs []variantSpec) {
@@ -201,6 +214,19 @@ func writeFixtureRun(t testing.TB, dir string, listed []string, vs []variantSpec
 				t.Fatal(err)
 			}
 		}
+		if v.repro {
+			st := reproStream(t, parts[0])
+			var tl bytes.Buffer
+			if err := decode.Timeline(bytes.NewReader(st), &tl, decode.TimelineOptions{Events: decode.DefaultTimelineEvents}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(vdir, runrecord.ReproStreamFile), st, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(vdir, runrecord.ReproTimelineFile), tl.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -211,6 +237,46 @@ func fixtureTime(hms string) time.Time {
 		panic(err)
 	}
 	return t
+}
+
+// reproStream is an auto-repro boot's stream as the guest sends it: what
+// was attached, events on the scheduling path of a task that stalls, the
+// trigger with its stack, the scheduler's exit and the recorder's counts.
+func reproStream(t testing.TB, sched string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	var gt uint64 = 1e9
+	guest := wire.NewEncoder(&b, wire.WithClock(func() uint64 { gt += 1e6; return gt }))
+	ip := func(v int) *int { return &v }
+	u := func(v uint64) *uint64 { return &v }
+	u32 := func(v uint32) *uint32 { return &v }
+	kind, code := 1026, int64(0)
+	ops := strings.TrimPrefix(sched, "scx_")
+	progs := []string{ops + "_enqueue", ops + "_dispatch"}
+	attached := []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}, {Func: "enqueue_task_scx", Kind: "kprobe"},
+		{Func: "dispatch_enqueue", Kind: "kprobe"}, {Func: "set_next_task_scx", Kind: "kprobe"}}
+	msgs := []wire.Message{
+		wire.GuestReady{Kernel: "6.12.0-ktstr", CPUs: 4, MemoryKiB: 500000, InitVersion: "test", Scheduler: sched},
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: attached, Programs: progs},
+		wire.ProbeEvent{TimeNS: 2_000_000_000, CPU: 1, PID: 73, Comm: "spin", Func: "enqueue_task_scx", TaskPID: ip(73), TaskComm: "spin",
+			EnqFlags: u(1), CPUMask: u(0xf), Slice: u(20e6), LastSeen: true},
+		wire.ProbeEvent{TimeNS: 2_000_100_000, CPU: 1, PID: 73, Comm: "spin", Func: "dispatch_enqueue", TaskPID: ip(73), TaskComm: "spin",
+			DSQ: u(1<<63 | 1), DSQNr: u32(3), EnqFlags: u(1)},
+		wire.ProbeEvent{TimeNS: 6_900_000_000, CPU: 0, PID: 80, Comm: "spin", Func: "set_next_task_scx", TaskPID: ip(80), TaskComm: "spin",
+			RqCPU: ip(0), RqNr: u32(2)},
+		wire.ProbeEvent{TimeNS: 7_000_000_000, CPU: 0, PID: 31, Comm: "kworker/0:2", Func: "scx_ops_exit_kind", Trigger: true,
+			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run for %u.%03us",
+			Stack: []string{"scx_ops_exit_kind+0x5", "scx_watchdog_workfn+0x12a", "process_one_work+0x17e"}},
+		wire.SchedExit{Kind: 1026, KindName: "error_stall", Reason: "runnable task stall", Message: "spin[73] failed to run for 5.000s"},
+		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: attached, Programs: progs,
+			Triggered: true, Events: 1200, Sent: 4},
+	}
+	for _, m := range msgs {
+		if err := guest.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
 }
 
 func writeJSON(t testing.TB, path string, v any) {
@@ -231,29 +297,32 @@ const consoleText = "[    0.000000] Linux version 6.12.0-ktstr\n[    1.200000] s
 //
 //	pass:   three variants, all pass (one without wake-latency fields)
 //	slower: the same three; one slower with worse wake latency, one failing
-//	mixed:  every way a variant can be broken
+//	        (with an auto-repro stream)
+//	mixed:  every way a variant can be broken; the failing one has BPF
+//	        verifier statistics and an auto-repro stream
 func fixtureRuns() map[string]func(t testing.TB, dir string) {
+	simpleBPF := []uint32{1200, 3400, 800}
 	three := []string{"scx_simple/steady/tiny-1llc", "scx_simple/steady/numa2-4llc", "scx_simple/mixed/tiny-1llc"}
 	return map[string]func(t testing.TB, dir string){
 		"pass": func(t testing.TB, dir string) {
 			writeFixtureRun(t, dir, three, []variantSpec{
-				{name: three[0], stream: &streamSpec{wakeP99NS: 80e3}, console: consoleText},
-				{name: three[1], stream: &streamSpec{wakeP99NS: 90e3, cpus: 8, skewCPU: 5}, console: consoleText},
-				{name: three[2], stream: &streamSpec{}, console: consoleText},
+				{name: three[0], stream: &streamSpec{wakeP99NS: 80e3, bpf: simpleBPF}, console: consoleText},
+				{name: three[1], stream: &streamSpec{wakeP99NS: 90e3, cpus: 8, skewCPU: 5, bpf: simpleBPF}, console: consoleText},
+				{name: three[2], stream: &streamSpec{bpf: simpleBPF}, console: consoleText},
 			})
 		},
 		"slower": func(t testing.TB, dir string) {
 			writeFixtureRun(t, dir, three, []variantSpec{
-				{name: three[0], stream: &streamSpec{wakeP99NS: 400e3, iterations: 20000}, console: consoleText},
-				{name: three[1], stream: &streamSpec{wakeP99NS: 91e3, cpus: 8, skewCPU: 5}, console: consoleText},
-				{name: three[2], stream: &streamSpec{failCheck: true}, console: consoleText + "ktstr-init: check starvation failed\n"},
+				{name: three[0], stream: &streamSpec{wakeP99NS: 400e3, iterations: 20000, bpf: simpleBPF}, console: consoleText},
+				{name: three[1], stream: &streamSpec{wakeP99NS: 91e3, cpus: 8, skewCPU: 5, bpf: simpleBPF}, console: consoleText},
+				{name: three[2], stream: &streamSpec{failCheck: true, bpf: simpleBPF}, console: consoleText + "ktstr-init: check starvation failed\n", repro: true},
 			})
 		},
 		"mixed": func(t testing.TB, dir string) {
 			writeFixtureRun(t, dir, []string{"eevdf/steady/tiny-1llc", "scx_qmap/steady/tiny-1llc", "scx_qmap/mixed/tiny-1llc",
 				"scx_qmap/steady/numa2-4llc", "scx_qmap/burst/tiny-1llc", "scx_lavd/steady/tiny-1llc"}, []variantSpec{
 				{name: "eevdf/steady/tiny-1llc", stream: &streamSpec{wakeP99NS: 50e3}, console: consoleText},
-				{name: "scx_qmap/steady/tiny-1llc", stream: &streamSpec{failCheck: true}, console: "\x1b[31mred\x1b[0m <b>not bold</b> & \x00\n"},
+				{name: "scx_qmap/steady/tiny-1llc", stream: &streamSpec{failCheck: true, bpf: []uint32{2100, 9800, 450, 17}}, console: "\x1b[31mred\x1b[0m <b>not bold</b> & \x00\n", repro: true},
 				{name: "scx_qmap/mixed/tiny-1llc", metaVerdict: runrecord.Error, metaReason: "ktstr-run: scheduler binary not found"},
 				{name: "scx_qmap/steady/numa2-4llc", stream: &streamSpec{}, truncate: 10},
 				{name: "scx_qmap/burst/tiny-1llc", stream: &streamSpec{}, metaVerdict: runrecord.Fail, metaReason: "ktstr-run exited 1"},

@@ -307,6 +307,11 @@ line.whisker{stroke:#000;stroke-width:1.5}
 polyline.rq-line{fill:none;stroke-width:1.2}
 line.axis{stroke:#555}
 p.nodata{color:#777;font-style:italic}
+table.timeline td{font-family:monospace;font-size:80%}
+table.timeline tr.trigger{background:#f6b8b8;font-weight:bold}
+table.timeline tr.lastseen{background:#f5e3a3}
+span.stack{color:#555}
+ul.repro-tasks{font-family:monospace;font-size:85%}
 pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 </style>
 </head>
@@ -352,6 +357,8 @@ pre{background:#f7f7f7;padding:.5em;overflow:auto;max-height:20em;font-size:85%}
 {{with .Share}}{{template "bars" .}}{{else}}<p class="nodata">no worker or cgroup metrics in this stream</p>{{end}}
 <h3>Wake latency per cgroup</h3>
 {{with .Wake}}{{template "bars" .}}{{else}}<p class="nodata">no wake-latency fields in this stream</p>{{end}}
+{{template "bpf" .}}
+{{template "repro" .}}
 {{if .Console}}<details><summary>console (tail)</summary><pre class="console">{{.Console}}</pre></details>{{end}}
 </section>
 {{end}}

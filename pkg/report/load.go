@@ -77,6 +77,10 @@ type Variant struct {
 	// (downsampled); nil without monitor samples.
 	RunQueue *RunQueue `json:"runqueue,omitempty"`
 	Console  string    `json:"console_tail,omitempty"` // the end of console.txt
+	// BPF is the scheduler's BPF verifier statistics (bpf_prog_stats);
+	// Repro the auto-repro boot's timeline (repro.ktstr). nil: none.
+	BPF   *BPFStats `json:"bpf,omitempty"`
+	Repro *Repro    `json:"repro,omitempty"`
 }
 
 // Run is a whole run directory.
@@ -182,6 +186,7 @@ func loadVariant(dir, name string) *Variant {
 		}
 	}
 	v.Console = readTail(filepath.Join(vdir, runrecord.ConsoleFile), consoleTail)
+	v.Repro = loadRepro(vdir)
 
 	f, _, err := regfile.Open(filepath.Join(vdir, runrecord.StreamFile), os.O_RDONLY)
 	if err != nil {
@@ -211,6 +216,7 @@ func loadVariant(dir, name string) *Variant {
 	sd.metrics(v.Metrics)
 	v.Cgroups = sd.cgroupStats()
 	v.RunQueue = sd.rq.result()
+	v.BPF = sd.bpf.result()
 	if meta != nil && meta.Verdict != string(v.Status) {
 		v.Mismatch = fmt.Sprintf("%s says %s, the stream judges %s", runrecord.MetaFile, meta.Verdict, v.Status)
 		if v.Status == StatusPass {

@@ -48,6 +48,7 @@ func Metrics() []MetricDef {
 		{MetricDSQ, "", false, 10, 0.50, "deepest local DSQ of a CPU in the monitor's samples"},
 		{MetricImbalance, "x", false, 1, 0.25, "largest ratio, over monitor samples, of the busiest CPU's nr_running to the idlest's (at least 1)"},
 		{MetricViolations, "", false, 1, 0.50, "monitor violations in the stream"},
+		{MetricVerifiedInsns, "", false, 100, 0.05, "sum of the BPF verifier's verified instructions over the scheduler's programs (the first bpf_prog_stats frame; only when the kernel reports them, Linux 5.16 and later); the same scheduler build and kernel give the same count, so the gates are small"},
 	}
 }
 

@@ -126,6 +126,7 @@ func WriteText(w io.Writer, run *Run) error {
 			fmt.Fprintf(bw, "note: %s: %s\n", oneLine(v.Name), oneLine(n))
 		}
 	}
+	writeReproText(bw, run)
 	fmt.Fprintln(bw, run.Summary())
 	return bw.err
 }
@@ -307,6 +308,7 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		for _, n := range v.Notes {
 			detail += "\n" + n
 		}
+		detail += reproDetail(v)
 		switch v.Status {
 		case StatusPass:
 		case StatusFail:

@@ -153,6 +153,7 @@ type streamData struct {
 	cgroups                    map[string]*cgroupAcc
 	cgroupsOmitted             int
 	rq                         rqAcc
+	bpf                        bpfAcc
 }
 
 func newStreamData() *streamData {
@@ -167,7 +168,7 @@ func (sd *streamData) scan(r io.Reader) (verdict.Verdict, error) {
 
 func (sd *streamData) frame(f *wire.Frame) {
 	switch f.Type {
-	case wire.TypeWorkerMetrics, wire.TypeCgroupMetrics:
+	case wire.TypeWorkerMetrics, wire.TypeCgroupMetrics, wire.TypeBPFProgStats:
 	case wire.TypeMonitorSample, wire.TypeViolation:
 		// Host frames count only when a host wrote them, as for the
 		// verdict: a guest cannot forge the monitor's view.
@@ -190,6 +191,8 @@ func (sd *streamData) frame(f *wire.Frame) {
 		sd.monitor(&v)
 	case wire.Violation:
 		sd.violations++
+	case wire.BPFProgStats:
+		sd.bpf.frame(&v)
 	}
 }
 
@@ -330,6 +333,7 @@ func (sd *streamData) metrics(m map[string]float64) {
 		m[MetricImbalance] = sd.maxImbalance
 	}
 	m[MetricViolations] = float64(sd.violations)
+	sd.bpf.metrics(m)
 }
 
 // cgroupStats returns the per-cgroup statistics, sorted by name.

@@ -6,6 +6,8 @@
 //	RUNDIR/VARIANT/stream.ktstr    the raw frame stream (ktstr-run --save)
 //	RUNDIR/VARIANT/verdict.json    ktstr-run --json's record
 //	RUNDIR/VARIANT/console.txt     guest console and the tools' messages
+//	RUNDIR/VARIANT/repro.ktstr     the auto-repro boot's stream (when there was one)
+//	RUNDIR/VARIANT/repro-timeline.txt  its timeline (ktstr-decode --timeline)
 //
 // VARIANT is sched/scenario/preset[/kernel][/repN], so each variant is a
 // nested directory. It owns the Run and Meta types, the variant-name
