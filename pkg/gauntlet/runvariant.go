@@ -120,6 +120,9 @@ wait:
 			ctx = context.Background()
 		}
 	}
+	if !interrupted && interruptedToo(cmd, werr, o.Sigs) {
+		interrupted = true
+	}
 	m.Ended = time.Now().UTC()
 	m.WallS = m.Ended.Sub(m.Started).Seconds()
 	if interrupted {
@@ -200,6 +203,38 @@ func shellJoin(args []string) string {
 		q[i] = shellQuote(a)
 	}
 	return strings.Join(q, " ")
+}
+
+// interruptGrace is how long a ktstr-run that failed is given for the
+// signal that ended it to reach this process too.
+const interruptGrace = 250 * time.Millisecond
+
+// interruptedToo says whether ktstr-run ended because the run was being
+// interrupted, although its end was seen before this process's own signal:
+// a Ctrl-C (or make or Slurm cancelling the job) signals the whole process
+// group, and ktstr-run may exit first. Killed by SIGINT, SIGTERM or SIGHUP
+// is an interruption; any other failure waits interruptGrace for a signal
+// on sigs. A variant that was interrupted must not be recorded (a failed
+// record would keep --resume from running it again).
+func interruptedToo(cmd *exec.Cmd, werr error, sigs <-chan os.Signal) bool {
+	if cmd.ProcessState == nil {
+		return false
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		switch ws.Signal() {
+		case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP:
+			return true
+		}
+	}
+	if werr == nil || sigs == nil {
+		return false
+	}
+	select {
+	case <-sigs:
+		return true
+	case <-time.After(interruptGrace):
+		return false
+	}
 }
 
 // exitStatus is the command's exit code; -1 when a signal killed it.
