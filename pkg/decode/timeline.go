@@ -118,16 +118,25 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		}
 	}
 	if len(metas) > 0 {
-		m := metas[0]
+		// The last says it all: the guest sends probe_meta again after
+		// attaching to the scheduler's callbacks, and at the end.
+		m := metas[len(metas)-1]
 		if done != nil {
 			m = *done
 		}
-		names := make([]string, len(m.Attached))
-		for i, a := range m.Attached {
-			names[i] = a.Func
+		var kp, ops []string
+		for _, a := range m.Attached {
+			if a.Kind == "fentry" {
+				ops = append(ops, a.Func)
+			} else {
+				kp = append(kp, a.Func)
+			}
 		}
-		b = fmt.Appendf(b, "  attached: %d kprobes: %s\n", len(m.Attached), strings.Join(names, " "))
-		for _, f := range metas[0].Failed {
+		b = fmt.Appendf(b, "  attached: %d kprobes: %s\n", len(kp), strings.Join(kp, " "))
+		if len(ops) > 0 {
+			b = fmt.Appendf(b, "  attached: %d fentry on the scheduler's callbacks: %s\n", len(ops), strings.Join(ops, " "))
+		}
+		for _, f := range m.Failed {
 			b = fmt.Appendf(b, "  not attached: %s: %s\n", f.Func, f.Error)
 		}
 		if len(m.Programs) > 0 {
@@ -307,7 +316,7 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 	if e.Slice != nil {
 		b = fmt.Appendf(b, " slice=%s", fmtDur(*e.Slice))
 	}
-	if len(e.Args) > 0 && e.TaskPID == nil && e.RqCPU == nil {
+	if len(e.Args) > 0 && (e.TaskPID == nil && e.RqCPU == nil || strings.HasPrefix(e.Func, wire.ProbeOpsPrefix)) {
 		b = append(b, " args="...)
 		for i, a := range e.Args {
 			if i > 0 {

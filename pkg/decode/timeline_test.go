@@ -49,9 +49,16 @@ func timelineStream(t testing.TB) []byte {
 		wire.ProbeEvent{TimeNS: 1_000_000, CPU: 0, PID: 9, Comm: "w", Func: "select_task_rq_scx", TaskPID: ip(9), TaskComm: "w", LastSeen: true},
 		wire.ProbeEvent{TimeNS: 5_000_000, CPU: 0, PID: 30, Comm: "kworker/0:1", Func: "scx_ops_exit_kind", Trigger: true,
 			ExitKind: &kind, ExitCode: &code, Text: "%s[%d] failed to run", Stack: []string{"scx_ops_exit_kind+0x1", "scx_watchdog_workfn+0x10"}},
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"},
+			{Func: "ops:qmap_enqueue", Kind: "fentry"}}, Failed: []wire.ProbeAttach{{Func: "gone_fn", Kind: "kprobe", Error: "not found"},
+			{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}}},
+		wire.ProbeEvent{TimeNS: 4_000_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_enqueue", TaskPID: ip(12), TaskComm: "init",
+			Args: []uint64{0xffff888000001000, 9, 0, 0}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
 		wire.SchedExit{Kind: 1026, KindName: "error_stall", Message: "w[9] failed to run for 5.0s, gone[77] too"},
-		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
+		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"},
+			{Func: "ops:qmap_enqueue", Kind: "fentry"}}, Failed: []wire.ProbeAttach{{Func: "gone_fn", Kind: "kprobe", Error: "not found"},
+			{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}},
 			Triggered: true, Events: 10, Sent: 4, Programs: []string{"qmap_enqueue"}},
 	}
 	for _, m := range msgs {
@@ -79,6 +86,11 @@ func TestTimeline(t *testing.T) {
 		"args=0x1,0x2,0x3,0x4",
 		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0(last seen) -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
 		"77 (named by the scheduler's exit): no event recorded",
+		"attached: 1 kprobes: scx_ops_exit_kind\n",
+		"attached: 1 fentry on the scheduler's callbacks: ops:qmap_enqueue\n",
+		"not attached: ops:qmap_dump: load fentry: permission denied",
+		"-1.000   0 12/init                ops:qmap_enqueue          task=12/init args=0xffff888000001000,0x9,0x0,0x0",
+		"12/init: ops:qmap_enqueue@-1.000/cpu0",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("timeline lacks %q:\n%s", want, s)
@@ -90,7 +102,7 @@ func TestTimeline(t *testing.T) {
 	// A window: one event before the trigger.
 	out.Reset()
 	Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{Events: 1})
-	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 2..3 of 4") {
+	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 3..4 of 5") {
 		t.Errorf("window of 1:\n%s", s)
 	}
 	// No probes: ErrNoProbes; garbage: no panic.

@@ -8,7 +8,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
-// Which optional fields an event carries: enum field in bpf/probe.c.
+// Which optional fields an event carries: enum field in bpf/recorder.h.
 const (
 	fTask    = 1 << 0
 	fRq      = 1 << 1
@@ -23,7 +23,7 @@ const (
 
 const stackDepth = 16
 
-// rawEvent is struct event of bpf/probe.c, byte for byte (little endian,
+// rawEvent is struct event of bpf/recorder.h, byte for byte (little endian,
 // no padding: TestRawEventLayout holds it to bpf2go's bpfEvent).
 type rawEvent struct {
 	Ts             uint64

@@ -1,0 +1,50 @@
+package probe
+
+import (
+	"strings"
+
+	"github.com/ktstr-go/ktstr/pkg/wire"
+)
+
+// OpsPrefix starts the Func of a probe on one of the scheduler's
+// struct_ops callbacks: "ops:qmap_enqueue" (wire.ProbeOpsPrefix).
+const OpsPrefix = wire.ProbeOpsPrefix
+
+// taskOps are the struct sched_ext_ops callbacks (Linux 6.12) whose first
+// argument is a struct task_struct *.
+var taskOps = []string{
+	"select_cpu", "enqueue", "dequeue", "tick", "runnable", "running",
+	"stopping", "quiescent", "yield", "core_sched_before", "set_weight",
+	"set_cpumask", "init_task", "exit_task", "enable", "disable",
+	"cgroup_prep_move", "cgroup_move", "cgroup_cancel_move",
+}
+
+// otherOps are the other callbacks: a name that ends in one of them is not
+// a task callback even where a task callback's name is a suffix of it
+// ("dump_task" ends in "task", "exit_task" is not "exit").
+var otherOps = []string{
+	"dispatch", "update_idle", "cpu_acquire", "cpu_release", "init", "exit",
+	"dump", "dump_cpu", "dump_task", "cgroup_init", "cgroup_exit",
+	"cgroup_set_weight", "cpu_online", "cpu_offline",
+}
+
+// OpsTakesTask says whether the struct_ops program named prog (a
+// scheduler's callback, by convention PREFIX_OP: qmap_enqueue,
+// simple_running) is for a callback whose first argument is a task. The
+// kernel does not tell which member of sched_ext_ops a program fills
+// (bpf_prog_info has no member index), so the longest op name that
+// ends the program's name decides; a name that matches none is not read
+// as a task.
+func OpsTakesTask(prog string) bool {
+	best, task := 0, false
+	match := func(ops []string, isTask bool) {
+		for _, op := range ops {
+			if len(op) > best && (prog == op || strings.HasSuffix(prog, "_"+op)) {
+				best, task = len(op), isTask
+			}
+		}
+	}
+	match(taskOps, true)
+	match(otherOps, false)
+	return task
+}
