@@ -303,7 +303,7 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 	}
 	if e.EnqFlags != nil {
 		key := "enq_flags"
-		if strings.HasPrefix(e.Func, "dequeue") {
+		if fn := strings.TrimPrefix(e.Func, wire.ProbeOpsPrefix); strings.HasPrefix(fn, "dequeue") || strings.HasSuffix(fn, "_dequeue") {
 			key = "deq_flags"
 			b = fmt.Appendf(b, " %s=%s", key, DeqFlags(*e.EnqFlags))
 		} else {

@@ -54,6 +54,8 @@ func timelineStream(t testing.TB) []byte {
 			{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}}},
 		wire.ProbeEvent{TimeNS: 4_000_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_enqueue", TaskPID: ip(12), TaskComm: "init",
 			Args: []uint64{0xffff888000001000, 9, 0, 0}},
+		wire.ProbeEvent{TimeNS: 4_500_000, CPU: 1, PID: 12, Comm: "init", Func: "ops:qmap_dequeue", TaskPID: ip(13), TaskComm: "x",
+			EnqFlags: u(1), Args: []uint64{0xffff888000002000, 1, 0, 0}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
 		wire.SchedExit{Kind: 1026, KindName: "error_stall", Message: "w[9] failed to run for 5.0s, gone[77] too"},
 		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"},
@@ -91,6 +93,7 @@ func TestTimeline(t *testing.T) {
 		"not attached: ops:qmap_dump: load fentry: permission denied",
 		"-1.000   0 12/init                ops:qmap_enqueue          task=12/init args=0xffff888000001000,0x9,0x0,0x0",
 		"12/init: ops:qmap_enqueue@-1.000/cpu0",
+		"ops:qmap_dequeue          task=13/x deq_flags=SLEEP args=",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("timeline lacks %q:\n%s", want, s)
@@ -102,7 +105,7 @@ func TestTimeline(t *testing.T) {
 	// A window: one event before the trigger.
 	out.Reset()
 	Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{Events: 1})
-	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 3..4 of 5") {
+	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 4..5 of 6") {
 		t.Errorf("window of 1:\n%s", s)
 	}
 	// No probes: ErrNoProbes; garbage: no panic.

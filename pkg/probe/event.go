@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -110,6 +111,14 @@ func toWire(ev *rawEvent, funcs []string, syms *Symtab) wire.ProbeEvent {
 		p.ExitKind, p.ExitCode, p.Trigger = &k, &c, true
 	} else if ev.Fields&fArgs != 0 {
 		p.Args = append([]uint64(nil), ev.Args[:]...)
+	}
+	// enqueue(p, enq_flags) and dequeue(p, deq_flags): show the flags
+	// as the kprobes on the core's enqueue and dequeue do.
+	if op := strings.TrimPrefix(p.Func, OpsPrefix); op != p.Func && ev.Fields&fArgs != 0 {
+		if o := opOf(op); o == "enqueue" || o == "dequeue" {
+			f := ev.Args[1]
+			p.EnqFlags = &f
+		}
 	}
 	if ev.Fields&fText != 0 {
 		p.Text = cstr(ev.Text[:])

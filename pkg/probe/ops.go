@@ -30,21 +30,31 @@ var otherOps = []string{
 
 // OpsTakesTask says whether the struct_ops program named prog (a
 // scheduler's callback, by convention PREFIX_OP: qmap_enqueue,
-// simple_running) is for a callback whose first argument is a task. The
-// kernel does not tell which member of sched_ext_ops a program fills
-// (bpf_prog_info has no member index), so the longest op name that
-// ends the program's name decides; a name that matches none is not read
-// as a task.
+// simple_running) is for a callback whose first argument is a task (see
+// opOf); a name that matches no callback is not read as a task.
 func OpsTakesTask(prog string) bool {
-	best, task := 0, false
-	match := func(ops []string, isTask bool) {
+	op := opOf(prog)
+	for _, t := range taskOps {
+		if op == t {
+			return true
+		}
+	}
+	return false
+}
+
+// opOf is the sched_ext_ops callback the struct_ops program named prog
+// is for, "" if none. The kernel does not tell which member of
+// sched_ext_ops a program fills (bpf_prog_info has no member index), so
+// the longest callback name that ends the program's name after an
+// underscore (or is all of it) decides.
+func opOf(prog string) string {
+	best := ""
+	for _, ops := range [][]string{taskOps, otherOps} {
 		for _, op := range ops {
-			if len(op) > best && (prog == op || strings.HasSuffix(prog, "_"+op)) {
-				best, task = len(op), isTask
+			if len(op) > len(best) && (prog == op || strings.HasSuffix(prog, "_"+op)) {
+				best = op
 			}
 		}
 	}
-	match(taskOps, true)
-	match(otherOps, false)
-	return task
+	return best
 }

@@ -29,3 +29,30 @@ func TestOpsTakesTask(t *testing.T) {
 		}
 	}
 }
+
+// An fentry event on a callback: its raw arguments, its task, and for
+// enqueue and dequeue the flags (args[1]) as the kprobes show them.
+func TestOpsEventToWire(t *testing.T) {
+	for _, c := range []struct {
+		fn    string
+		flags bool
+	}{
+		{"ops:qmap_enqueue", true},
+		{"ops:qmap_dequeue", true},
+		{"ops:qmap_dispatch", false},
+		{"qmap_enqueue", false}, // a kprobe of that name is no callback
+	} {
+		var ev rawEvent
+		ev.Func, ev.Fields = 0, fArgs|fTask
+		ev.Args = [4]uint64{0xffff888000001000, 1 << 40, 7, 8}
+		ev.TaskPid = 71
+		copy(ev.TaskComm[:], "scheduler")
+		p := toWire(&ev, []string{c.fn}, nil)
+		if p.Func != c.fn || p.TaskPID == nil || *p.TaskPID != 71 || p.TaskComm != "scheduler" || len(p.Args) != 4 || p.Args[1] != 1<<40 {
+			t.Errorf("%s: %+v", c.fn, p)
+		}
+		if got := p.EnqFlags != nil && *p.EnqFlags == 1<<40; got != c.flags {
+			t.Errorf("%s: enq_flags %v, want set %v", c.fn, p.EnqFlags, c.flags)
+		}
+	}
+}
