@@ -65,6 +65,16 @@ func (p *probeRun) opsLoaded() {
 	<-p.opsDone
 }
 
+// busy is the time spent attaching to the scheduler's callbacks so far:
+// the scheduler, starting beside it, waits for CPU that long (seconds
+// under TCG), so its attach timeout is lengthened by as much.
+func (p *probeRun) busy() time.Duration {
+	if p.s == nil {
+		return 0
+	}
+	return p.s.OpsBusy()
+}
+
 // stop detaches the probes and sends the kept events, oldest first, then
 // the final probe_meta.
 func (p *probeRun) stop() {

@@ -754,7 +754,7 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			return ExitSchedulerDied
 		}
 		probes.watchOps() // its callbacks, as it loads them
-		ops, err := sp.waitAttach(p.attachTimeout)
+		ops, err := sp.waitAttach(p.attachTimeout, probes.busy)
 		if err != nil {
 			waited := time.Since(t0)
 			if errors.Is(err, errDiedEarly) {

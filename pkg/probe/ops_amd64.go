@@ -61,7 +61,10 @@ func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
 				continue
 			}
 			fn := OpsPrefix + t.name
-			if err := s.attachOp(spec, repl, t); err != nil {
+			t0 := time.Now()
+			err := s.attachOp(spec, repl, t)
+			s.opsBusy.Add(int64(time.Since(t0)))
+			if err != nil {
 				s.meta.Failed = append(s.meta.Failed, wire.ProbeAttach{Func: fn, Kind: "fentry", Error: err.Error()})
 			} else {
 				s.meta.Attached = append(s.meta.Attached, wire.ProbeAttach{Func: fn, Kind: "fentry"})
@@ -115,6 +118,11 @@ type opsTarget struct {
 	prog *ebpf.Program
 	name string
 }
+
+// OpsBusy is the time WatchOps has spent loading and attaching so far
+// (safe to call while it runs): CPU the scheduler, starting beside it,
+// did not get.
+func (s *Session) OpsBusy() time.Duration { return time.Duration(s.opsBusy.Load()) }
 
 // structOpsProgs opens the struct_ops programs loaded now that are not
 // in seen, and adds every program it looked at to seen.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -55,6 +56,7 @@ type Session struct {
 	// opsProgs are the fentry programs AttachOps loaded, one per
 	// struct_ops callback.
 	opsProgs []*ebpf.Program
+	opsBusy  atomic.Int64 // ns WatchOps spent attaching
 	meta     wire.ProbeMeta
 
 	// The BPF programs' symbols, taken while the scheduler runs (its

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -24,6 +25,9 @@ func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
 
 // Meta is never reached (Start returns no Session).
 func (s *Session) Meta() wire.ProbeMeta { return wire.ProbeMeta{} }
+
+// OpsBusy is never reached (Start returns no Session).
+func (s *Session) OpsBusy() time.Duration { return 0 }
 
 // Stop is never reached (Start returns no Session).
 func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
