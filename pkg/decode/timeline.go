@@ -126,7 +126,9 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		}
 		var kp, ops []string
 		for _, a := range m.Attached {
-			if a.Kind == "fentry" {
+			if a.Kind == "fexit" {
+				ops = append(ops, a.Func+"(ret)")
+			} else if a.Kind == "fentry" {
 				ops = append(ops, a.Func)
 			} else {
 				kp = append(kp, a.Func)
@@ -134,7 +136,7 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		}
 		b = fmt.Appendf(b, "  attached: %d kprobes: %s\n", len(kp), strings.Join(kp, " "))
 		if len(ops) > 0 {
-			b = fmt.Appendf(b, "  attached: %d fentry on the scheduler's callbacks: %s\n", len(ops), strings.Join(ops, " "))
+			b = fmt.Appendf(b, "  attached: %d probes on the scheduler's callbacks (fentry; NAME(ret): fexit): %s\n", len(ops), strings.Join(ops, " "))
 		}
 		for _, f := range m.Failed {
 			b = fmt.Appendf(b, "  not attached: %s: %s\n", f.Func, f.Error)
@@ -279,6 +281,9 @@ func appendEventLine(b []byte, e *wire.ProbeEvent, ref uint64, trig bool) []byte
 		if e.ExitCode != nil {
 			b = fmt.Appendf(b, " code=%d", *e.ExitCode)
 		}
+	}
+	if e.Ret != nil {
+		b = fmt.Appendf(b, " ret=%d", *e.Ret)
 	}
 	if e.TaskPID != nil {
 		b = fmt.Appendf(b, " task=%d/%s", *e.TaskPID, e.TaskComm)

@@ -39,6 +39,7 @@ func timelineStream(t testing.TB) []byte {
 	enc := wire.NewEncoder(&b)
 	ip := func(v int) *int { return &v }
 	u := func(v uint64) *uint64 { return &v }
+	i64 := func(v int64) *int64 { return &v }
 	kind, code := 1026, int64(0)
 	msgs := []wire.Message{
 		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"}},
@@ -54,12 +55,14 @@ func timelineStream(t testing.TB) []byte {
 			{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}}},
 		wire.ProbeEvent{TimeNS: 4_000_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_enqueue", TaskPID: ip(12), TaskComm: "init",
 			Args: []uint64{0xffff888000001000, 9, 0, 0}},
+		wire.ProbeEvent{TimeNS: 500_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_select_cpu", TaskPID: ip(12), TaskComm: "init",
+			Ret: i64(1), Args: []uint64{0xffff888000001000, 0, 8, 0}},
 		wire.ProbeEvent{TimeNS: 4_500_000, CPU: 1, PID: 12, Comm: "init", Func: "ops:qmap_dequeue", TaskPID: ip(13), TaskComm: "x",
 			EnqFlags: u(1), Args: []uint64{0xffff888000002000, 1, 0, 0}},
 		wire.ProbeEvent{TimeNS: 6_000_000, CPU: 0, PID: 31, Comm: "k", Func: "scx_ops_disable_workfn", Args: []uint64{1, 2, 3, 4}},
 		wire.SchedExit{Kind: 1026, KindName: "error_stall", Message: "w[9] failed to run for 5.0s, gone[77] too"},
 		wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{{Func: "scx_ops_exit_kind", Kind: "kprobe"},
-			{Func: "ops:qmap_enqueue", Kind: "fentry"}}, Failed: []wire.ProbeAttach{{Func: "gone_fn", Kind: "kprobe", Error: "not found"},
+			{Func: "ops:qmap_enqueue", Kind: "fentry"}, {Func: "ops:qmap_select_cpu", Kind: "fexit"}}, Failed: []wire.ProbeAttach{{Func: "gone_fn", Kind: "kprobe", Error: "not found"},
 			{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}},
 			Triggered: true, Events: 10, Sent: 4, Programs: []string{"qmap_enqueue"}},
 	}
@@ -89,10 +92,11 @@ func TestTimeline(t *testing.T) {
 		"9/w (named by the scheduler's exit): select_task_rq@-4.000/cpu0(last seen) -> dispatch_enqueue@-2.000/cpu1[SCX_DSQ_GLOBAL]",
 		"77 (named by the scheduler's exit): no event recorded",
 		"attached: 1 kprobes: scx_ops_exit_kind\n",
-		"attached: 1 fentry on the scheduler's callbacks: ops:qmap_enqueue\n",
+		"attached: 2 probes on the scheduler's callbacks (fentry; NAME(ret): fexit): ops:qmap_enqueue ops:qmap_select_cpu(ret)\n",
+		"ops:qmap_select_cpu       ret=1 task=12/init args=",
 		"not attached: ops:qmap_dump: load fentry: permission denied",
 		"-1.000   0 12/init                ops:qmap_enqueue          task=12/init args=0xffff888000001000,0x9,0x0,0x0",
-		"12/init: ops:qmap_enqueue@-1.000/cpu0",
+		"12/init: ops:qmap_select_cpu@-4.500/cpu0 -> ops:qmap_enqueue@-1.000/cpu0",
 		"ops:qmap_dequeue          task=13/x deq_flags=SLEEP args=",
 	} {
 		if !strings.Contains(s, want) {
@@ -105,7 +109,7 @@ func TestTimeline(t *testing.T) {
 	// A window: one event before the trigger.
 	out.Reset()
 	Timeline(bytes.NewReader(timelineStream(t)), &out, TimelineOptions{Events: 1})
-	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 4..5 of 6") {
+	if s := out.String(); strings.Contains(s, "select_task_rq_scx ") || !strings.Contains(s, "showing events 5..6 of 7") {
 		t.Errorf("window of 1:\n%s", s)
 	}
 	// No probes: ErrNoProbes; garbage: no panic.

@@ -138,20 +138,43 @@ func TestAutoReproLab(t *testing.T) {
 			if fentry == 0 {
 				t.Errorf("no fentry probe on a struct_ops callback attached; failed: %v", done.Failed)
 			}
+			// fexit on qmap_select_cpu: its return value, the CPU it
+			// picked, on some event.
+			nret := 0
+			for i := range evs {
+				e := &evs[i]
+				if e.Ret == nil {
+					continue
+				}
+				switch e.Func {
+				case probe.OpsPrefix + "qmap_select_cpu":
+					nret++
+					if *e.Ret < 0 || *e.Ret >= 64 { // the lab guest has 2 CPUs
+						t.Errorf("qmap_select_cpu returned %d: not a CPU", *e.Ret)
+					}
+				case probe.OpsPrefix + "qmap_init_task":
+					if *e.Ret != 0 {
+						t.Errorf("qmap_init_task returned %d for %s (it fails only without memory)", *e.Ret, e.TaskComm)
+					}
+				}
+			}
+			if nret == 0 {
+				t.Errorf("no ops:qmap_select_cpu event with its return value")
+			}
 			var lastOps *wire.ProbeEvent
 			nops := 0
 			for i := range evs {
 				if &evs[i] == trig {
 					break
 				}
-				if strings.HasPrefix(evs[i].Func, probe.OpsPrefix) {
+				if strings.HasPrefix(evs[i].Func, probe.OpsPrefix) && evs[i].Ret == nil {
 					nops++
 					if evs[i].CPU == trig.CPU {
 						lastOps = &evs[i]
 					}
 				}
 			}
-			t.Logf("%d fentry probes attached; %d ops events before the trigger; the trigger CPU's last: %+v", fentry, nops, lastOps)
+			t.Logf("%d fentry probes attached; %d ops events before the trigger, %d select_cpu returns; the trigger CPU's last: %+v", fentry, nops, nret, lastOps)
 			if c.lastOps != "" && (lastOps == nil || lastOps.Func != c.lastOps || lastOps.TaskPID == nil || lastOps.TaskComm == "") {
 				t.Errorf("the trigger CPU's last callback before the trigger: %+v, want %s with its task", lastOps, c.lastOps)
 			}

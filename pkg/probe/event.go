@@ -20,6 +20,7 @@ const (
 	fStack   = 1 << 6
 	fExit    = 1 << 7
 	fTaskDSQ = 1 << 8
+	fRet     = 1 << 9
 )
 
 const stackDepth = 16
@@ -48,6 +49,7 @@ type rawEvent struct {
 	Comm           [16]byte
 	TaskComm       [16]byte
 	Text           [64]byte
+	Ret            int64
 }
 
 // rawEventSize is sizeof(struct event).
@@ -119,6 +121,10 @@ func toWire(ev *rawEvent, funcs []string, syms *Symtab) wire.ProbeEvent {
 			f := ev.Args[1]
 			p.EnqFlags = &f
 		}
+	}
+	if ev.Fields&fRet != 0 {
+		r := ev.Ret
+		p.Ret = &r
 	}
 	if ev.Fields&fText != 0 {
 		p.Text = cstr(ev.Text[:])

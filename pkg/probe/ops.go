@@ -19,6 +19,24 @@ var taskOps = []string{
 	"cgroup_prep_move", "cgroup_move", "cgroup_cancel_move",
 }
 
+// retOps are the callbacks whose s32 return value says what the
+// scheduler decided: an fexit probe records it (select_cpu: the CPU
+// picked; init_task, init: an error). Others return void or are too hot
+// to double their events for.
+var retOps = []string{"select_cpu", "init_task", "init"}
+
+// OpsReturns says whether the struct_ops program named prog gets an fexit
+// probe (retOps).
+func OpsReturns(prog string) bool {
+	op := opOf(prog)
+	for _, r := range retOps {
+		if op == r {
+			return true
+		}
+	}
+	return false
+}
+
 // otherOps are the other callbacks: a name that ends in one of them is not
 // a task callback even where a task callback's name is a suffix of it
 // ("dump_task" ends in "task", "exit_task" is not "exit").

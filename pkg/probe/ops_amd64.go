@@ -27,14 +27,14 @@ const maxOpsProgs = 64
 const opsPoll = 20 * time.Millisecond
 
 // WatchOps attaches an fentry program (bpf/ops.c) to each struct_ops BPF
-// program (a sched_ext scheduler's callbacks) as soon as it is loaded,
+// program, and an fexit program to those OpsReturns names, (a sched_ext scheduler's callbacks) as soon as it is loaded,
 // until stop is closed, then looks once more and returns the ProbeMeta.
 // Run it while the scheduler starts: a scheduler loads its programs
 // before it enables itself, and attaching one takes a few hundred
 // milliseconds under TCG, so waiting for "enabled" misses the first
 // callbacks (scx_qmap -e 100 errors out before). Each program is recorded
-// in the ProbeMeta (and in Stop's) as attached (Kind "fentry", Func
-// OpsPrefix+name) or failed with the kernel's reason; none is fatal. Stop
+// in the ProbeMeta (and in Stop's) as attached (Kind "fentry" or "fexit",
+// Func OpsPrefix+name) or failed with the kernel's reason; none is fatal. Stop
 // must not run before WatchOps returns.
 func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
 	fail := func(err error) {
@@ -61,13 +61,19 @@ func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
 				continue
 			}
 			fn := OpsPrefix + t.name
-			t0 := time.Now()
-			err := s.attachOp(spec, repl, t)
-			s.opsBusy.Add(int64(time.Since(t0)))
-			if err != nil {
-				s.meta.Failed = append(s.meta.Failed, wire.ProbeAttach{Func: fn, Kind: "fentry", Error: err.Error()})
-			} else {
-				s.meta.Attached = append(s.meta.Attached, wire.ProbeAttach{Func: fn, Kind: "fentry"})
+			for _, exit := range []bool{false, true} {
+				if exit && !OpsReturns(t.name) {
+					continue
+				}
+				kind := map[bool]string{false: "fentry", true: "fexit"}[exit]
+				t0 := time.Now()
+				err := s.attachOp(spec, repl, t, exit)
+				s.opsBusy.Add(int64(time.Since(t0)))
+				if err != nil {
+					s.meta.Failed = append(s.meta.Failed, wire.ProbeAttach{Func: fn, Kind: kind, Error: err.Error()})
+				} else {
+					s.meta.Attached = append(s.meta.Attached, wire.ProbeAttach{Func: fn, Kind: kind})
+				}
 			}
 			t.prog.Close() // an attached link holds its target
 		}
@@ -85,29 +91,47 @@ func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
 	}
 }
 
-func (s *Session) attachOp(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map, t opsTarget) error {
-	ps := spec.Programs["f_ops"]
+// attachOp loads the fentry (exit: fexit) program for t and attaches it.
+func (s *Session) attachOp(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map, t opsTarget, exit bool) error {
+	name, at, kind := "f_ops", ebpf.AttachTraceFEntry, "fentry"
+	if exit {
+		name, at, kind = "x_ops", ebpf.AttachTraceFExit, "fexit"
+	}
+	ps := spec.Programs[name]
 	ps.AttachTarget, ps.AttachTo = t.prog, t.name
-	var objs opsPrograms
-	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: repl})
+	// Only the one program: the other needs a target of its own.
+	var prog *ebpf.Program
+	var err error
+	opts := &ebpf.CollectionOptions{MapReplacements: repl}
+	if exit {
+		var o struct {
+			P *ebpf.Program `ebpf:"x_ops"`
+		}
+		err, prog = spec.LoadAndAssign(&o, opts), o.P
+	} else {
+		var o struct {
+			P *ebpf.Program `ebpf:"f_ops"`
+		}
+		err, prog = spec.LoadAndAssign(&o, opts), o.P
+	}
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			err = fmt.Errorf("%w (verifier: %s)", err, lastLines(ve.Log, 3))
 		}
-		return fmt.Errorf("load fentry: %w", err)
+		return fmt.Errorf("load %s: %w", kind, err)
 	}
 	cookie := uint64(len(s.funcs))
 	if OpsTakesTask(t.name) {
 		cookie |= opsTask
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: objs.F_ops, AttachType: ebpf.AttachTraceFEntry, Cookie: cookie})
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: at, Cookie: cookie})
 	if err != nil {
-		objs.Close()
-		return fmt.Errorf("attach fentry: %w", err)
+		prog.Close()
+		return fmt.Errorf("attach %s: %w", kind, err)
 	}
 	s.links = append(s.links, l)
-	s.opsProgs = append(s.opsProgs, objs.F_ops)
+	s.opsProgs = append(s.opsProgs, prog)
 	s.funcs = append(s.funcs, OpsPrefix+t.name)
 	return nil
 }

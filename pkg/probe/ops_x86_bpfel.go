@@ -21,6 +21,7 @@ const (
 	opsMapLast        = "last"
 	opsMapSlots       = "slots"
 	opsProgF_ops      = "f_ops"
+	opsProgX_ops      = "x_ops"
 	opsVarUnusedEvent = "unused_event"
 )
 
@@ -67,6 +68,7 @@ type opsSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type opsProgramSpecs struct {
 	F_ops *ebpf.ProgramSpec `ebpf:"f_ops"`
+	X_ops *ebpf.ProgramSpec `ebpf:"x_ops"`
 }
 
 // opsMapSpecs contains maps before they are loaded into the kernel.
@@ -133,11 +135,13 @@ type opsVariables struct {
 // It can be passed to loadOpsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opsPrograms struct {
 	F_ops *ebpf.Program `ebpf:"f_ops"`
+	X_ops *ebpf.Program `ebpf:"x_ops"`
 }
 
 func (p *opsPrograms) Close() error {
 	return _OpsClose(
 		p.F_ops,
+		p.X_ops,
 	)
 }
 

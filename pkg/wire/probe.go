@@ -38,6 +38,7 @@ type ProbeEvent struct {
 	Args     []uint64 `json:"args,omitempty"`      // raw arguments, for functions without curated fields
 	ExitKind *int     `json:"exit_kind,omitempty"` // enum scx_exit_kind, on the trigger
 	ExitCode *int64   `json:"exit_code,omitempty"`
+	Ret      *int64   `json:"ret,omitempty"`   // a callback's return value (an fexit probe on it)
 	Text     string   `json:"text,omitempty"`  // a format string the kernel was given (scx_bpf_error, exit)
 	Stack    []string `json:"stack,omitempty"` // kernel stack, innermost first, "func+0xoff"
 }
@@ -49,7 +50,7 @@ const ProbeOpsPrefix = "ops:"
 // ProbeAttach is one probe the guest tried to attach.
 type ProbeAttach struct {
 	Func  string `json:"func"`
-	Kind  string `json:"kind"`            // kprobe, fentry (ProbeOpsPrefix)
+	Kind  string `json:"kind"`            // kprobe; fentry, fexit (ProbeOpsPrefix)
 	Error string `json:"error,omitempty"` // why it did not attach (ProbeMeta.Failed)
 }
 

@@ -17,6 +17,10 @@
  * copies the first four (args[0..3]; those past the callback's own are
  * whatever the trampoline's stack held) and, with OPS_TASK, reads the
  * task's fields from args[0].
+ *
+ * x_ops (fexit) is loaded and attached the same way to the callbacks
+ * whose return value says what the scheduler decided (select_cpu: the
+ * CPU; init_task, init: an error): the event has ret and the arguments.
  */
 #include "recorder.h"
 
@@ -24,8 +28,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define OPS_TASK (1ULL << 32)
 
-SEC("fentry/ops")
-int f_ops(u64 *ctx)
+static __always_inline struct event *ops_event(u64 *ctx)
 {
 	u64 cookie = bpf_get_attach_cookie(ctx);
 	struct event *e = begin(ctx);
@@ -34,9 +37,35 @@ int f_ops(u64 *ctx)
 	u64 args = ctx[0];
 	if (bpf_probe_read_kernel(e->args, sizeof(e->args), (void *)args) == 0)
 		e->fields |= F_ARGS;
-	if ((cookie & OPS_TASK) && (e->fields & F_ARGS)) {
+	if ((cookie & OPS_TASK) && (e->fields & F_ARGS))
 		task_fields(e, (struct task_struct *)e->args[0]);
+	return e;
+}
+
+SEC("fentry/ops")
+int f_ops(u64 *ctx)
+{
+	struct event *e = ops_event(ctx);
+	if (e)
 		remember(e);
+	return 0;
+}
+
+SEC("fexit/ops")
+int x_ops(u64 *ctx)
+{
+	struct event *e = ops_event(ctx);
+	if (!e)
+		return 0;
+	/* Not ctx[1]: the verifier may have modelled the target
+	 * conservatively (five u64 arguments: it did for scx_qmap's
+	 * programs on 6.12, and ctx[1] read whatever was in rsi); the
+	 * helper reads the slot the trampoline really used. */
+	u64 ret = 0;
+	if (bpf_get_func_ret(ctx, &ret) == 0) {
+		e->fields |= F_RET;
+		e->ret = (s64)(s32)ret;	/* the callbacks fexit is for return s32 */
 	}
+	remember(e);
 	return 0;
 }

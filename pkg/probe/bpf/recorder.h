@@ -28,6 +28,7 @@ enum field {
 	F_STACK = 1 << 6,	/* stack[0..nstack): kernel return addresses */
 	F_EXIT = 1 << 7,	/* args[0] exit kind, args[1] exit code: the trigger */
 	F_TASK_DSQ = 1 << 8,	/* task_dsq_id: the DSQ the task sits on */
+	F_RET = 1 << 9,		/* ret: a callback's return value (fexit) */
 };
 
 struct event {
@@ -52,6 +53,7 @@ struct event {
 	char comm[16];
 	char task_comm[16];
 	char text[64];
+	s64 ret;
 };
 
 /* Make bpf2go emit the Go type. */
