@@ -1,8 +1,11 @@
 package guest
 
 import (
+	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ktstr-go/ktstr/pkg/probe"
 )
@@ -43,6 +46,17 @@ func (p *probeRun) watchOps() {
 	p.opsStop, p.opsDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(p.opsDone)
+		// The loads and attaches take kernel locks (the trampoline's,
+		// text_mutex): a thread of the normal policy holding one could
+		// be stalled by the scheduler under test (scx_qmap -t). So this
+		// thread runs SCHED_FIFO, out of sched_ext's reach, like the
+		// rest of the init (taskstall.go). It stays locked: the thread
+		// ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1,
+			Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0); err != nil {
+			p.e.logf("auto-repro probes: the attaching thread stays at its policy: %v", err)
+		}
 		t0 := time.Now()
 		n0, f0 := len(p.s.Meta().Attached), len(p.s.Meta().Failed)
 		m := p.s.WatchOps(p.opsStop)
