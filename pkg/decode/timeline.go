@@ -138,7 +138,19 @@ func appendTimeline(b []byte, evs []wire.ProbeEvent, metas []wire.ProbeMeta, exi
 		if len(ops) > 0 {
 			b = fmt.Appendf(b, "  attached: %d probes on the scheduler's callbacks (fentry; NAME(ret): fexit): %s\n", len(ops), strings.Join(ops, " "))
 		}
-		for _, f := range m.Failed {
+		// Every frame's failures, once each: the first frame's (the
+		// kprobes) and the later ones' (the callbacks) differ.
+		shown := map[wire.ProbeAttach]bool{}
+		var failed []wire.ProbeAttach
+		for _, mm := range append(metas, m) {
+			for _, f := range mm.Failed {
+				if !shown[f] {
+					shown[f] = true
+					failed = append(failed, f)
+				}
+			}
+		}
+		for _, f := range failed {
 			b = fmt.Appendf(b, "  not attached: %s: %s\n", f.Func, f.Error)
 		}
 		if len(m.Programs) > 0 {
