@@ -196,17 +196,37 @@ func buildTimeline(evs []wire.ProbeEvent, metas []wire.ProbeMeta, exits []wire.S
 		}
 	}
 	if len(metas) > 0 {
-		m := metas[0]
+		// The last says it all: the guest sends probe_meta again after
+		// attaching to the scheduler's callbacks, and at the end.
+		m := metas[len(metas)-1]
 		if done != nil {
 			m = *done
 		}
-		names := make([]string, len(m.Attached))
-		for i, a := range m.Attached {
-			names[i] = esc(a.Func)
+		var kp, ops []string
+		for _, a := range m.Attached {
+			switch a.Kind {
+			case "fexit":
+				ops = append(ops, esc(a.Func)+"(ret)")
+			case "fentry":
+				ops = append(ops, esc(a.Func))
+			default:
+				kp = append(kp, esc(a.Func))
+			}
 		}
-		v.Summary = append(v.Summary, fmt.Sprintf("attached: %d kprobes: %s", len(m.Attached), strings.Join(names, " ")))
-		for _, f := range metas[0].Failed {
-			v.Summary = append(v.Summary, fmt.Sprintf("not attached: %s: %s", esc(f.Func), esc(f.Error)))
+		v.Summary = append(v.Summary, fmt.Sprintf("attached: %d kprobes: %s", len(kp), strings.Join(kp, " ")))
+		if len(ops) > 0 {
+			v.Summary = append(v.Summary, fmt.Sprintf("attached: %d probes on the scheduler's callbacks (fentry; NAME(ret): fexit): %s", len(ops), strings.Join(ops, " ")))
+		}
+		// Every frame's failures, once each: the first frame's (the
+		// kprobes) and the later ones' (the callbacks) differ.
+		shown := map[wire.ProbeAttach]bool{}
+		for _, mm := range append(metas, m) {
+			for _, f := range mm.Failed {
+				if !shown[f] {
+					shown[f] = true
+					v.Summary = append(v.Summary, fmt.Sprintf("not attached: %s: %s", esc(f.Func), esc(f.Error)))
+				}
+			}
 		}
 		if len(m.Programs) > 0 {
 			progs := make([]string, len(m.Programs))
@@ -385,6 +405,9 @@ func eventView(e *wire.ProbeEvent, ref uint64, trig bool) TimelineEvent {
 			b = fmt.Appendf(b, " code=%d", *e.ExitCode)
 		}
 	}
+	if e.Ret != nil {
+		b = fmt.Appendf(b, " ret=%d", *e.Ret)
+	}
 	if e.TaskPID != nil {
 		b = fmt.Appendf(b, " task=%d/%s", *e.TaskPID, esc(e.TaskComm))
 	}
@@ -407,7 +430,7 @@ func eventView(e *wire.ProbeEvent, ref uint64, trig bool) TimelineEvent {
 		b = fmt.Appendf(b, " on=%s", DSQName(*e.TaskDSQ))
 	}
 	if e.EnqFlags != nil {
-		if strings.HasPrefix(e.Func, "dequeue") {
+		if fn := strings.TrimPrefix(e.Func, wire.ProbeOpsPrefix); strings.HasPrefix(fn, "dequeue") || strings.HasSuffix(fn, "_dequeue") {
 			b = fmt.Appendf(b, " deq_flags=%s", DeqFlags(*e.EnqFlags))
 		} else {
 			b = fmt.Appendf(b, " enq_flags=%s", EnqFlags(*e.EnqFlags))
@@ -419,7 +442,7 @@ func eventView(e *wire.ProbeEvent, ref uint64, trig bool) TimelineEvent {
 	if e.Slice != nil {
 		b = fmt.Appendf(b, " slice=%s", fmtDur(*e.Slice))
 	}
-	if len(e.Args) > 0 && e.TaskPID == nil && e.RqCPU == nil {
+	if len(e.Args) > 0 && (e.TaskPID == nil && e.RqCPU == nil || strings.HasPrefix(e.Func, wire.ProbeOpsPrefix)) {
 		b = append(b, " args="...)
 		for i, a := range e.Args {
 			if i > 0 {

@@ -168,3 +168,56 @@ func TestReadTimeline(t *testing.T) {
 		t.Errorf("empty stream: %v %+v", err, v)
 	}
 }
+
+// TestTimelineOps: the probes on the scheduler's callbacks (fentry,
+// fexit) in the summary and the event lines, with the last probe_meta
+// (sent after the callbacks were probed) deciding what attached.
+func TestTimelineOps(t *testing.T) {
+	var b bytes.Buffer
+	enc := wire.NewEncoder(&b)
+	ip := func(v int) *int { return &v }
+	u := func(v uint64) *uint64 { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	kind, code := 1025, int64(0)
+	kp := wire.ProbeAttach{Func: "scx_ops_exit_kind", Kind: "kprobe"}
+	for _, m := range []wire.Message{
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{kp}},
+		wire.ProbeMeta{Stage: wire.ProbeStageAttached, Attached: []wire.ProbeAttach{kp, {Func: "ops:qmap_enqueue", Kind: "fentry"}},
+			Failed: []wire.ProbeAttach{{Func: "ops:qmap_dump", Kind: "fentry", Error: "load fentry: permission denied"}}},
+		wire.ProbeEvent{TimeNS: 500_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_select_cpu", TaskPID: ip(12), TaskComm: "init",
+			Ret: i64(1), Args: []uint64{0xffff888000001000, 0, 8, 0}},
+		wire.ProbeEvent{TimeNS: 4_000_000, CPU: 0, PID: 12, Comm: "init", Func: "ops:qmap_enqueue", TaskPID: ip(12), TaskComm: "init",
+			Args: []uint64{0xffff888000001000, 9, 0, 0}},
+		wire.ProbeEvent{TimeNS: 4_500_000, CPU: 1, PID: 12, Comm: "init", Func: "ops:qmap_dequeue", TaskPID: ip(13), TaskComm: "x",
+			EnqFlags: u(1), Args: []uint64{0xffff888000002000, 1, 0, 0}},
+		wire.ProbeEvent{TimeNS: 5_000_000, CPU: 0, PID: 12, Comm: "init", Func: "scx_ops_exit_kind", Trigger: true, ExitKind: &kind, ExitCode: &code},
+	} {
+		enc.Encode(m)
+	}
+	var out bytes.Buffer
+	if err := Timeline(bytes.NewReader(b.Bytes()), &out, TimelineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{
+		"attached: 1 kprobes: scx_ops_exit_kind\n",
+		"attached: 1 probes on the scheduler's callbacks (fentry; NAME(ret): fexit): ops:qmap_enqueue\n",
+		"not attached: ops:qmap_dump: load fentry: permission denied",
+		"ops:qmap_select_cpu       ret=1 task=12/init args=",
+		"-1.000   0 12/init                ops:qmap_enqueue          task=12/init args=0xffff888000001000,0x9,0x0,0x0",
+		"ops:qmap_dequeue          task=13/x deq_flags=SLEEP args=",
+		"12/init: ops:qmap_select_cpu@-4.500/cpu0 -> ops:qmap_enqueue@-1.000/cpu0",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("timeline lacks %q:\n%s", want, s)
+		}
+	}
+	// The done frame, when there is one, says it all (fexit included).
+	enc.Encode(wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: []wire.ProbeAttach{kp, {Func: "ops:qmap_enqueue", Kind: "fentry"},
+		{Func: "ops:qmap_select_cpu", Kind: "fexit"}}})
+	out.Reset()
+	Timeline(bytes.NewReader(b.Bytes()), &out, TimelineOptions{})
+	if want := "attached: 2 probes on the scheduler's callbacks (fentry; NAME(ret): fexit): ops:qmap_enqueue ops:qmap_select_cpu(ret)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("with the done frame, timeline lacks %q:\n%s", want, out.String())
+	}
+}

@@ -56,12 +56,15 @@ func TestAutoReproLab(t *testing.T) {
 		kind   int      // the trigger's exit kind
 		stack  []string // the trigger's stack holds one of these
 		victim bool     // the task the exit names was seen (its last event)
+		// lastOps is the last struct_ops callback the trigger's CPU
+		// entered before the trigger ("" any).
+		lastOps string
 	}{
 		// scx_bpf_error from qmap_enqueue: the stack runs through the
 		// BPF callback and the sched_ext core that called it.
-		{"scx_qmap -e 100", []string{"--scheduler", qmap, "--", "-e", "100"}, 1025, []string{"bpf:qmap_", "do_enqueue_task", "balance_scx"}, false},
+		{"scx_qmap -e 100", []string{"--scheduler", qmap, "--", "-e", "100"}, 1025, []string{"bpf:qmap_", "do_enqueue_task", "balance_scx"}, false, "ops:qmap_enqueue"},
 		// Stalled user threads: the watchdog's error_stall.
-		{"scx_qmap -t 10", []string{"--scheduler", qmap, "--", "-t", "10"}, 1026, []string{"scx_watchdog_workfn", "scx_tick", "check_rq_for_timeouts"}, true},
+		{"scx_qmap -t 10", []string{"--scheduler", qmap, "--", "-t", "10"}, 1026, []string{"scx_watchdog_workfn", "scx_tick", "check_rq_for_timeouts"}, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			blob := e.initramfs(t, c.args...)
@@ -89,10 +92,12 @@ func TestAutoReproLab(t *testing.T) {
 				os.WriteFile(base+".timeline.txt", tl.Bytes(), 0o644)
 				os.WriteFile(base+".repro.console", run1.console, 0o644)
 			}
-			if len(metas) != 2 || metas[0].Error != "" || len(metas[0].Attached) == 0 {
+			// Attached (kprobes), attached again (the callbacks' fentry
+			// probes, once the scheduler is enabled), done.
+			if len(metas) != 3 || metas[0].Error != "" || len(metas[0].Attached) == 0 || metas[2].Stage != wire.ProbeStageDone {
 				t.Fatalf("probe_meta frames %+v\nconsole tail:\n%s", metas, tailString(run1.console, 2000))
 			}
-			done := metas[1]
+			done := metas[2]
 			t.Logf("probes: %d attached, %d failed %v; %d events recorded, %d sent; callbacks %v",
 				len(done.Attached), len(done.Failed), done.Failed, done.Events, done.Sent, done.Programs)
 			t.Logf("second boot: wall %s vs first %s (ratio %.2f)", run1.wall.Round(100*time.Millisecond),
@@ -120,6 +125,61 @@ func TestAutoReproLab(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("trigger stack %q holds none of %q", stack, c.stack)
+			}
+			// The fentry probes on the scheduler's struct_ops callbacks:
+			// attached, and (-e) the error's own qmap_enqueue call is the
+			// last callback its CPU entered before the trigger.
+			fentry := 0
+			for _, a := range done.Attached {
+				if a.Kind == "fentry" && strings.HasPrefix(a.Func, probe.OpsPrefix) {
+					fentry++
+				}
+			}
+			if fentry == 0 {
+				t.Errorf("no fentry probe on a struct_ops callback attached; failed: %v", done.Failed)
+			}
+			// fexit on qmap_select_cpu: its return value, the CPU it
+			// picked, on some event.
+			nret := 0
+			for i := range evs {
+				e := &evs[i]
+				if e.Ret == nil {
+					continue
+				}
+				switch e.Func {
+				case probe.OpsPrefix + "qmap_select_cpu":
+					nret++
+					if *e.Ret < 0 || *e.Ret >= 64 { // the lab guest has 2 CPUs
+						t.Errorf("qmap_select_cpu returned %d: not a CPU", *e.Ret)
+					}
+				case probe.OpsPrefix + "qmap_init_task":
+					if *e.Ret != 0 {
+						t.Errorf("qmap_init_task returned %d for %s (it fails only without memory)", *e.Ret, e.TaskComm)
+					}
+				}
+			}
+			if nret == 0 {
+				t.Errorf("no ops:qmap_select_cpu event with its return value")
+			}
+			var lastOps *wire.ProbeEvent
+			nops := 0
+			for i := range evs {
+				if &evs[i] == trig {
+					break
+				}
+				if strings.HasPrefix(evs[i].Func, probe.OpsPrefix) && evs[i].Ret == nil {
+					nops++
+					if evs[i].CPU == trig.CPU {
+						lastOps = &evs[i]
+					}
+				}
+			}
+			t.Logf("%d fentry probes attached; %d ops events before the trigger, %d select_cpu returns; the trigger CPU's last: %+v", fentry, nops, nret, lastOps)
+			if c.lastOps != "" && (lastOps == nil || lastOps.Func != c.lastOps || lastOps.TaskPID == nil || lastOps.TaskComm == "") {
+				t.Errorf("the trigger CPU's last callback before the trigger: %+v, want %s with its task", lastOps, c.lastOps)
+			}
+			if nops == 0 {
+				t.Errorf("no ops event before the trigger")
 			}
 			if curated == 0 {
 				t.Errorf("no event with task and runqueue/DSQ fields before the trigger")

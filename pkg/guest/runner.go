@@ -730,8 +730,10 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 		}
 	}
 	defer endStallWatch() // the early returns below
+	probes := &probeRun{e: e}
 	if p.probe {
-		defer startProbes(e, p.probeFuncs)() // before the scheduler: its attach is in the timeline
+		probes = startProbes(e, p.probeFuncs) // before the scheduler: its attach is in the timeline
+		defer probes.stop()
 	}
 	var sp *schedProc
 	died := make(chan string, 1)
@@ -751,7 +753,8 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			e.send(wire.CheckResult{Name: CheckSchedDied, Step: checkScenarioWideID, Observed: 1, Unit: "exits", Detail: err.Error()})
 			return ExitSchedulerDied
 		}
-		ops, err := sp.waitAttach(p.attachTimeout)
+		probes.watchOps() // its callbacks, as it loads them
+		ops, err := sp.waitAttach(p.attachTimeout, probes.busy)
 		if err != nil {
 			waited := time.Since(t0)
 			if errors.Is(err, errDiedEarly) {
@@ -772,6 +775,7 @@ func execute(e *env, p *plan, topo *scenario.Topology) int {
 			return ExitNotAttached
 		}
 		attachMS := time.Since(t0).Milliseconds()
+		probes.opsLoaded() // all its callbacks are loaded now: probe them before the scenario
 		if p.kthreaddCPU >= 0 {
 			pinKthreadd(e, -1, topo.Online)
 		}

@@ -210,8 +210,10 @@ func readSys(p string) (string, error) {
 }
 
 // waitAttach polls sched_ext sysfs until the scheduler is enabled with its
-// ops registered, the process exits, or timeout passes.
-func (sp *schedProc) waitAttach(timeout time.Duration) (ops string, err error) {
+// ops registered, the process exits, or timeout plus grace() passes
+// (grace: time the init spent beside it that the scheduler waited for;
+// nil for none).
+func (sp *schedProc) waitAttach(timeout time.Duration, grace func() time.Duration) (ops string, err error) {
 	deadline := time.Now().Add(timeout)
 	why := "sched_ext sysfs absent (kernel without CONFIG_SCHED_CLASS_EXT?)"
 	for {
@@ -226,7 +228,14 @@ func (sp *schedProc) waitAttach(timeout time.Duration) (ops string, err error) {
 				return ops, nil
 			}
 		}
-		if time.Now().After(deadline) {
+		var g time.Duration
+		if grace != nil {
+			g = grace()
+		}
+		if time.Now().After(deadline.Add(g)) {
+			if g > 0 {
+				return "", fmt.Errorf("not attached after %v (+%v spent probing its callbacks): %s", timeout, g.Round(time.Millisecond), why)
+			}
 			return "", fmt.Errorf("not attached after %v: %s", timeout, why)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -36,6 +36,7 @@ type bpfEvent struct {
 	Comm           [16]int8
 	TaskComm       [16]int8
 	Text           [64]int8
+	Ret            int64
 }
 
 // Names of all BPF objects in the ELF.

@@ -12,6 +12,11 @@
 // events over as wire.ProbeEvent, with a wire.ProbeMeta that says what was
 // attached, what failed to attach and why.
 //
+// Session.WatchOps also attaches fentry programs (bpf/ops.c; fexit too
+// for select_cpu, init_task and init) to the scheduler's struct_ops
+// programs, its callbacks, as they are loaded: events named "ops:NAME"
+// (wire.ProbeOpsPrefix) in the same flight recorder (bpf/recorder.h).
+//
 // The kernel structures' fields are read with CO-RE: bpf/ktstr_types.h
 // names them, and the loader (github.com/cilium/ebpf) relocates the
 // offsets against the running kernel's BTF.

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
-// Which optional fields an event carries: enum field in bpf/probe.c.
+// Which optional fields an event carries: enum field in bpf/recorder.h.
 const (
 	fTask    = 1 << 0
 	fRq      = 1 << 1
@@ -19,11 +20,12 @@ const (
 	fStack   = 1 << 6
 	fExit    = 1 << 7
 	fTaskDSQ = 1 << 8
+	fRet     = 1 << 9
 )
 
 const stackDepth = 16
 
-// rawEvent is struct event of bpf/probe.c, byte for byte (little endian,
+// rawEvent is struct event of bpf/recorder.h, byte for byte (little endian,
 // no padding: TestRawEventLayout holds it to bpf2go's bpfEvent).
 type rawEvent struct {
 	Ts             uint64
@@ -47,6 +49,7 @@ type rawEvent struct {
 	Comm           [16]byte
 	TaskComm       [16]byte
 	Text           [64]byte
+	Ret            int64
 }
 
 // rawEventSize is sizeof(struct event).
@@ -110,6 +113,18 @@ func toWire(ev *rawEvent, funcs []string, syms *Symtab) wire.ProbeEvent {
 		p.ExitKind, p.ExitCode, p.Trigger = &k, &c, true
 	} else if ev.Fields&fArgs != 0 {
 		p.Args = append([]uint64(nil), ev.Args[:]...)
+	}
+	// enqueue(p, enq_flags) and dequeue(p, deq_flags): show the flags
+	// as the kprobes on the core's enqueue and dequeue do.
+	if op := strings.TrimPrefix(p.Func, OpsPrefix); op != p.Func && ev.Fields&fArgs != 0 {
+		if o := opOf(op); o == "enqueue" || o == "dequeue" {
+			f := ev.Args[1]
+			p.EnqFlags = &f
+		}
+	}
+	if ev.Fields&fRet != 0 {
+		r := ev.Ret
+		p.Ret = &r
 	}
 	if ev.Fields&fText != 0 {
 		p.Text = cstr(ev.Text[:])

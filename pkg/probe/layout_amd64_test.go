@@ -10,7 +10,7 @@ import (
 )
 
 func TestRawEventLayout(t *testing.T) {
-	// The hand-written rawEvent must be struct event of bpf/probe.c, as
+	// The hand-written rawEvent must be struct event of bpf/recorder.h, as
 	// bpf2go read it from the object's BTF: same fields, same sizes.
 	got, want := reflect.TypeOf(rawEvent{}), reflect.TypeOf(bpfEvent{})
 	if binary.Size(rawEvent{}) != binary.Size(bpfEvent{}) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -15,7 +16,7 @@ import (
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
 
-// slotsPerCPU is SLOTS in bpf/probe.c: the flight recorder's events per CPU.
+// slotsPerCPU is SLOTS in bpf/recorder.h: the flight recorder's events per CPU.
 const slotsPerCPU = 1024
 
 // builtin are the functions always probed, with the program that reads
@@ -52,7 +53,11 @@ type Session struct {
 	objs  bpfObjects
 	links []link.Link
 	funcs []string // cookie -> function
-	meta  wire.ProbeMeta
+	// opsProgs are the fentry programs AttachOps loaded, one per
+	// struct_ops callback.
+	opsProgs []*ebpf.Program
+	opsBusy  atomic.Int64 // ns WatchOps spent attaching
+	meta     wire.ProbeMeta
 
 	// The BPF programs' symbols, taken while the scheduler runs (its
 	// programs are gone by Stop), every snapEvery.
@@ -140,6 +145,9 @@ func Start(extra []string) (*Session, wire.ProbeMeta) {
 	return s, s.meta
 }
 
+// Meta is what is attached now.
+func (s *Session) Meta() wire.ProbeMeta { return s.meta }
+
 // Stop detaches every probe, reads the flight recorder and returns its
 // events, oldest first, with the final ProbeMeta. kallsyms ("" for
 // /proc/kallsyms) resolves their stacks.
@@ -150,6 +158,10 @@ func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {
 		l.Close()
 	}
 	s.links = nil
+	for _, p := range s.opsProgs {
+		p.Close()
+	}
+	s.opsProgs = nil
 	defer s.objs.Close()
 	meta := wire.ProbeMeta{Stage: wire.ProbeStageDone, Attached: s.meta.Attached, Failed: s.meta.Failed}
 	var errs []string

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/ktstr-go/ktstr/pkg/wire"
 )
@@ -16,6 +17,17 @@ type Session struct{}
 func Start(extra []string) (*Session, wire.ProbeMeta) {
 	return nil, wire.ProbeMeta{Stage: wire.ProbeStageAttached, Error: "probes are built for amd64 guests only, not " + runtime.GOARCH}
 }
+
+// WatchOps is never reached (Start returns no Session).
+func (s *Session) WatchOps(stop <-chan struct{}) wire.ProbeMeta {
+	return wire.ProbeMeta{Stage: wire.ProbeStageAttached}
+}
+
+// Meta is never reached (Start returns no Session).
+func (s *Session) Meta() wire.ProbeMeta { return wire.ProbeMeta{} }
+
+// OpsBusy is never reached (Start returns no Session).
+func (s *Session) OpsBusy() time.Duration { return 0 }
 
 // Stop is never reached (Start returns no Session).
 func (s *Session) Stop(kallsyms string) ([]wire.ProbeEvent, wire.ProbeMeta) {

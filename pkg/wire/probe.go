@@ -13,7 +13,10 @@ type ProbeEvent struct {
 	CPU    int    `json:"cpu"`     // the CPU the probe fired on
 	PID    int    `json:"pid"`     // the running thread
 	Comm   string `json:"comm,omitempty"`
-	Func   string `json:"func"` // the probed kernel function
+	// Func is the probed kernel function, or ProbeOpsPrefix and the
+	// name of the scheduler's struct_ops program (an fentry probe on one
+	// of its callbacks: "ops:qmap_enqueue").
+	Func string `json:"func"`
 	// Trigger marks the sched_ext exit (scx_ops_exit_kind): the event
 	// the rest of the timeline leads to.
 	Trigger bool `json:"trigger,omitempty"`
@@ -35,14 +38,19 @@ type ProbeEvent struct {
 	Args     []uint64 `json:"args,omitempty"`      // raw arguments, for functions without curated fields
 	ExitKind *int     `json:"exit_kind,omitempty"` // enum scx_exit_kind, on the trigger
 	ExitCode *int64   `json:"exit_code,omitempty"`
+	Ret      *int64   `json:"ret,omitempty"`   // a callback's return value (an fexit probe on it)
 	Text     string   `json:"text,omitempty"`  // a format string the kernel was given (scx_bpf_error, exit)
 	Stack    []string `json:"stack,omitempty"` // kernel stack, innermost first, "func+0xoff"
 }
 
+// ProbeOpsPrefix starts the Func of an fentry probe on one of the
+// scheduler's struct_ops callbacks (a BPF program): "ops:qmap_enqueue".
+const ProbeOpsPrefix = "ops:"
+
 // ProbeAttach is one probe the guest tried to attach.
 type ProbeAttach struct {
 	Func  string `json:"func"`
-	Kind  string `json:"kind"`            // kprobe
+	Kind  string `json:"kind"`            // kprobe; fentry, fexit (ProbeOpsPrefix)
 	Error string `json:"error,omitempty"` // why it did not attach (ProbeMeta.Failed)
 }
 
